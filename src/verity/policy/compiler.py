@@ -1,0 +1,272 @@
+"""Policy AST -> compiled rules: checks, plus one generated Python function per rule.
+
+A rule's function returns ``NOT_APPLICABLE`` when the request is outside the rule's
+resources, ``PASSED`` when every criterion holds, or the index of the first criterion that
+fails (criteria are ordered identity-first, so a larger index means the request came
+closer to being allowed by this rule). Simple criteria are spliced in as expressions;
+the rest are called. Constants are bound by name, never written into the source, so
+nothing from a policy file is ever executed as code.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+from ..errors import PolicyError
+from ..model import AccessRequest, Effect
+from . import ast
+from .cel import CelCheck, CelRuntime
+from .checks import Check, Test
+from .codegen import first_failure, predicate
+from .combinators import AllCheck, AnyCheck, LevelCheck, NotCheck
+from .leaves_context import (
+    DeviceFlagCheck,
+    DeviceMinOsCheck,
+    DeviceOsCheck,
+    IpRangesCheck,
+    JitGrantCheck,
+    MinTrustCheck,
+    RegionsCheck,
+    TimeWindowCheck,
+)
+from .leaves_identity import (
+    AuthenticatedCheck,
+    AuthMethodsCheck,
+    ClaimCheck,
+    GroupsCheck,
+    MaxAgeCheck,
+    MfaCheck,
+    RolesCheck,
+    ServicesCheck,
+    UsersCheck,
+)
+from .leaves_request import (
+    ActionsCheck,
+    HeaderCheck,
+    HostsCheck,
+    MethodsCheck,
+    PathsCheck,
+    RelationCheck,
+    ResourceAttrCheck,
+    ResourceTypesCheck,
+    host_matcher,
+    path_matcher,
+)
+
+NOT_APPLICABLE = -2
+PASSED = -1
+_PINS = ((False, False), (False, True), (True, False), (True, True))
+
+_LEAVES: dict[type[ast.Node], type[Check]] = {
+    ast.Authenticated: AuthenticatedCheck,
+    ast.Users: UsersCheck,
+    ast.Groups: GroupsCheck,
+    ast.Roles: RolesCheck,
+    ast.Services: ServicesCheck,
+    ast.Claim: ClaimCheck,
+    ast.Mfa: MfaCheck,
+    ast.AuthMethods: AuthMethodsCheck,
+    ast.MaxAge: MaxAgeCheck,
+    ast.DeviceFlag: DeviceFlagCheck,
+    ast.DeviceOs: DeviceOsCheck,
+    ast.DeviceMinOs: DeviceMinOsCheck,
+    ast.IpRanges: IpRangesCheck,
+    ast.Regions: RegionsCheck,
+    ast.TimeWindow: TimeWindowCheck,
+    ast.MinTrust: MinTrustCheck,
+    ast.JitGrant: JitGrantCheck,
+    ast.Actions: ActionsCheck,
+    ast.Methods: MethodsCheck,
+    ast.Paths: PathsCheck,
+    ast.Hosts: HostsCheck,
+    ast.Header: HeaderCheck,
+    ast.ResourceTypes: ResourceTypesCheck,
+    ast.ResourceAttr: ResourceAttrCheck,
+    ast.Relation: RelationCheck,
+}
+
+
+Pin = tuple[bool, bool]
+Evaluate = Callable[[AccessRequest], int]
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class CompiledRule:
+    """A rule ready to evaluate.
+
+    ``variants[pin]`` is the generated function for a request that the index has already
+    matched on exact host (``pin[0]``) and/or exact resource type (``pin[1]``): it tests
+    only the rest of the resource selector, then the conditions. Rules that differ only
+    in resources share the generated code of their conditions.
+    """
+
+    index: int
+    name: str
+    effect: Effect
+    rule: ast.Rule
+    checks: tuple[Check, ...]
+    targets: Test
+    variants: Mapping[Pin, Evaluate]
+    specific: bool
+    """The rule names resources (it is not a catch-all): preferred when explaining a deny."""
+
+    def evaluate(self, request: AccessRequest) -> int:
+        """``NOT_APPLICABLE``, ``PASSED`` or the index of the first failing check."""
+        return self.variants[False, False](request)
+
+
+class Compiler:
+    """Turns one validated policy into compiled rules, sharing compiled access levels
+    and the generated code of structurally identical rules."""
+
+    def __init__(self, policy: ast.Policy, cel: CelRuntime) -> None:
+        self.policy = policy
+        self.cel = cel
+        self.levels: dict[str, AllCheck] = {}
+        self._conditions: dict[object, tuple[list[str], dict[str, object]]] = {}
+        self._checks: dict[object, tuple[Check, ...]] = {}
+        self._functions: dict[object, Evaluate] = {}
+        self._targets: dict[object, Test] = {}
+
+    def compile_rules(self) -> tuple[CompiledRule, ...]:
+        return tuple(self.rule(rule) for rule in self.policy.rules)
+
+    def rule(self, rule: ast.Rule) -> CompiledRule:
+        shape = structure(rule.condition)
+        checks = self._checks.get(shape)
+        if checks is None:
+            checks = self._checks[shape] = self.checks(rule.condition)
+        if shape not in self._conditions:
+            expressions: list[str] = []
+            bindings: dict[str, object] = {}
+            for i, check in enumerate(checks):
+                expression, bound = check.expression(f"_c{i}")
+                expressions.append(expression)
+                bindings.update(bound)
+            self._conditions[shape] = (expressions, bindings)
+        variants = {pin: self._variant(rule, shape, _pinned(rule.targets, pin)) for pin in _PINS}
+        targets = self._target_test(rule.targets)
+        specific = _pinned(rule.targets, (False, False)) is not None
+        return CompiledRule(
+            rule.index, rule.name, rule.effect, rule, checks, targets, variants, specific
+        )
+
+    def _variant(
+        self, rule: ast.Rule, shape: object, targets: tuple[ast.Target, ...] | None
+    ) -> Evaluate:
+        key = (shape, None if targets is None else tuple(structure(t) for t in targets))
+        function = self._functions.get(key)
+        if function is None:
+            expressions, bindings = self._conditions[shape]
+            guard = None
+            if targets is not None:
+                guard, target_bindings = targets_expression(targets)
+                bindings = {**bindings, **target_bindings}
+            function = first_failure(expressions, bindings, f"rule {rule.name!r}", guard)
+            self._functions[key] = function
+        return function
+
+    def _target_test(self, targets: Sequence[ast.Target]) -> Test:
+        key = tuple(structure(t) for t in targets)
+        test = self._targets.get(key)
+        if test is None:
+            expression, bindings = targets_expression(targets)
+            test = predicate(expression, bindings, "resources")
+            self._targets[key] = test
+        return test
+
+    def checks(self, condition: ast.All) -> tuple[Check, ...]:
+        """Fresh checks for a rule's condition (their traces carry this rule's key paths)."""
+        return tuple(self.check(node) for node in condition.children)
+
+    def check(self, node: ast.Node) -> Check:
+        leaf = _LEAVES.get(type(node))
+        if leaf is not None:
+            return leaf(node)
+        if isinstance(node, ast.AnyOf):
+            return AnyCheck(node, [self.check(c) for c in node.children])  # type: ignore[arg-type]
+        if isinstance(node, ast.All):
+            return AllCheck(node, [self.check(c) for c in node.children])
+        if isinstance(node, ast.Not):
+            return NotCheck(node, self.check(node.child))
+        if isinstance(node, ast.LevelRef):
+            return LevelCheck(node, self.level(node.name))
+        if isinstance(node, ast.Cel):
+            return CelCheck(node, self.cel)
+        raise PolicyError(f"no compiled form for {type(node).__name__}")
+
+    def level(self, name: str) -> AllCheck:
+        compiled = self.levels.get(name)
+        if compiled is None:
+            body = self.policy.access_levels[name]
+            compiled = AllCheck(body, [self.check(c) for c in body.children])
+            self.levels[name] = compiled
+        return compiled
+
+
+def _pinned(targets: tuple[ast.Target, ...], pin: Pin) -> tuple[ast.Target, ...] | None:
+    """The selectors left to test once the index matched host/type exactly (None: nothing)."""
+    if len(targets) != 1 or pin == (False, False):
+        rest = targets
+    else:
+        (target,) = targets
+        rest = (
+            dataclasses.replace(
+                target,
+                hosts=() if pin[0] else target.hosts,
+                types=frozenset() if pin[1] else target.types,
+            ),
+        )
+    if all(not (t.hosts or t.types or t.actions or t.methods or t.paths) for t in rest):
+        return None
+    return rest
+
+
+def structure(node: object) -> object:
+    """A hashable description of a node without its key paths: equal for rules that
+    differ only in where they were written."""
+    if isinstance(node, ast.Node | ast.Target):
+        fields = dataclasses.fields(node)
+        return (
+            type(node).__name__,
+            *(structure(getattr(node, f.name)) for f in fields if f.name != "path"),
+        )
+    if isinstance(node, Mapping):
+        return tuple(sorted((str(k), structure(v)) for k, v in node.items()))
+    if isinstance(node, tuple | list):
+        return tuple(structure(v) for v in node)
+    if isinstance(node, frozenset | set):
+        return frozenset(structure(v) for v in node)
+    return node
+
+
+def targets_expression(targets: Sequence[ast.Target]) -> tuple[str, dict[str, object]]:
+    """An expression for a rule's resource selectors (any selector may match)."""
+    expressions: list[str] = []
+    bindings: dict[str, object] = {}
+    for i, target in enumerate(targets):
+        parts = _target_parts(target, f"_t{i}", bindings)
+        expressions.append(" and ".join(parts) if parts else "True")
+    return " or ".join(f"({e})" for e in expressions), bindings
+
+
+def _target_parts(target: ast.Target, name: str, bindings: dict[str, object]) -> list[str]:
+    parts: list[str] = []
+    if target.types:
+        bindings[f"{name}_types"] = target.types
+        parts.append(f"r.resource.type in {name}_types")
+    if target.actions:
+        bindings[f"{name}_actions"] = target.actions
+        parts.append(f"r.action in {name}_actions")
+    if target.hosts:
+        bindings[f"{name}_hosts"] = host_matcher(target.hosts)
+        parts.append(f"{name}_hosts(r)")
+    if target.methods:
+        bindings[f"{name}_methods"] = target.methods
+        parts.append(f"(r.http is not None and r.http.method in {name}_methods)")
+    if target.paths:
+        bindings[f"{name}_paths"] = path_matcher(target.paths)
+        parts.append(f"{name}_paths(r)")
+    return parts

@@ -1,0 +1,220 @@
+"""The policy decision point: ``Engine.decide(request) -> Decision``, pure and fail-closed.
+
+Deny overrides allow: a deny rule whose criteria all hold decides first; otherwise the
+first allow rule (in policy order) whose criteria all hold allows; otherwise the request
+is denied by default, with the reason taken from the allow rule that came closest. Any
+unexpected exception denies with reason ``internal_error``. No I/O happens here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from ..errors import CelError
+from ..ids import new_decision_id
+from ..model import AccessRequest, Decision, Effect, Obligation, Reason
+from . import ast
+from .checks import Check, Trace
+from .compiler import PASSED, CompiledRule, Compiler
+from .index import RuleIndex
+
+ALLOW = Effect.ALLOW
+
+
+@dataclass(frozen=True, slots=True)
+class RuleExplanation:
+    """How one rule saw the request: applicable or not, and every criterion's outcome."""
+
+    name: str
+    effect: Effect
+    applicable: bool
+    matched: bool
+    criteria: tuple[Trace, ...]
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Explanation:
+    decision: Decision
+    rules: tuple[RuleExplanation, ...]
+
+
+class Engine:
+    """A compiled policy. Build it with ``verity.policy.compile_policy``."""
+
+    def __init__(
+        self, policy: ast.Policy, rules: Sequence[CompiledRule], compiler: Compiler
+    ) -> None:
+        self.policy = policy
+        self._compiler = compiler
+        self.version = policy.version
+        self.rules = tuple(rules)
+        self._index = RuleIndex(self.rules)
+        self._candidates = self._index.candidates
+
+    def decide(self, request: AccessRequest) -> Decision:
+        """Decide one request. Never raises: an internal failure is a deny."""
+        try:
+            return self._decide(request)
+        except Exception as exc:  # noqa: BLE001 - fail closed on anything
+            return self._internal_error(exc)
+
+    def _decide(self, request: AccessRequest) -> Decision:
+        deny_functions, deny_rules, allow_functions, allow_rules = self._candidates(request)
+        for i, evaluate in enumerate(deny_functions):
+            try:
+                outcome = evaluate(request)
+            except CelError as exc:
+                return self._denied_by(deny_rules[i], request, cel_error=exc)
+            if outcome == PASSED:
+                return self._denied_by(deny_rules[i], request)
+        closest = -1
+        closest_at = -1
+        for i, evaluate in enumerate(allow_functions):
+            try:
+                outcome = evaluate(request)
+            except CelError:
+                outcome = 0
+            if outcome == PASSED:
+                return Decision(ALLOW, allow_rules[i].name, new_decision_id(), self.version)
+            if outcome > closest_at:
+                closest, closest_at = i, outcome
+        if closest >= 0 and closest_at == 0 and not allow_rules[closest].specific:
+            closest = _prefer_specific(request, allow_functions, allow_rules, closest)
+        rule = allow_rules[closest] if closest >= 0 else None
+        return self._default_deny(request, rule, closest_at)
+
+    def _denied_by(
+        self, rule: CompiledRule, request: AccessRequest, cel_error: CelError | None = None
+    ) -> Decision:
+        if cel_error is not None:
+            message = f"denied: policy rule '{rule.name}' could not be evaluated"
+            reason = Reason("rule.error", message, rule.name)
+        elif rule.rule.message:
+            reason = Reason("rule.deny", rule.rule.message, rule.name, rule.rule.hint)
+        else:
+            reason = Reason(
+                "rule.deny", "", rule.name, rule.rule.hint, _deny_message(rule), request
+            )
+        return Decision(Effect.DENY, rule.name, new_decision_id(), self.version, (reason,))
+
+    def _default_deny(
+        self, request: AccessRequest, closest: CompiledRule | None, at: int
+    ) -> Decision:
+        if closest is None:
+            reason = Reason(
+                "no_matching_rule",
+                f"no policy rule grants access to {_describe(request)}",
+                None,
+                "request access from an administrator",
+            )
+            return Decision(Effect.DENY, None, new_decision_id(), self.version, (reason,))
+        failing = closest.checks[at]
+        try:
+            leaf = failing.leaf(request)
+        except CelError as exc:
+            reason = Reason(
+                "rule.error",
+                f"condition of rule '{closest.name}' could not be evaluated: {exc.message}",
+                closest.name,
+            )
+            return Decision(Effect.DENY, None, new_decision_id(), self.version, (reason,))
+        hint = closest.rule.hint or leaf.hint
+        if closest.rule.message:
+            reason = Reason(leaf.code, closest.rule.message, closest.name, hint)
+        else:
+            reason = Reason(leaf.code, "", closest.name, hint, failing.failure_message, request)
+        obligations = (Obligation(leaf.obligation, closest.name),) if leaf.obligation else ()
+        return Decision(Effect.DENY, None, new_decision_id(), self.version, (reason,), obligations)
+
+    def _internal_error(self, exc: Exception) -> Decision:
+        reason = Reason(
+            "internal_error", f"access denied: internal error while deciding ({type(exc).__name__})"
+        )
+        return Decision(Effect.DENY, None, new_decision_id(), self.version, (reason,))
+
+    def explain(self, request: AccessRequest, *, all_rules: bool = False) -> Explanation:
+        """The decision plus every rule considered and each criterion's outcome.
+
+        Only rules whose resources cover the request are listed unless ``all_rules``.
+        """
+        decision = self.decide(request)
+        explained = []
+        for rule in self.rules:
+            applicable = bool(rule.targets(request))
+            if not applicable and not all_rules:
+                continue
+            checks = self._compiler.checks(rule.rule.condition)
+            explained.append(_explain_rule(rule, checks, request, applicable))
+        return Explanation(decision, tuple(explained))
+
+
+def _explain_rule(
+    rule: CompiledRule, checks: Sequence[Check], request: AccessRequest, applicable: bool
+) -> RuleExplanation:
+    traces: list[Trace] = []
+    error: str | None = None
+    for check in checks:
+        try:
+            traces.append(check.trace(request))
+        except CelError as exc:
+            error = exc.message
+            traces.append(
+                Trace(
+                    check.node.path,
+                    check.code,
+                    False,
+                    check.expected(),
+                    "(error)",
+                    error=exc.message,
+                )
+            )
+    try:
+        matched = applicable and rule.evaluate(request) == PASSED
+    except CelError as exc:
+        matched, error = rule.effect is Effect.DENY, exc.message
+    return RuleExplanation(rule.name, rule.effect, applicable, matched, tuple(traces), error)
+
+
+def _prefer_specific(
+    request: AccessRequest,
+    functions: Sequence[Callable[[AccessRequest], int]],
+    rules: Sequence[CompiledRule],
+    closest: int,
+) -> int:
+    """When no rule got past its first criterion, explain with a rule written for this
+    resource rather than a catch-all (deny path only)."""
+    for i, rule in enumerate(rules):
+        if rule.specific:
+            try:
+                if functions[i](request) == 0:
+                    return i
+            except CelError:
+                continue
+    return closest
+
+
+def _deny_message(rule: CompiledRule) -> Callable[[AccessRequest], str]:
+    def render(request: AccessRequest) -> str:
+        held = "; ".join(f"{c.expected()} (observed: {c.observed(request)})" for c in rule.checks)
+        return f"denied by policy rule '{rule.name}'" + (f": {held}" if held else "")
+
+    return render
+
+
+def _describe(request: AccessRequest) -> str:
+    parts = []
+    if request.http is not None:
+        parts.append(f"{request.http.method} {request.http.host}{request.http.path}")
+    if request.resource.type is not None:
+        parts.append(
+            f"{request.action or 'access'} on {request.resource.type}"
+            + (f" {request.resource.id}" if request.resource.id else "")
+        )
+    elif request.action:
+        parts.append(f"action {request.action}")
+    return " / ".join(parts) or "this resource"
+
+
+__all__ = ["Engine", "Explanation", "RuleExplanation"]

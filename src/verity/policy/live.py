@@ -1,0 +1,81 @@
+"""A policy file in force, reloadable without ever being half-loaded.
+
+``LivePolicy`` holds the compiled engine of the last good version of a file. ``reload()``
+reads, validates and compiles the new version completely before swapping one reference,
+so a request sees either the old engine or the new one; a bad new file leaves the old
+policy in force and the result says why. This module reads files: it belongs to the edge
+(gateway, CLI), not to the pure engine.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import PolicyLoadError, Problem
+from ..model import AccessRequest, Decision
+from .engine import Engine
+
+
+@dataclass(frozen=True, slots=True)
+class ReloadResult:
+    """What a reload did: ``changed`` (a new version is in force) or ``problems`` (kept the old)."""
+
+    changed: bool
+    version: str
+    problems: tuple[Problem, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+class LivePolicy:
+    """The engine compiled from ``path``, swapped atomically on successful reloads."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self._lock = threading.Lock()
+        self._digest = ""
+        self._engine = self._load()
+
+    @property
+    def engine(self) -> Engine:
+        return self._engine
+
+    @property
+    def version(self) -> str:
+        return self._engine.version
+
+    def decide(self, request: AccessRequest) -> Decision:
+        return self._engine.decide(request)
+
+    def _load(self) -> Engine:
+        from . import compile_policy, load_policy_file  # noqa: PLC0415 - avoid an import cycle
+
+        data = _read(self.path)
+        engine = compile_policy(load_policy_file(self.path))
+        self._digest = hashlib.sha256(data).hexdigest()
+        return engine
+
+    def reload(self, *, force: bool = False) -> ReloadResult:
+        """Load the file again; unchanged bytes are skipped unless ``force``."""
+        with self._lock:
+            try:
+                if not force and hashlib.sha256(_read(self.path)).hexdigest() == self._digest:
+                    return ReloadResult(changed=False, version=self.version)
+                engine = self._load()
+            except PolicyLoadError as exc:
+                return ReloadResult(changed=False, version=self.version, problems=exc.problems)
+            changed = engine.version != self._engine.version
+            self._engine = engine
+            return ReloadResult(changed=changed, version=engine.version)
+
+
+def _read(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise PolicyLoadError(str(path), [Problem("", f"cannot read file: {exc}")]) from None

@@ -1,0 +1,222 @@
+"""Policy documents: YAML file or mapping -> validated ``ast.Policy``, all or nothing.
+
+Every problem in the document is collected (file, key path, message) and raised together
+as one ``PolicyLoadError``; a policy with any problem is never half-loaded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from .. import yamlio
+from ..errors import PolicyLoadError, Problem
+from ..model import Effect
+from . import ast, values
+from .parse import ParseContext, block, strings, unknown
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
+_TOP_KEYS = ("version", "access_levels", "rules")
+_RULE_KEYS = ("name", "description", "resources", "allow", "deny", "message", "hint")
+_TARGET_KEYS = {
+    "host": "hosts",
+    "hosts": "hosts",
+    "method": "methods",
+    "methods": "methods",
+    "path": "paths",
+    "paths": "paths",
+    "type": "types",
+    "types": "types",
+    "action": "actions",
+    "actions": "actions",
+}
+
+CelCheck = Callable[[str], None]
+
+
+def load_policy_file(path: str | Path, *, cel_check: CelCheck | None = None) -> ast.Policy:
+    """Read and validate a policy file; raises ``PolicyLoadError`` naming every problem."""
+    source = str(path)
+    try:
+        document = yamlio.load_file(path)
+    except yamlio.YamlProblem as exc:
+        raise PolicyLoadError(source, [exc.problem]) from None
+    return parse_policy(document, source=source, cel_check=cel_check)
+
+
+def load_policy_text(
+    text: str, *, source: str = "<text>", cel_check: CelCheck | None = None
+) -> ast.Policy:
+    try:
+        document = yamlio.loads(text)
+    except yamlio.YamlProblem as exc:
+        raise PolicyLoadError(source, [exc.problem]) from None
+    return parse_policy(document, source=source, cel_check=cel_check)
+
+
+def parse_policy(
+    document: Any, *, source: str = "<memory>", cel_check: CelCheck | None = None
+) -> ast.Policy:
+    """Validate a policy document (already parsed YAML/JSON) into an ``ast.Policy``."""
+    problems: list[Problem] = []
+    if not isinstance(document, dict):
+        raise PolicyLoadError(
+            source,
+            [Problem("", "a policy is a mapping with 'rules' (and optionally 'access_levels')")],
+        )
+    ctx = ParseContext(problems, cel_check=cel_check)
+    for key in document:
+        if key not in _TOP_KEYS:
+            unknown(ctx, str(key), str(key), _TOP_KEYS, "top-level key")
+    if document.get("version", 1) != 1:
+        ctx.problem("version", "unsupported policy version (this Verity reads version 1)")
+    levels = _levels(document.get("access_levels") or {}, ctx)
+    rules = _rules(document.get("rules"), ctx)
+    if problems:
+        raise PolicyLoadError(source, problems)
+    digest = hashlib.sha256(json.dumps(document, sort_keys=True, default=str).encode()).hexdigest()
+    return ast.Policy(rules=tuple(rules), access_levels=levels, source=source, version=digest)
+
+
+def _levels(raw: Any, ctx: ParseContext) -> dict[str, ast.All]:
+    if not isinstance(raw, dict):
+        ctx.problem("access_levels", "expected a mapping of level name to condition block")
+        return {}
+    names = [str(k) for k in raw]
+    for name in names:
+        if not _NAME.match(name):
+            ctx.problem(
+                f"access_levels.{name}", "a level name uses letters, digits, '_', '-', '.', ':'"
+            )
+    ctx.level_names = frozenset(names)
+    levels = {str(name): block(body, f"access_levels.{name}", ctx) for name, body in raw.items()}
+    _check_level_cycles(levels, ctx)
+    return levels
+
+
+def _check_level_cycles(levels: dict[str, ast.All], ctx: ParseContext) -> None:
+    def refs(node: ast.Node) -> list[str]:
+        if isinstance(node, ast.LevelRef):
+            return [node.name]
+        if isinstance(node, ast.All | ast.AnyOf):
+            return [r for child in node.children for r in refs(child)]
+        if isinstance(node, ast.Not):
+            return refs(node.child)
+        return []
+
+    graph = {name: refs(body) for name, body in levels.items()}
+    state: dict[str, int] = {}
+
+    def visit(name: str, trail: list[str]) -> None:
+        if state.get(name) == 2:
+            return
+        if state.get(name) == 1:
+            cycle = " -> ".join([*trail[trail.index(name) :], name])
+            ctx.problem(
+                f"access_levels.{name}", f"access levels refer to each other in a cycle: {cycle}"
+            )
+            return
+        state[name] = 1
+        for ref in graph.get(name, []):
+            visit(ref, [*trail, name])
+        state[name] = 2
+
+    for name in graph:
+        visit(name, [])
+
+
+def _rules(raw: Any, ctx: ParseContext) -> list[ast.Rule]:
+    if not isinstance(raw, list):
+        ctx.problem("rules", "required: a list of rules")
+        return []
+    rules: list[ast.Rule] = []
+    seen: dict[str, int] = {}
+    for i, body in enumerate(raw):
+        rule = _rule(body, f"rules[{i}]", len(rules), ctx)
+        if rule is None:
+            continue
+        if rule.name in seen:
+            ctx.problem(
+                f"rules[{i}].name",
+                f"duplicate rule name {rule.name!r} (also rules[{seen[rule.name]}])",
+            )
+        seen.setdefault(rule.name, i)
+        rules.append(rule)
+    return rules
+
+
+def _rule(body: Any, path: str, index: int, ctx: ParseContext) -> ast.Rule | None:
+    if not isinstance(body, dict):
+        ctx.problem(path, "a rule is a mapping with 'name' and 'allow' or 'deny'")
+        return None
+    for key in body:
+        if key not in _RULE_KEYS:
+            unknown(ctx, f"{path}.{key}", str(key), _RULE_KEYS, "rule key")
+    name = body.get("name")
+    if not isinstance(name, str) or not _NAME.match(name):
+        ctx.problem(
+            f"{path}.name", "required: a name of letters, digits, '_', '-', '.', ':' (max 128)"
+        )
+        name = f"<{path}>"
+    if ("allow" in body) == ("deny" in body):
+        ctx.problem(path, "a rule has exactly one of 'allow' or 'deny'")
+        return None
+    effect = Effect.ALLOW if "allow" in body else Effect.DENY
+    key = effect.value
+    condition = block(body[key], f"{path}.{key}", ctx)
+    targets = _targets(body.get("resources"), f"{path}.resources", ctx)
+    texts = {k: body.get(k) for k in ("description", "message", "hint")}
+    for k, v in texts.items():
+        if v is not None and not isinstance(v, str):
+            ctx.problem(f"{path}.{k}", "expected a string")
+    return ast.Rule(
+        index=index,
+        name=name,
+        effect=effect,
+        targets=targets,
+        condition=condition,
+        path=path,
+        description=str(texts["description"] or ""),
+        message=texts["message"] if isinstance(texts["message"], str) else None,
+        hint=texts["hint"] if isinstance(texts["hint"], str) else None,
+    )
+
+
+def _targets(raw: Any, path: str, ctx: ParseContext) -> tuple[ast.Target, ...]:
+    if raw is None:
+        return (ast.Target(path),)
+    items = raw if isinstance(raw, list) else [raw]
+    if not items:
+        ctx.problem(path, "must not be empty (omit 'resources' to match every request)")
+    return tuple(_target(item, f"{path}[{i}]", ctx) for i, item in enumerate(items))
+
+
+def _target(raw: Any, path: str, ctx: ParseContext) -> ast.Target:
+    if not isinstance(raw, dict) or not raw:
+        ctx.problem(path, "expected a mapping (hosts, methods, paths, types, actions)")
+        return ast.Target(path)
+    fields: dict[str, Any] = {}
+    for key, value in raw.items():
+        field = _TARGET_KEYS.get(str(key))
+        where = f"{path}.{key}"
+        if field is None:
+            unknown(ctx, where, str(key), sorted(set(_TARGET_KEYS.values())), "resource selector")
+        elif field in fields:
+            ctx.problem(where, f"'{field}' given twice (singular and plural)")
+        else:
+            fields[field] = _target_field(field, value, where, ctx)
+    return ast.Target(path, **fields)
+
+
+def _target_field(field: str, value: Any, path: str, ctx: ParseContext) -> Any:
+    if field == "hosts":
+        return tuple(strings(value, path, ctx, values.host_pattern))
+    if field == "paths":
+        return tuple(strings(value, path, ctx, values.path_glob))
+    if field == "methods":
+        return frozenset(strings(value, path, ctx, values.method))
+    return frozenset(strings(value, path, ctx))

@@ -15,6 +15,7 @@ $(STAMP): pyproject.toml
 
 $(BENCH_STAMP): $(STAMP) benchmarks/requirements.txt
 	$(BIN)/python -m pip install --quiet -r benchmarks/requirements.txt
+	$(BIN)/python -m pip install --quiet --ignore-requires-python opa-golib-python-bindings==0.4.4
 	touch $(BENCH_STAMP)
 
 run: $(STAMP)

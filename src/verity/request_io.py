@@ -179,6 +179,7 @@ def request_from_mapping(
 
 
 def load_request_file(path: str | Path) -> AccessRequest:
+    """Read and validate a request document (YAML or JSON); raises ``RequestError``."""
     source = str(path)
     try:
         data = yamlio.load_file(path)

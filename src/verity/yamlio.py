@@ -33,6 +33,8 @@ class _StrictLoader(yaml.SafeLoader):
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen: dict[Any, yaml.Node] = {}
         for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue  # `<<: *defaults` merges; explicit keys may override merged ones
             key = self.construct_object(key_node, deep=deep)
             try:
                 hash(key)
@@ -62,6 +64,7 @@ _add(
     r"^[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?$",
     list("-+.0123456789"),
 )
+_add("tag:yaml.org,2002:merge", r"^(?:<<)$", ["<"])
 _add("tag:yaml.org,2002:null", r"^(?:~|null|Null|NULL|)$", ["~", "n", "N", ""])
 
 

@@ -51,6 +51,8 @@ class AllCheck(Check):
         return None
 
     def expected(self) -> str:
+        if len(self.children) == 1:
+            return self.children[0].expected()
         return (
             "all of: " + "; ".join(c.expected() for c in self.children)
             if self.children
@@ -126,6 +128,11 @@ class NotCheck(Check):
         super().__init__(node)
 
     def build(self) -> Test:
+        inner = self.child
+        while isinstance(inner, AllCheck) and len(inner.children) == 1:
+            inner = inner.children[0]
+        self.inner = inner
+        self.code = f"not.{inner.code}"
         test = self.child.test
         return lambda r: not test(r)
 
@@ -137,10 +144,10 @@ class NotCheck(Check):
         return f"not ({self.child.expected()})"
 
     def observed(self, request: AccessRequest) -> str:
-        return self.child.observed(request)
+        return self.inner.observed(request)
 
     def message(self, request: AccessRequest) -> str:
-        return f"must not match: {self.child.expected()} (observed: {self.child.observed(request)})"
+        return f"must not match: {self.inner.expected()} (observed: {self.inner.observed(request)})"
 
     def trace(self, request: AccessRequest) -> Trace:
         inner = self.child.trace(request)

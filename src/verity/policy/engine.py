@@ -32,10 +32,15 @@ class RuleExplanation:
     matched: bool
     criteria: tuple[Trace, ...]
     error: str | None = None
+    index: int = 0
+    path: str = ""
+    description: str = ""
 
 
 @dataclass(frozen=True, slots=True)
 class Explanation:
+    """The decision for a request and how every rule considered saw it."""
+
     decision: Decision
     rules: tuple[RuleExplanation, ...]
 
@@ -174,7 +179,17 @@ def _explain_rule(
         matched = applicable and rule.evaluate(request) == PASSED
     except CelError as exc:
         matched, error = rule.effect is Effect.DENY, exc.message
-    return RuleExplanation(rule.name, rule.effect, applicable, matched, tuple(traces), error)
+    return RuleExplanation(
+        rule.name,
+        rule.effect,
+        applicable,
+        matched,
+        tuple(traces),
+        error,
+        index=rule.index,
+        path=rule.rule.path,
+        description=rule.rule.description,
+    )
 
 
 def _prefer_specific(

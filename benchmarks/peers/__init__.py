@@ -1,0 +1,1 @@
+"""Peer policy engines (OPA, regorus, Cedar, Casbin) for the policy-engine benchmark."""

@@ -1,0 +1,53 @@
+"""The ``verity`` command line: ``verity policy check|test|explain``, ``verity version``.
+
+Exit codes: 0 success, 1 invalid input or failed tests, 2 usage error. Human output is
+rendered with Rich; ``--json`` prints one machine-readable document. Errors go to stderr
+and never as a Python traceback: every ``VerityError`` is printed as the problems it
+carries.
+"""
+
+from __future__ import annotations
+
+from importlib import metadata
+from typing import Annotated
+
+import typer
+
+from . import render
+from .policy import policy_app
+
+app = typer.Typer(
+    name="verity",
+    help="Verity: a zero-trust access platform.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_show_locals=False,  # locals may hold tokens or secrets
+)
+app.add_typer(policy_app, name="policy")
+
+
+def package_version() -> str:
+    """The installed version of the ``verity`` distribution."""
+    try:
+        return metadata.version("verity")
+    except metadata.PackageNotFoundError:
+        return "0+unknown"
+
+
+@app.command("version")
+def version(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Print the Verity version."""
+    if as_json:
+        render.print_json({"name": "verity", "version": package_version()})
+    else:
+        render.stdout().print(f"verity {package_version()}")
+
+
+def main() -> None:
+    """Console-script entry point (``verity``)."""
+    app()
+
+
+__all__ = ["app", "main"]

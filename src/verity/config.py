@@ -1,0 +1,150 @@
+"""``verity.yaml``: the typed configuration schema, loading, and safe dumping.
+
+One pydantic model is the single source of truth for every setting: its type, default
+and documentation. Unknown keys are errors (a typo must not silently fall back to a
+default), every error names its key path (``server.port: Input should be ...``), and
+secrets are ``SecretStr`` or URLs whose passwords are masked in dumps and reprs.
+
+Each later subsystem adds its own section model here (identity, audit, ...).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from . import yamlio
+from .errors import ConfigError, Problem
+from .request_io import problems_of
+
+CONFIG_ENV = "VERITY_CONFIG"
+DEFAULT_FILE = "verity.yaml"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ServerConfig(_Section):
+    """Where the gateway listens and which proxies in front of it are trusted."""
+
+    host: str = Field(default="127.0.0.1", description="Address to bind.")
+    port: int = Field(default=8080, ge=1, le=65535, description="TCP port to bind.")
+    trusted_proxies: list[str] = Field(
+        default_factory=list,
+        description="CIDRs of reverse proxies whose X-Forwarded-For is believed (none by default).",
+    )
+    trusted_hops: int = Field(default=0, ge=0, le=10, description="Trusted proxy hops in front.")
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _cidrs(cls, value: list[str]) -> list[str]:
+        for item in value:
+            ipaddress.ip_network(item, strict=True)
+        return value
+
+
+class PolicyConfig(_Section):
+    """The policy file in force."""
+
+    path: Path = Field(default=Path("policy.yaml"), description="Policy file (YAML).")
+    reload_seconds: float = Field(default=5.0, ge=0, description="Poll interval; 0 = never.")
+
+
+class StoreConfig(_Section):
+    """Durable and shared state (see docs)."""
+
+    url: str = Field(
+        default="sqlite:///verity.db", description="sqlite:///PATH or postgresql://..."
+    )
+    redis_url: str | None = Field(default=None, description="redis://... for many nodes.")
+
+    @field_validator("url")
+    @classmethod
+    def _store_url(cls, value: str) -> str:
+        scheme = urlsplit(value).scheme
+        if scheme not in ("sqlite", "postgresql", "postgres"):
+            raise ValueError("use sqlite:///PATH or postgresql://USER@HOST/DB")
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, value: str | None) -> str | None:
+        if value is not None and urlsplit(value).scheme not in ("redis", "rediss"):
+            raise ValueError("use redis://HOST:PORT/DB or rediss://...")
+        return value
+
+    def __repr_args__(self) -> Any:
+        for name, value in super().__repr_args__():
+            yield name, mask_url(value) if isinstance(value, str) else value
+
+
+class VerityConfig(_Section):
+    """The whole configuration; every section has safe defaults."""
+
+    server: ServerConfig = Field(default_factory=ServerConfig)
+    policy: PolicyConfig = Field(default_factory=PolicyConfig)
+    store: StoreConfig = Field(default_factory=StoreConfig)
+
+
+def parse_config(data: Any, *, source: str = "<config>") -> VerityConfig:
+    """Validate a configuration mapping; raises ``ConfigError`` naming every problem."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(source, [Problem("", "the configuration is a mapping of sections")])
+    try:
+        return VerityConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(source, problems_of(exc)) from None
+
+
+def load_config(path: str | Path | None = None) -> VerityConfig:
+    """Load ``path``, else ``$VERITY_CONFIG``, else ``./verity.yaml`` if present, else defaults.
+
+    Relative paths inside the file (``policy.path``) are resolved against its folder.
+    """
+    chosen = path or os.environ.get(CONFIG_ENV)
+    if chosen is None:
+        if not Path(DEFAULT_FILE).exists():
+            return VerityConfig()
+        chosen = DEFAULT_FILE
+    source = str(chosen)
+    try:
+        data = yamlio.load_file(chosen)
+    except yamlio.YamlProblem as exc:
+        raise ConfigError(source, [exc.problem]) from None
+    config = parse_config(data, source=source)
+    base = Path(chosen).resolve().parent
+    if not config.policy.path.is_absolute():
+        policy = config.policy.model_copy(update={"path": base / config.policy.path})
+        config = config.model_copy(update={"policy": policy})
+    return config
+
+
+def mask_url(url: str) -> str:
+    """``postgresql://app:s3cret@db/verity`` -> ``postgresql://app:***@db/verity``."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.hostname or ""
+    netloc = f"{user}:***@{host}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+def dump_config(config: VerityConfig) -> dict[str, Any]:
+    """The configuration as plain data with every secret masked (for logs and `config show`).
+
+    ``SecretStr`` fields dump as ``**********``; URLs keep everything but the password."""
+    data = config.model_dump(mode="json")
+    store = data["store"]
+    store["url"] = mask_url(store["url"])
+    if store.get("redis_url"):
+        store["redis_url"] = mask_url(store["redis_url"])
+    return data

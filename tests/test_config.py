@@ -1,0 +1,87 @@
+"""verity.yaml loading: defaults, key-path errors, relative paths, masked secrets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from verity.config import dump_config, load_config, mask_url, parse_config
+from verity.errors import ConfigError
+
+
+def test_defaults_are_safe_and_local() -> None:
+    config = parse_config({})
+    assert config.server.host == "127.0.0.1"
+    assert config.server.trusted_proxies == []
+    assert config.store.url.startswith("sqlite:///")
+
+
+@pytest.mark.parametrize(
+    ("data", "path", "fragment"),
+    [
+        ({"server": {"port": 70000}}, "server.port", "less than or equal"),
+        ({"server": {"prot": 1}}, "server.prot", "Extra inputs"),
+        ({"serverr": {}}, "serverr", "Extra inputs"),
+        ({"server": {"trusted_proxies": ["10.0.0.1/8"]}}, "server.trusted_proxies", "host bits"),
+        ({"store": {"url": "mysql://x"}}, "store.url", "sqlite:///PATH"),
+        ({"store": {"redis_url": "http://x"}}, "store.redis_url", "redis://"),
+    ],
+)
+def test_every_error_names_its_key_path(data: dict[str, object], path: str, fragment: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_config(data, source="verity.yaml")
+    found = {p.path: p.message for p in caught.value.problems}
+    assert path in found, found
+    assert fragment in found[path]
+    assert "verity.yaml" in str(caught.value)
+
+
+def test_load_resolves_policy_path_relative_to_the_file(tmp_path: Path) -> None:
+    (tmp_path / "verity.yaml").write_text(
+        "policy: {path: policies/main.yaml}\nserver: {port: 9000}\n"
+    )
+    config = load_config(tmp_path / "verity.yaml")
+    assert config.policy.path == tmp_path / "policies" / "main.yaml"
+    assert config.server.port == 9000
+
+
+def test_env_var_names_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "other.yaml").write_text("server: {port: 9100}\n")
+    monkeypatch.setenv("VERITY_CONFIG", str(tmp_path / "other.yaml"))
+    assert load_config().server.port == 9100
+
+
+def test_without_a_file_defaults_apply(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("VERITY_CONFIG", raising=False)
+    monkeypatch.chdir(tmp_path)
+    assert load_config().server.port == 8080
+
+
+def test_yaml_errors_are_config_errors(tmp_path: Path) -> None:
+    (tmp_path / "v.yaml").write_text("server: {port: 1}\nserver: {port: 2}\n")
+    with pytest.raises(ConfigError) as caught:
+        load_config(tmp_path / "v.yaml")
+    assert "duplicate key 'server'" in str(caught.value)
+
+
+def test_secrets_never_appear_in_dumps_or_reprs() -> None:
+    config = parse_config(
+        {
+            "store": {
+                "url": "postgresql://app:s3cret@db:5432/verity",
+                "redis_url": "redis://:hunter2@cache:6379/0",
+            }
+        }
+    )
+    dumped = dump_config(config)
+    assert dumped["store"]["url"] == "postgresql://app:***@db:5432/verity"
+    assert "hunter2" not in str(dumped)
+    assert "s3cret" not in repr(config)
+    assert "hunter2" not in repr(config.store)
+    assert config.store.url.endswith("s3cret@db:5432/verity")  # the real value stays usable
+
+
+def test_mask_url_leaves_urls_without_password_alone() -> None:
+    assert mask_url("sqlite:///verity.db") == "sqlite:///verity.db"
+    assert mask_url("postgresql://app@db/verity") == "postgresql://app@db/verity"

@@ -4,9 +4,8 @@ The public facade: the values that flow through Verity, its errors, and the poli
 engine. Everything else is reached through its package (``verity.policy``, ...).
 """
 
-from __future__ import annotations
-
-from importlib.metadata import PackageNotFoundError, version
+from importlib.metadata import PackageNotFoundError as _PackageNotFoundError
+from importlib.metadata import version as _version
 
 from .errors import CelError as CelError
 from .errors import ConfigError as ConfigError
@@ -34,8 +33,8 @@ from .policy import load_policy as load_policy
 from .policy import load_policy_file as load_policy_file
 
 try:
-    __version__ = version("verity")
-except PackageNotFoundError:  # pragma: no cover - running from a source tree
+    __version__ = _version("verity")
+except _PackageNotFoundError:  # pragma: no cover - running from a source tree
     __version__ = "0.0.0"
 
 __all__ = [

@@ -1,0 +1,121 @@
+"""Request values normalise what they are given, so no spelling slips past a rule."""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+
+import pytest
+
+import verity
+from verity.model import (
+    AccessRequest,
+    Decision,
+    Effect,
+    HttpTarget,
+    NetworkContext,
+    Principal,
+    Reason,
+    normalize_host,
+    normalize_path,
+    parse_ip,
+)
+
+
+@pytest.mark.parametrize(
+    ("raw", "normal"),
+    [
+        ("/docs/a", "/docs/a"),
+        ("docs/a", "/docs/a"),
+        ("/docs/../admin", "/admin"),
+        ("/docs/./a//b", "/docs/a/b"),
+        ("//admin", "/admin"),
+        ("///admin", "/admin"),
+        ("/%61dmin", "/admin"),
+        ("/docs/%2e%2e/admin", "/admin"),
+        ("/a/b/?q=1#frag", "/a/b/"),
+        ("/../../etc/passwd", "/etc/passwd"),
+        ("\\admin", "/admin"),
+        ("", "/"),
+    ],
+)
+def test_paths_are_canonical(raw: str, normal: str) -> None:
+    assert normalize_path(raw) == normal
+
+
+@pytest.mark.parametrize(
+    ("raw", "normal"),
+    [("Wiki.Internal", "wiki.internal"), ("wiki.internal:8443", "wiki.internal"), ("wiki.internal.", "wiki.internal"),
+     ("[2001:DB8::1]:443", "[2001:db8::1]"), (" a.example ", "a.example")],
+)  # fmt: skip
+def test_hosts_are_canonical(raw: str, normal: str) -> None:
+    assert normalize_host(raw) == normal
+
+
+def test_ipv4_mapped_addresses_become_ipv4() -> None:
+    assert parse_ip("::ffff:192.168.1.9") == ipaddress.IPv4Address("192.168.1.9")
+    assert NetworkContext(ip=ipaddress.ip_address("::ffff:10.0.0.1")).ip == ipaddress.IPv4Address(
+        "10.0.0.1"
+    )
+    with pytest.raises(ValueError, match="does not appear"):
+        parse_ip("10.0.0.300")
+
+
+def test_region_and_method_are_upper_case() -> None:
+    assert NetworkContext(region=" de ").region == "DE"
+    assert HttpTarget("h", "post").method == "POST"
+
+
+def test_headers_are_lower_cased_and_read_only() -> None:
+    target = HttpTarget("h", headers={"X-Team": "blue"})
+    assert target.headers == {"x-team": "blue"}
+    with pytest.raises(TypeError):
+        target.headers["x-team"] = "red"  # type: ignore[index]
+
+
+def test_values_are_immutable_deep_down() -> None:
+    principal = Principal(id="a", groups=frozenset({"g"}), claims={"org": {"teams": ["red"]}})
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        principal.id = "b"  # type: ignore[misc]
+    assert principal.claims["org"]["teams"] == ("red",)
+    with pytest.raises(TypeError):
+        principal.claims["org"]["x"] = 1  # type: ignore[index]
+    request = AccessRequest(principal=principal, time=0, grants={"g": 10.0})
+    with pytest.raises(TypeError):
+        request.grants["h"] = 1.0  # type: ignore[index]
+
+
+def test_decision_is_a_read_only_value() -> None:
+    decision = Decision(Effect.DENY, None, "d1", "v", (Reason("c", "m"),))
+    with pytest.raises(AttributeError):
+        decision.effect = Effect.ALLOW  # type: ignore[misc]
+    assert not decision.allowed
+    assert decision.reason == "m"
+    with pytest.raises(AttributeError):
+        decision.reasons[0].code = "x"  # type: ignore[misc]
+
+
+def test_deferred_reason_renders_once_and_equals_an_eager_one() -> None:
+    calls: list[int] = []
+
+    def render(n: int) -> str:
+        calls.append(n)
+        return f"message {n}"
+
+    lazy = Reason("c", "", "rule", "hint", render, 7)
+    assert calls == []
+    assert lazy.message == "message 7"
+    assert lazy.message == "message 7"
+    assert calls == [7]
+    assert lazy == Reason("c", "message 7", "rule", "hint")
+    assert hash(lazy) == hash(Reason("c", "message 7", "rule", "hint"))
+    assert "message 7" in repr(lazy)
+
+
+def test_facade_all_matches_the_namespace() -> None:
+    public = {name for name in dir(verity) if not name.startswith("_")} - {
+        "config", "errors", "ids", "model", "policy", "request_io", "yamlio"
+    }  # fmt: skip
+    assert set(verity.__all__) - {"__version__"} == public
+    for name in verity.__all__:
+        assert hasattr(verity, name)

@@ -267,7 +267,12 @@ class Reason:
     def message(self) -> str:
         render = self._render
         if render is not None:
-            self._message = render(self._arg)
+            try:
+                self._message = render(self._arg)
+            except Exception as exc:  # noqa: BLE001 - a deny stays a deny; only words are lost
+                self._message = (
+                    f"access denied (the reason could not be rendered: {type(exc).__name__})"
+                )
             self._render = self._arg = None
         return self._message
 

@@ -345,3 +345,27 @@ def test_explain_lists_every_criterion_with_observed_values(engine: Engine) -> N
 def test_principal_kind_values_round_trip() -> None:
     assert Principal(id="x", kind=PrincipalKind.SERVICE).authenticated
     assert not Principal.anonymous().authenticated
+
+
+def test_cel_error_is_reported_when_it_is_the_only_explanation() -> None:
+    engine = compile_policy(
+        load_policy(
+            "rules: [{name: r, resources: [{type: doc}], allow: {roles: [reader], when: 'resource.missing == 1'}}]"
+        )
+    )
+    decision = engine.decide(cel_request("doc", {}))
+    assert decision.effect is Effect.DENY
+    assert decision.reasons[0].code == "rule.error"
+    assert decision.reasons[0].rule == "r"
+
+
+def test_cel_error_inside_a_level_still_renders_a_reason() -> None:
+    engine = compile_policy(
+        load_policy(
+            "access_levels: {lvl: {when: 'resource.missing == 1', roles: [nobody]}}\n"
+            "rules: [{name: r, resources: [{type: doc}], allow: {roles: [reader], levels: [lvl]}}]"
+        )
+    )
+    decision = engine.decide(cel_request("doc", {}))
+    assert decision.effect is Effect.DENY
+    assert decision.reason

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
+from ..errors import CelError
 from ..model import AccessRequest, ObligationKind
 from . import ast
 
@@ -86,7 +87,11 @@ class Check:
         return self
 
     def failure_message(self, request: AccessRequest) -> str:
-        return self.failure(request).message
+        """The sentence for a denied person (never raises for a CEL error)."""
+        try:
+            return self.failure(request).message
+        except CelError as exc:
+            return f"a condition could not be evaluated ({exc.message})"
 
     def trace(self, request: AccessRequest) -> Trace:
         return Trace(

@@ -76,17 +76,21 @@ class Engine:
                 return self._denied_by(deny_rules[i], request)
         closest = -1
         closest_at = -1
+        failed: tuple[int, CelError] | None = None  # the first allow rule whose CEL failed
         for i, evaluate in enumerate(allow_functions):
             try:
                 outcome = evaluate(request)
-            except CelError:
-                outcome = 0
+            except CelError as exc:
+                failed = failed or (i, exc)
+                continue
             if outcome == PASSED:
                 return Decision(ALLOW, allow_rules[i].name, new_decision_id(), self.version)
             if outcome > closest_at:
                 closest, closest_at = i, outcome
         if closest >= 0 and closest_at == 0 and not allow_rules[closest].specific:
             closest = _prefer_specific(request, allow_functions, allow_rules, closest)
+        if closest < 0 and failed is not None:
+            return self._evaluation_failed(allow_rules[failed[0]], failed[1])
         rule = allow_rules[closest] if closest >= 0 else None
         return self._default_deny(request, rule, closest_at)
 
@@ -119,12 +123,7 @@ class Engine:
         try:
             leaf = failing.leaf(request)
         except CelError as exc:
-            reason = Reason(
-                "rule.error",
-                f"condition of rule '{closest.name}' could not be evaluated: {exc.message}",
-                closest.name,
-            )
-            return Decision(Effect.DENY, None, new_decision_id(), self.version, (reason,))
+            return self._evaluation_failed(closest, exc)
         hint = closest.rule.hint or leaf.hint
         if closest.rule.message:
             reason = Reason(leaf.code, closest.rule.message, closest.name, hint)
@@ -132,6 +131,12 @@ class Engine:
             reason = Reason(leaf.code, "", closest.name, hint, failing.failure_message, request)
         obligations = (Obligation(leaf.obligation, closest.name),) if leaf.obligation else ()
         return Decision(Effect.DENY, None, new_decision_id(), self.version, (reason,), obligations)
+
+    def _evaluation_failed(self, rule: CompiledRule, error: CelError) -> Decision:
+        """Default deny explained by an allow rule whose CEL condition raised an error."""
+        message = f"a condition of rule '{rule.name}' could not be evaluated: {error.message}"
+        reason = Reason("rule.error", message, rule.name, rule.rule.hint)
+        return Decision(Effect.DENY, None, new_decision_id(), self.version, (reason,))
 
     def _internal_error(self, exc: Exception) -> Decision:
         reason = Reason(

@@ -9,10 +9,20 @@ from __future__ import annotations
 
 from typing import Any
 
-from verity.model import AccessRequest, Device, NetworkContext, Principal, Resource, parse_ip
+from verity.model import (
+    AccessRequest,
+    Device,
+    Effect,
+    NetworkContext,
+    Principal,
+    Resource,
+    parse_ip,
+)
 from verity.policy import compile_policy, parse_policy
 
 from . import scenario as s
+
+ALLOW = Effect.ALLOW
 
 
 def _hours(role: str) -> dict[str, Any]:
@@ -88,4 +98,4 @@ class VerityPeer:
         return to_request(req)
 
     def decide(self, prepared: AccessRequest) -> bool:
-        return self.engine.decide(prepared).allowed
+        return self.engine.decide(prepared).effect is ALLOW

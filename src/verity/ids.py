@@ -13,15 +13,15 @@ import secrets
 
 
 class _Sequence:
-    __slots__ = ("counter", "prefix")
+    __slots__ = ("counter", "template")
 
     def __init__(self) -> None:
-        self.prefix = ""
+        self.template = ""
         self.counter = itertools.count(1)
         self.reset()
 
     def reset(self) -> None:
-        self.prefix = "d" + secrets.token_hex(6)
+        self.template = "d" + secrets.token_hex(6) + "-%09x"
         self.counter = itertools.count(1)
 
 
@@ -31,4 +31,4 @@ os.register_at_fork(after_in_child=_SEQUENCE.reset)
 
 def new_decision_id(sequence: _Sequence = _SEQUENCE) -> str:
     """``d3f9a1c2b7e01-00000001a``: the process prefix, then a per-process counter."""
-    return f"{sequence.prefix}-{next(sequence.counter):09x}"
+    return sequence.template % next(sequence.counter)

@@ -19,7 +19,8 @@ _LOCALS = (("p", "principal"), ("d", "device"), ("n", "network"))
 _NAME = re.compile(r"^_[A-Za-z0-9_]+$")
 
 
-def _prologue(body: str) -> list[str]:
+def prologue(body: str) -> list[str]:
+    """Local aliases (p, d, n) for the request parts that ``body`` uses."""
     return [f"    {var} = r.{attr}" for var, attr in _LOCALS if re.search(rf"\b{var}\b", body)]
 
 
@@ -37,7 +38,7 @@ def build(source: str, namespace: dict[str, object], label: str) -> Callable[...
 
 def predicate(expression: str, bindings: Mapping[str, object], label: str) -> Callable[[Any], bool]:
     """``def _generated(r): return <expression>``."""
-    lines = ["def _generated(r):", *_prologue(expression), f"    return bool({expression})"]
+    lines = ["def _generated(r):", *prologue(expression), f"    return bool({expression})"]
     return build("\n".join(lines), dict(bindings), label)
 
 
@@ -52,5 +53,5 @@ def first_failure(
     for i, expression in enumerate(expressions):
         body += [f"    if not ({expression}):", f"        return {i}"]
     text = "\n".join(body)
-    lines = ["def _generated(r):", *_prologue(text), *body, "    return -1"]
+    lines = ["def _generated(r):", *prologue(text), *body, "    return -1"]
     return build("\n".join(lines), dict(bindings), label)

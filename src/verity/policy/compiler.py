@@ -109,6 +109,8 @@ class CompiledRule:
     checks: tuple[Check, ...]
     targets: Test
     variants: Mapping[Pin, Evaluate]
+    pinned: Mapping[Pin, tuple[ast.Target, ...] | None]
+    """The selectors left to test for each pin (None: nothing left)."""
     specific: bool
     """The rule names resources (it is not a catch-all): preferred when explaining a deny."""
 
@@ -146,11 +148,12 @@ class Compiler:
                 expressions.append(expression)
                 bindings.update(bound)
             self._conditions[shape] = (expressions, bindings)
-        variants = {pin: self._variant(rule, shape, _pinned(rule.targets, pin)) for pin in _PINS}
+        pinned = {pin: _pinned(rule.targets, pin) for pin in _PINS}
+        variants = {pin: self._variant(rule, shape, pinned[pin]) for pin in _PINS}
         targets = self._target_test(rule.targets)
         specific = _pinned(rule.targets, (False, False)) is not None
         return CompiledRule(
-            rule.index, rule.name, rule.effect, rule, checks, targets, variants, specific
+            rule.index, rule.name, rule.effect, rule, checks, targets, variants, pinned, specific
         )
 
     def _variant(
@@ -242,12 +245,14 @@ def structure(node: object) -> object:
     return node
 
 
-def targets_expression(targets: Sequence[ast.Target]) -> tuple[str, dict[str, object]]:
+def targets_expression(
+    targets: Sequence[ast.Target], prefix: str = "_t"
+) -> tuple[str, dict[str, object]]:
     """An expression for a rule's resource selectors (any selector may match)."""
     expressions: list[str] = []
     bindings: dict[str, object] = {}
     for i, target in enumerate(targets):
-        parts = _target_parts(target, f"_t{i}", bindings)
+        parts = _target_parts(target, f"{prefix}{i}", bindings)
         expressions.append(" and ".join(parts) if parts else "True")
     return " or ".join(f"({e})" for e in expressions), bindings
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from ..errors import CelError
 from ..ids import new_decision_id
@@ -17,9 +18,11 @@ from ..model import AccessRequest, Decision, Effect, Obligation, Reason
 from . import ast
 from .checks import Check, Trace
 from .compiler import PASSED, CompiledRule, Compiler
+from .dispatch import ALLOWED, DENIED, DENY_ERROR
 from .index import RuleIndex
 
 ALLOW = Effect.ALLOW
+_new = tuple.__new__  # builds a Decision without a Python-level __new__ call
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,32 +64,34 @@ class Engine:
     def decide(self, request: AccessRequest) -> Decision:
         """Decide one request. Never raises: an internal failure is a deny."""
         try:
-            return self._decide(request)
+            dispatch, deny_rules, allow_rules, allow_functions = self._candidates(request)
+            kind, i, closest_at, detail = dispatch(request)
+            if kind == ALLOWED:
+                return _new(
+                    Decision, (ALLOW, allow_rules[i].name, new_decision_id(), self.version, (), ())
+                )
+            return self._not_allowed(
+                request, kind, i, closest_at, detail, deny_rules, allow_rules, allow_functions
+            )
         except Exception as exc:  # noqa: BLE001 - fail closed on anything
             return self._internal_error(exc)
 
-    def _decide(self, request: AccessRequest) -> Decision:
-        deny_functions, deny_rules, allow_functions, allow_rules = self._candidates(request)
-        for i, evaluate in enumerate(deny_functions):
-            try:
-                outcome = evaluate(request)
-            except CelError as exc:
-                return self._denied_by(deny_rules[i], request, cel_error=exc)
-            if outcome == PASSED:
-                return self._denied_by(deny_rules[i], request)
-        closest = -1
-        closest_at = -1
-        failed: tuple[int, CelError] | None = None  # the first allow rule whose CEL failed
-        for i, evaluate in enumerate(allow_functions):
-            try:
-                outcome = evaluate(request)
-            except CelError as exc:
-                failed = failed or (i, exc)
-                continue
-            if outcome == PASSED:
-                return Decision(ALLOW, allow_rules[i].name, new_decision_id(), self.version)
-            if outcome > closest_at:
-                closest, closest_at = i, outcome
+    def _not_allowed(
+        self,
+        request: AccessRequest,
+        kind: int,
+        i: int,
+        closest_at: int,
+        detail: Any,
+        deny_rules: Sequence[CompiledRule],
+        allow_rules: Sequence[CompiledRule],
+        allow_functions: Sequence[Callable[[AccessRequest], int]],
+    ) -> Decision:
+        if kind == DENIED:
+            return self._denied_by(deny_rules[i], request)
+        if kind == DENY_ERROR:
+            return self._denied_by(deny_rules[i], request, cel_error=detail)
+        closest, failed = i, detail
         if closest >= 0 and closest_at == 0 and not allow_rules[closest].specific:
             closest = _prefer_specific(request, allow_functions, allow_rules, closest)
         if closest < 0 and failed is not None:

@@ -19,15 +19,16 @@ from typing import Any
 from ..model import AccessRequest, Effect
 from . import ast
 from .compiler import CompiledRule
+from .dispatch import Dispatch, generate
 
 Key = tuple[str | None, str | None, str | None]
 Evaluate = Callable[[AccessRequest], int]
 Candidates = tuple[
-    tuple[Evaluate, ...], tuple[CompiledRule, ...], tuple[Evaluate, ...], tuple[CompiledRule, ...]
+    Dispatch, tuple[CompiledRule, ...], tuple[CompiledRule, ...], tuple[Evaluate, ...]
 ]
-"""(deny functions, deny rules, allow functions, allow rules), in policy order; the
-function tuples are shared between keys whose candidates evaluate the same way, so a
-policy of many similar rules keeps its hot data small."""
+"""(dispatch function, deny rules, allow rules, allow functions), in policy order. The
+dispatch function and the function tuple are shared between keys whose candidates
+evaluate the same way, so a policy of many similar rules keeps its hot data small."""
 
 _MAX_CACHE = 65536
 _MAX_KEYS_PER_TARGET = 256
@@ -58,6 +59,7 @@ class RuleIndex:
         self._types = frozenset(k[2] for k in self._buckets if k[2] is not None)
         self._cache: dict[Key, Candidates] = {}
         self._interned: dict[tuple[object, ...], Any] = {}
+        self._dispatchers: dict[tuple[tuple[Evaluate, ...], tuple[Evaluate, ...]], Dispatch] = {}
         # Requests without HTTP (application authorisation) are looked up by resource type
         # alone, in a table filled now: one probe, and no growth from unknown types.
         self._by_type: dict[str | None, Candidates] = {
@@ -98,6 +100,7 @@ class RuleIndex:
             if len(self._cache) >= _MAX_CACHE:
                 self._cache.clear()
                 self._interned.clear()
+                self._dispatchers.clear()
             self._cache[key] = found
         return found
 
@@ -114,18 +117,22 @@ class RuleIndex:
                 pins[position] = (
                     pinned if seen is None else (seen[0] and pinned[0], seen[1] and pinned[1])
                 )
-        rules = [self._rules[p] for p in sorted(pins)]
-        functions = [
-            rule.variants[pins[rule_position]]
-            for rule, rule_position in zip(rules, sorted(pins), strict=True)
-        ]
-        deny = [i for i, rule in enumerate(rules) if rule.effect is Effect.DENY]
-        allow = [i for i, rule in enumerate(rules) if rule.effect is Effect.ALLOW]
+        ordered = [(self._rules[p], pins[p]) for p in sorted(pins)]
+        denies = [(rule, pin) for rule, pin in ordered if rule.effect is Effect.DENY]
+        allows = [(rule, pin) for rule, pin in ordered if rule.effect is Effect.ALLOW]
+        deny_functions = tuple(rule.variants[pin] for rule, pin in denies)
+        allow_functions: tuple[Evaluate, ...] = self._shared(
+            tuple(rule.variants[pin] for rule, pin in allows)
+        )
+        shape = (deny_functions, allow_functions)
+        dispatch = self._dispatchers.get(shape)
+        if dispatch is None:
+            dispatch = self._dispatchers[shape] = generate(denies, allows)
         candidates = (
-            self._shared(tuple(functions[i] for i in deny)),
-            self._shared(tuple(rules[i] for i in deny)),
-            self._shared(tuple(functions[i] for i in allow)),
-            self._shared(tuple(rules[i] for i in allow)),
+            dispatch,
+            self._shared(tuple(rule for rule, _ in denies)),
+            self._shared(tuple(rule for rule, _ in allows)),
+            allow_functions,
         )
         shared: Candidates = self._shared(candidates)
         return shared

@@ -8,9 +8,10 @@ generated at N grant rules plus an owner rule and a sanctioned-region deny rule.
 engine is built once and each request is converted to the engine's own input once (both
 untimed); then every ``decide`` call is timed on its own with ``perf_counter_ns`` (the
 timer's own cost, measured first, is subtracted). Engines are run in interleaved rounds
-so that machine noise is shared. Every decision is checked against the reference oracle;
-slow engines at large N are checked and timed on as many requests as the time budget
-allows (reported as ``checked``). Results: benchmarks/results/policy_engine.json.
+so that machine noise is shared, and each size runs in a fresh interpreter. Every
+decision is checked against the reference oracle; slow engines at large N are checked
+and timed on as many requests as the time budget allows (reported as ``checked``).
+Results: benchmarks/results/policy_engine.json.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import importlib
 import json
 import platform
 import statistics
+import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -250,16 +252,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--out", type=Path, default=ROOT / "benchmarks" / "results" / "policy_engine.json"
     )
+    parser.add_argument(
+        "--worker", nargs=2, type=int, metavar=("N", "TYPES"), help=argparse.SUPPRESS
+    )
     args = parser.parse_args(argv)
+    if args.worker:
+        n, types = args.worker
+        result = bench_size(n, args.count, args.seed, args.rounds, args.budget, types or None)
+        print(json.dumps(result))
+        return 0
     sizes: dict[str, Any] = {}
-    for n in args.sizes:
-        print(f"N={n} ...", flush=True)
-        sizes[str(n)] = bench_size(n, args.count, args.seed, args.rounds, args.budget, None)
+    runs = [(str(n), n, 0) for n in args.sizes]
     if 10000 in args.sizes:
-        print("N=10000, control mix (3 resource types, as at N=10) ...", flush=True)
-        sizes["10000-control"] = bench_size(
-            10000, args.count, args.seed, args.rounds, args.budget, 3
-        )
+        runs.append(("10000-control", 10000, 3))  # same 3-type mix as at N=10
+    for key, n, types in runs:
+        print(f"N={key} ...", flush=True)
+        sizes[key] = _in_fresh_process(args, n, types)
     result = {
         "benchmark": "policy_engine",
         "generated_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -279,6 +287,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"\nwrote {args.out}")
     mismatched = any(e.get("mismatches") for s in sizes.values() for e in s["engines"].values())
     return 1 if mismatched else 0
+
+
+def _in_fresh_process(args: argparse.Namespace, n_rules: int, types: int) -> dict[str, Any]:
+    """Each size runs in its own interpreter, so no size inherits another's heap."""
+    command = [
+        sys.executable,
+        __file__,
+        "--worker",
+        str(n_rules),
+        str(types),
+        "--count",
+        str(args.count),
+        "--seed",
+        str(args.seed),
+        "--rounds",
+        str(args.rounds),
+        "--budget",
+        str(args.budget),
+    ]
+    done = subprocess.run(command, capture_output=True, text=True, check=True)  # noqa: S603
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
 
 
 def _cpus() -> int:

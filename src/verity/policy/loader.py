@@ -17,7 +17,8 @@ from .. import yamlio
 from ..errors import PolicyLoadError, Problem
 from ..model import Effect
 from . import ast, values
-from .parse import ParseContext, block, strings, unknown
+from .parse import block
+from .parse_common import ParseContext, strings, unknown
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
 _TOP_KEYS = ("version", "access_levels", "rules")

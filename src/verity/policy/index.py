@@ -85,15 +85,7 @@ class RuleIndex:
         http = request.http
         if http is None:
             return self._by_type.get(request.resource.type, self._untyped)
-        host = segment = None
-        if http is not None:
-            if http.host in self._hosts:
-                host = http.host
-            if self._segments:
-                seg = first_segment(http.path)
-                segment = seg if seg in self._segments else None
-        kind = request.resource.type
-        key = (host, segment, kind if kind in self._types else None)
+        key = self.key(request)
         found = self._cache.get(key)
         if found is None:
             found = self._build(key)

@@ -41,19 +41,19 @@ CelCheck = Callable[[str], None]
 
 def load_policy_file(path: str | Path, *, cel_check: CelCheck | None = None) -> ast.Policy:
     """Read and validate a policy file; raises ``PolicyLoadError`` naming every problem."""
-    source = str(path)
-    try:
-        document = yamlio.load_file(path)
-    except yamlio.YamlProblem as exc:
-        raise PolicyLoadError(source, [exc.problem]) from None
-    return parse_policy(document, source=source, cel_check=cel_check)
+    return _parse_yaml(lambda: yamlio.load_file(path), str(path), cel_check)
 
 
 def load_policy_text(
     text: str, *, source: str = "<text>", cel_check: CelCheck | None = None
 ) -> ast.Policy:
+    """Validate a policy given as YAML text."""
+    return _parse_yaml(lambda: yamlio.loads(text), source, cel_check)
+
+
+def _parse_yaml(read: Callable[[], Any], source: str, cel_check: CelCheck | None) -> ast.Policy:
     try:
-        document = yamlio.loads(text)
+        document = read()
     except yamlio.YamlProblem as exc:
         raise PolicyLoadError(source, [exc.problem]) from None
     return parse_policy(document, source=source, cel_check=cel_check)

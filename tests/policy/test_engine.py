@@ -369,3 +369,18 @@ def test_cel_error_inside_a_level_still_renders_a_reason() -> None:
     decision = engine.decide(cel_request("doc", {}))
     assert decision.effect is Effect.DENY
     assert decision.reason
+
+
+def test_rules_differing_only_in_bool_versus_int_do_not_share_code() -> None:
+    """Regression: True == 1 in Python, so structurally 'equal' rules once shared checks."""
+    engine = compile_policy(
+        load_policy(
+            "rules:\n"
+            "  - {name: one, deny: {claims: {dept: 1}}}\n"
+            "  - {name: yes, allow: {claims: {dept: true}}}\n"
+        )
+    )
+    request = AccessRequest(principal=Principal(id="u", claims={"dept": True}), time=0)
+    assert engine.decide(request).rule == "yes"
+    numeric = AccessRequest(principal=Principal(id="u", claims={"dept": 1}), time=0)
+    assert engine.decide(numeric).rule == "one"

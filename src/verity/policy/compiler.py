@@ -229,7 +229,8 @@ def _pinned(targets: tuple[ast.Target, ...], pin: Pin) -> tuple[ast.Target, ...]
 
 def structure(node: object) -> object:
     """A hashable description of a node without its key paths: equal for rules that
-    differ only in where they were written."""
+    differ only in where they were written. Scalars keep their type, because Python
+    says ``True == 1 == 1.0`` while the policy language does not."""
     if isinstance(node, ast.Node | ast.Target):
         fields = dataclasses.fields(node)
         return (
@@ -242,7 +243,7 @@ def structure(node: object) -> object:
         return tuple(structure(v) for v in node)
     if isinstance(node, frozenset | set):
         return frozenset(structure(v) for v in node)
-    return node
+    return (type(node).__name__, node)
 
 
 def targets_expression(

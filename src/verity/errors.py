@@ -6,7 +6,14 @@ VerityError
  │    ├── PolicyLoadError   a policy file is invalid (file + every problem found)
  │    └── CelError          a CEL expression failed to compile or evaluate
  ├── RequestError           an access request (file or mapping) is malformed
- └── PolicyTestError        a policy test file is malformed
+ ├── PolicyTestError        a policy test file is malformed
+ ├── StoreError             verity.store.errors: StoreUnavailableError, MigrationError,
+ │                          DuplicateSessionError, UnknownDeviceError, ConcurrentUpdateError,
+ │                          GrantError (GrantNotFoundError, GrantStateError, SelfApprovalError)
+ └── RlsIdentityError       verity.integrations.postgres_rls
+
+Each subsystem keeps its own classes in its package (``verity.<package>.errors``), all
+subclasses of ``VerityError``.
 """
 
 from __future__ import annotations

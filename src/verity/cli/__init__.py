@@ -1,4 +1,5 @@
-"""The ``verity`` command line: ``verity policy check|test|explain``, ``verity version``.
+"""The ``verity`` command line: ``verity policy check|test|explain``, ``verity db
+migrate|status``, ``verity version``.
 
 Exit codes: 0 success, 1 invalid input or failed tests, 2 usage error. Human output is
 rendered with Rich; ``--json`` prints one machine-readable document. Errors go to stderr
@@ -14,6 +15,7 @@ from typing import Annotated
 import typer
 
 from . import render
+from .db import app as db_app
 from .policy import policy_app
 
 app = typer.Typer(
@@ -24,6 +26,7 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,  # locals may hold tokens or secrets
 )
 app.add_typer(policy_app, name="policy")
+app.add_typer(db_app, name="db")
 
 
 def package_version() -> str:

@@ -1,0 +1,91 @@
+"""Revocations in SQLite, with in-process notification (the embedded, one-process setup)."""
+
+from __future__ import annotations
+
+from .._common import LocalBus, check_future, check_reason, check_text, current
+from ..protocols import RevocationCallback, Subscription
+from ..records import Revocation, RevocationKind, new_id
+from .db import Row, SqliteDatabase
+
+_SELECT = "select kind, value, revoked_at, expires, reason, id from verity_revocations"
+
+
+def _record(row: Row) -> Revocation:
+    return Revocation(RevocationKind(row[0]), row[1], row[2], row[3], row[4], row[5])
+
+
+class SqliteRevocations:
+    """``RevocationStore`` on a SQLite file; subscribers in this process are called
+    synchronously, after the revocation is committed, by the thread that revoked."""
+
+    def __init__(self, db: SqliteDatabase) -> None:
+        self._db = db
+        self._bus = LocalBus()
+
+    def revoke(
+        self,
+        kind: RevocationKind,
+        value: str,
+        *,
+        expires: float,
+        reason: str = "",
+        now: float | None = None,
+    ) -> Revocation:
+        """Store (or extend) a revocation, then notify subscribers."""
+        at = current(now)
+        check_future("expires", expires, at)
+        params = (
+            kind.value,
+            check_text("value", value),
+            new_id(),
+            at,
+            expires,
+            check_reason(reason),
+        )
+        with self._db.write() as conn:
+            conn.execute(
+                "insert into verity_revocations (kind, value, id, revoked_at, expires, reason) "
+                "values (?, ?, ?, ?, ?, ?) on conflict (kind, value) do update set "
+                "id = excluded.id, reason = excluded.reason, "
+                "revoked_at = max(revoked_at, excluded.revoked_at), "
+                "expires = max(expires, excluded.expires)",
+                params,
+            )
+            row = conn.execute(
+                _SELECT + " where kind = ? and value = ?", (kind.value, value)
+            ).fetchone()
+        revocation = _record(row)
+        self._bus.publish(revocation)
+        return revocation
+
+    def lookup(
+        self, kind: RevocationKind, value: str, *, now: float | None = None
+    ) -> Revocation | None:
+        """The revocation in force, if any."""
+        row = self._db.query_one(
+            _SELECT + " where kind = ? and value = ? and expires > ?",
+            (kind.value, value, current(now)),
+        )
+        return None if row is None else _record(row)
+
+    def is_revoked(self, kind: RevocationKind, value: str, *, now: float | None = None) -> bool:
+        """Whether a revocation is in force."""
+        return self.lookup(kind, value, now=now) is not None
+
+    def active(self, *, now: float | None = None) -> list[Revocation]:
+        """Every revocation in force."""
+        rows = self._db.query(_SELECT + " where expires > ? order by revoked_at", (current(now),))
+        return [_record(row) for row in rows]
+
+    def purge_expired(self, *, now: float | None = None) -> int:
+        """Forget expired revocations."""
+        with self._db.write() as conn:
+            sql = "delete from verity_revocations where expires <= ?"
+            return conn.execute(sql, (current(now),)).rowcount
+
+    def subscribe(self, callback: RevocationCallback) -> Subscription:
+        """Call ``callback`` for every later revocation made through this store object."""
+        return self._bus.add(callback)
+
+    def close(self) -> None:
+        """Nothing to stop: delivery is synchronous."""

@@ -85,3 +85,20 @@ def test_secrets_never_appear_in_dumps_or_reprs() -> None:
 def test_mask_url_leaves_urls_without_password_alone() -> None:
     assert mask_url("sqlite:///verity.db") == "sqlite:///verity.db"
     assert mask_url("postgresql://app@db/verity") == "postgresql://app@db/verity"
+
+
+def test_issuer_jwks_file_is_resolved_relative_to_the_file(tmp_path: Path) -> None:
+    (tmp_path / "verity.yaml").write_text(
+        "identity:\n  issuers:\n    - issuer: https://idp.example\n      audiences: [api]\n"
+        "      algorithms: [ES256]\n      jwks_file: keys/jwks.json\n"
+    )
+    config = load_config(tmp_path / "verity.yaml")
+    assert config.identity.issuers[0].jwks_file == tmp_path / "keys" / "jwks.json"
+
+
+def test_identity_errors_name_their_key_path() -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_config(
+            {"identity": {"issuers": [{"issuer": "https://idp.example", "algorithms": ["none"]}]}}
+        )
+    assert any(p.path.startswith("identity.issuers[0]") for p in caught.value.problems)

@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from . import yamlio
 from .errors import ConfigError, Problem
+from .identity.config import IdentityConfig
 from .request_io import problems_of
 
 CONFIG_ENV = "VERITY_CONFIG"
@@ -90,6 +91,7 @@ class VerityConfig(_Section):
     server: ServerConfig = Field(default_factory=ServerConfig)
     policy: PolicyConfig = Field(default_factory=PolicyConfig)
     store: StoreConfig = Field(default_factory=StoreConfig)
+    identity: IdentityConfig = Field(default_factory=IdentityConfig)
 
 
 def parse_config(data: Any, *, source: str = "<config>") -> VerityConfig:
@@ -107,7 +109,8 @@ def parse_config(data: Any, *, source: str = "<config>") -> VerityConfig:
 def load_config(path: str | Path | None = None) -> VerityConfig:
     """Load ``path``, else ``$VERITY_CONFIG``, else ``./verity.yaml`` if present, else defaults.
 
-    Relative paths inside the file (``policy.path``) are resolved against its folder.
+    Relative paths inside the file (``policy.path``, issuers' ``jwks_file``) are resolved
+    against its folder.
     """
     chosen = path or os.environ.get(CONFIG_ENV)
     if chosen is None:
@@ -119,12 +122,24 @@ def load_config(path: str | Path | None = None) -> VerityConfig:
         data = yamlio.load_file(chosen)
     except yamlio.YamlProblem as exc:
         raise ConfigError(source, [exc.problem]) from None
-    config = parse_config(data, source=source)
-    base = Path(chosen).resolve().parent
-    if not config.policy.path.is_absolute():
-        policy = config.policy.model_copy(update={"path": base / config.policy.path})
-        config = config.model_copy(update={"policy": policy})
-    return config
+    return _resolve_paths(parse_config(data, source=source), Path(chosen).resolve().parent)
+
+
+def _resolve_paths(config: VerityConfig, base: Path) -> VerityConfig:
+    """Relative file paths in the configuration are relative to the configuration file."""
+
+    def resolved(path: Path) -> Path:
+        return path if path.is_absolute() else base / path
+
+    policy = config.policy.model_copy(update={"path": resolved(config.policy.path)})
+    issuers = tuple(
+        issuer.model_copy(update={"jwks_file": resolved(issuer.jwks_file)})
+        if issuer.jwks_file is not None
+        else issuer
+        for issuer in config.identity.issuers
+    )
+    identity = config.identity.model_copy(update={"issuers": issuers})
+    return config.model_copy(update={"policy": policy, "identity": identity})
 
 
 def mask_url(url: str) -> str:

@@ -7,6 +7,8 @@ VerityError
  │    └── CelError          a CEL expression failed to compile or evaluate
  ├── RequestError           an access request (file or mapping) is malformed
  ├── PolicyTestError        a policy test file is malformed
+ ├── IdentityError          verity.identity.errors: TokenError (one class per rejection
+ │                          reason), KeyBindingError, JwksError
  ├── StoreError             verity.store.errors: StoreUnavailableError, MigrationError,
  │                          DuplicateSessionError, UnknownDeviceError, ConcurrentUpdateError,
  │                          GrantError (GrantNotFoundError, GrantStateError, SelfApprovalError)

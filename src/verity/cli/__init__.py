@@ -17,6 +17,7 @@ import typer
 from . import render
 from .db import app as db_app
 from .policy import policy_app
+from .token import app as token_app
 
 app = typer.Typer(
     name="verity",
@@ -27,6 +28,7 @@ app = typer.Typer(
 )
 app.add_typer(policy_app, name="policy")
 app.add_typer(db_app, name="db")
+app.add_typer(token_app, name="token")
 
 
 def package_version() -> str:

@@ -1,0 +1,196 @@
+"""The verified-token cache and the revocation list.
+
+``VerifiedTokenCache`` maps SHA-256(token) to its ``VerifiedToken``: least recently used
+entries go first when full, entries leave at their token's ``exp``, and ``revoke`` (by
+hash, ``jti`` or subject) or a removed signing key evicts them at once. Revocation is
+also remembered in a ``RevocationList``, so a revoked token that is presented again fails
+its fresh verification instead of being cached anew.
+"""
+
+from __future__ import annotations
+
+import heapq
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from .core import VerifiedToken
+from .errors import TokenRevokedError
+
+Clock = Callable[[], float]
+
+
+@dataclass(slots=True)
+class CacheStats:
+    """Counters for metrics."""
+
+    hits: int = 0
+    misses: int = 0
+    expired: int = 0
+    evicted_lru: int = 0
+    revoked: int = 0
+
+
+class VerifiedTokenCache:
+    """A bounded LRU of verified tokens, thread-safe, evicting at expiry and on revocation."""
+
+    def __init__(self, *, max_entries: int = 10000, clock: Clock = time.time) -> None:
+        self.max_entries = max_entries
+        self.stats = CacheStats()
+        self._clock = clock
+        self._entries: OrderedDict[str, tuple[VerifiedToken, object]] = OrderedDict()
+        self._expiry: list[tuple[float, str]] = []
+        self._lock = threading.Lock()
+        self.generation = 0  # bumped by every revocation; see put()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, digest: str, scope: object = None) -> VerifiedToken | None:
+        """The cached token for ``digest`` (SHA-256 hex), if present, not expired, and put
+        by the same ``scope`` (a verifier's rules: a token verified for one issuer or
+        audience is never a hit for another verifier sharing the cache)."""
+        with self._lock:
+            entry = self._entries.get(digest)
+            if entry is None or entry[1] is not scope:
+                self.stats.misses += 1
+                return None
+            token = entry[0]
+            if self._clock() >= token.expires_at:
+                del self._entries[digest]
+                self.stats.expired += 1
+                self.stats.misses += 1
+                return None
+            self._entries.move_to_end(digest)
+            self.stats.hits += 1
+            return token
+
+    def put(
+        self, token: VerifiedToken, *, scope: object = None, generation: int | None = None
+    ) -> bool:
+        """Cache ``token``; skipped when already expired or when a revocation happened
+        since ``generation`` was read (so a racing verification cannot re-cache it)."""
+        if self.max_entries <= 0:
+            return False
+        with self._lock:
+            now = self._clock()
+            if now >= token.expires_at or (
+                generation is not None and generation != self.generation
+            ):
+                return False
+            self._purge_expired(now)
+            self._entries[token.token_hash] = (token, scope)
+            self._entries.move_to_end(token.token_hash)
+            heapq.heappush(self._expiry, (token.expires_at, token.token_hash))
+            while len(self._entries) > self.max_entries:
+                self._entries.popitem(last=False)
+                self.stats.evicted_lru += 1
+            return True
+
+    def _purge_expired(self, now: float) -> None:
+        expiry = self._expiry
+        while expiry and expiry[0][0] <= now:
+            _, digest = heapq.heappop(expiry)
+            entry = self._entries.get(digest)
+            if entry is not None and entry[0].expires_at <= now:
+                del self._entries[digest]
+                self.stats.expired += 1
+        if len(expiry) > 2 * self.max_entries + 64:  # drop heap entries of evicted tokens
+            self._expiry = [(exp, d) for exp, d in expiry if d in self._entries]
+            heapq.heapify(self._expiry)
+
+    def evict(self, match: Callable[[VerifiedToken], bool]) -> int:
+        """Remove every entry ``match`` selects; bumps ``generation``. Returns the count."""
+        with self._lock:
+            self.generation += 1
+            doomed = [digest for digest, (token, _) in self._entries.items() if match(token)]
+            for digest in doomed:
+                del self._entries[digest]
+            self.stats.revoked += len(doomed)
+            return len(doomed)
+
+    def revoke(
+        self, *, token_hash: str | None = None, jti: str | None = None, subject: str | None = None
+    ) -> int:
+        """Evict at once the tokens with this hash, ``jti`` or subject (any that is given)."""
+        return self.evict(
+            lambda t: (
+                (token_hash is not None and t.token_hash == token_hash)
+                or (jti is not None and t.jti == jti)
+                or (subject is not None and t.subject == subject)
+            )
+        )
+
+    def evict_keys(self, kids: Iterable[str | None]) -> int:
+        """Evict tokens verified with keys that are no longer trusted."""
+        gone = frozenset(kids)
+        return self.evict(lambda t: t.key_id in gone) if gone else 0
+
+    def clear(self) -> None:
+        """Drop every entry."""
+        self.evict(lambda _: True)
+
+
+class RevocationList:
+    """Revoked token hashes, ``jti`` values and subjects, remembered for ``ttl`` seconds.
+
+    A subject revocation rejects that subject's tokens issued at or before the moment of
+    revocation (and its tokens without ``iat``); tokens issued later are accepted.
+    """
+
+    def __init__(self, *, ttl: float = 86400, clock: Clock = time.time) -> None:
+        self._ttl = ttl
+        self._clock = clock
+        self._hashes: dict[str, float] = {}
+        self._jtis: dict[str, float] = {}
+        self._subjects: dict[str, tuple[float, float]] = {}  # subject -> (revoked_at, until)
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._hashes) + len(self._jtis) + len(self._subjects)
+
+    def add(
+        self, *, token_hash: str | None = None, jti: str | None = None, subject: str | None = None
+    ) -> None:
+        """Remember a revocation; at least one of the three must be given."""
+        if token_hash is None and jti is None and subject is None:
+            raise ValueError("revoke needs token_hash, jti or subject")
+        now = self._clock()
+        until = now + self._ttl
+        with self._lock:
+            self._purge(now)
+            if token_hash is not None:
+                self._hashes[token_hash] = until
+            if jti is not None:
+                self._jtis[jti] = until
+            if subject is not None:
+                self._subjects[subject] = (now, until)
+
+    def _purge(self, now: float) -> None:
+        for table in (self._hashes, self._jtis):
+            for key in [k for k, until in table.items() if until <= now]:
+                del table[key]
+        for key in [k for k, (_, until) in self._subjects.items() if until <= now]:
+            del self._subjects[key]
+
+    def check(self, token: VerifiedToken) -> None:
+        """Raise ``TokenRevokedError`` if ``token`` is revoked."""
+        if not (self._hashes or self._jtis or self._subjects):
+            return
+        now = self._clock()
+        digest = token.token_hash
+        if self._hashes.get(digest, 0) > now:
+            raise TokenRevokedError("token revoked by hash", token_hash=digest)
+        if token.jti is not None and self._jtis.get(token.jti, 0) > now:
+            raise TokenRevokedError("token revoked by jti", token_hash=digest)
+        entry = self._subjects.get(token.subject) if token.subject is not None else None
+        if (
+            entry is not None
+            and entry[1] > now
+            and (token.issued_at is None or token.issued_at <= entry[0])
+        ):
+            raise TokenRevokedError(
+                "subject revoked; token issued before the revocation", token_hash=digest
+            )

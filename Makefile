@@ -37,6 +37,7 @@ test: lint typecheck unit
 bench: $(BENCH_STAMP)
 	$(BIN)/python benchmarks/policy_engine.py
 	$(BIN)/python benchmarks/identity.py
+	$(BIN)/python benchmarks/gateway.py
 	$(BIN)/python benchmarks/cel_libraries.py
 
 clean:

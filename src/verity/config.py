@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from . import yamlio
 from .errors import ConfigError, Problem
+from .gateway.settings import GatewayConfig
 from .identity.config import IdentityConfig
 from .request_io import problems_of
 
@@ -92,6 +93,7 @@ class VerityConfig(_Section):
     policy: PolicyConfig = Field(default_factory=PolicyConfig)
     store: StoreConfig = Field(default_factory=StoreConfig)
     identity: IdentityConfig = Field(default_factory=IdentityConfig)
+    gateway: GatewayConfig = Field(default_factory=GatewayConfig)
 
 
 def parse_config(data: Any, *, source: str = "<config>") -> VerityConfig:
@@ -109,8 +111,8 @@ def parse_config(data: Any, *, source: str = "<config>") -> VerityConfig:
 def load_config(path: str | Path | None = None) -> VerityConfig:
     """Load ``path``, else ``$VERITY_CONFIG``, else ``./verity.yaml`` if present, else defaults.
 
-    Relative paths inside the file (``policy.path``, issuers' ``jwks_file``) are resolved
-    against its folder.
+    Relative paths inside the file (``policy.path``, issuers' ``jwks_file``, the gateway's
+    assertion ``signing_key``) are resolved against its folder.
     """
     chosen = path or os.environ.get(CONFIG_ENV)
     if chosen is None:
@@ -139,7 +141,13 @@ def _resolve_paths(config: VerityConfig, base: Path) -> VerityConfig:
         for issuer in config.identity.issuers
     )
     identity = config.identity.model_copy(update={"issuers": issuers})
-    return config.model_copy(update={"policy": policy, "identity": identity})
+    gateway = config.gateway
+    if gateway.assertion.signing_key is not None:
+        assertion = gateway.assertion.model_copy(
+            update={"signing_key": resolved(gateway.assertion.signing_key)}
+        )
+        gateway = gateway.model_copy(update={"assertion": assertion})
+    return config.model_copy(update={"policy": policy, "identity": identity, "gateway": gateway})
 
 
 def mask_url(url: str) -> str:

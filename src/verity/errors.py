@@ -9,6 +9,9 @@ VerityError
  ├── PolicyTestError        a policy test file is malformed
  ├── IdentityError          verity.identity.errors: TokenError (one class per rejection
  │                          reason), KeyBindingError, JwksError
+ ├── GatewayError           verity.gateway.errors: BadRequestError (status, public_message),
+ │                          AssertionKeyError
+ ├── AssertionVerificationError  verity.integrations.assertion (one subclass per reason)
  ├── StoreError             verity.store.errors: StoreUnavailableError, MigrationError,
  │                          DuplicateSessionError, UnknownDeviceError, ConcurrentUpdateError,
  │                          GrantError (GrantNotFoundError, GrantStateError, SelfApprovalError)

@@ -17,6 +17,7 @@ import typer
 from . import render
 from .db import app as db_app
 from .policy import policy_app
+from .serve import app as serve_app
 from .token import app as token_app
 
 app = typer.Typer(
@@ -29,6 +30,7 @@ app = typer.Typer(
 app.add_typer(policy_app, name="policy")
 app.add_typer(db_app, name="db")
 app.add_typer(token_app, name="token")
+app.add_typer(serve_app, name="serve")
 
 
 def package_version() -> str:

@@ -1,0 +1,190 @@
+"""The gateway ASGI application: internal endpoints, forward-auth, and the reverse proxy.
+
+    GET /healthz                        liveness (the process answers)
+    GET /readyz                         policy loaded, issuer keys fresh or stale within bounds
+    GET /.well-known/verity/jwks.json   the identity-assertion keys, for upstream apps
+    *   /verity/auth                    forward-auth (nginx auth_request, Traefik ForwardAuth)
+    *   /verity/ext_authz/...           forward-auth (Envoy ext_authz HTTP service)
+    *   everything else                 routed by host + longest path prefix, then proxied
+
+Every request first passes header limits and client-IP resolution; anything malformed is
+a clean 4xx and never reaches an upstream. WebSocket upgrades are refused for now.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+
+import httpx
+from starlette.responses import JSONResponse, Response
+from starlette.types import Receive, Scope, Send
+
+from . import responses
+from .assertion import JWKS_PATH, AssertionSigner
+from .enforce import Enforcer, Outcome, Subject, Verdict, internal_deny
+from .errors import BadRequestError
+from .forward_auth import ForwardAuth
+from .headers import ClientResolver, single_header
+from .inbound import (
+    Inbound,
+    Limits,
+    canonical_path,
+    http_target,
+    raw_target,
+    read_inbound,
+    upstream_path,
+)
+from .inbound import request_host as _request_host
+from .proxy import UpstreamProxy, forwarding_headers, identity_pairs
+from .readiness import Readiness
+from .routing import RouteTable
+from .settings import GatewayConfig
+
+log = logging.getLogger("verity.gateway")
+Endpoint = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+class Gateway:
+    """The ASGI application (``verity serve`` runs it under uvicorn)."""
+
+    def __init__(
+        self,
+        config: GatewayConfig,
+        *,
+        resolver: ClientResolver,
+        enforcer: Enforcer,
+        signer: AssertionSigner,
+        transport: httpx.AsyncBaseTransport,
+        readiness: Readiness,
+    ) -> None:
+        self.config = config
+        self.resolver = resolver
+        self.enforcer = enforcer
+        self.signer = signer
+        self.transport = transport
+        self.readiness = readiness
+        self.routes = RouteTable(config.routes)
+        self.proxy = UpstreamProxy(transport)
+        self.limits = Limits(config.max_header_bytes, config.max_header_count)
+        self.forward_auth = ForwardAuth(
+            config.forward_auth, routes=self.routes, enforcer=enforcer, render=self.render
+        )
+        self._internal: dict[str, Endpoint] = {
+            "/healthz": self._healthz,
+            "/readyz": self._readyz,
+            JWKS_PATH: self._jwks,
+        }
+        self._background: list[asyncio.Task[None]] = []
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            await self._http(scope, receive, send)
+        elif kind == "lifespan":
+            await self._lifespan(receive, send)
+        elif kind == "websocket":
+            await send({"type": "websocket.close", "code": 1008})
+
+    def render(self, outcome: Outcome, html: bool) -> Response:
+        """The 401 or 403 response for a non-allowed outcome."""
+        if outcome.verdict is Verdict.UNAUTHENTICATED:
+            return responses.unauthenticated(
+                self.config.realm, html=html,
+                error_description=outcome.error_description, decision=outcome.decision,
+            )  # fmt: skip
+        return responses.denied(outcome.decision or internal_deny(), html=html)
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path: str = scope["path"]
+        endpoint = self._internal.get(path)
+        if endpoint is not None:
+            await endpoint(scope, receive, send)
+            return
+        html = False
+        try:
+            inbound = read_inbound(scope, self.resolver, self.limits)
+            html = inbound.html
+            await self._dispatch(path, scope, receive, send, inbound)
+        except BadRequestError as exc:
+            await responses.error(exc.status, exc.public_message, html=html)(scope, receive, send)
+
+    async def _dispatch(
+        self, path: str, scope: Scope, receive: Receive, send: Send, inbound: Inbound
+    ) -> None:
+        fa = self.config.forward_auth
+        if fa.enabled and (path == fa.path or self.forward_auth.is_envoy(path)):
+            envoy = path != fa.path
+            response = await self.forward_auth.check(scope, inbound, envoy=envoy)
+            await response(scope, receive, send)
+            return
+        await self._proxy(scope, receive, send, inbound)
+
+    async def _proxy(self, scope: Scope, receive: Receive, send: Send, inbound: Inbound) -> None:
+        host = _request_host(inbound, forwarded=False)
+        path = canonical_path(raw_target(scope))
+        route = self.routes.match(host, path)
+        if route is None or route.upstream is None:
+            response = responses.error(404, "No application is configured here.", html=inbound.html)
+            await response(scope, receive, send)
+            return
+        target = http_target(
+            host=host, method=scope["method"], path=path, headers=inbound.headers,
+            policy_host=route.policy_host,
+        )  # fmt: skip
+        outcome = await self.enforcer.authorize(
+            Subject(route, target, inbound.client, inbound.headers)
+        )
+        if outcome.verdict is not Verdict.ALLOWED:
+            await self.render(outcome, inbound.html)(scope, receive, send)
+            return
+        added = forwarding_headers(
+            chain=inbound.client.chain, proto=self._proto(scope, inbound), host=host,
+            upstream_host=host if route.preserve_host else None,
+        )  # fmt: skip
+        added.extend(identity_pairs(outcome.identity_headers))
+        await self.proxy.forward(
+            scope, receive, send, route=route, raw=inbound.headers, added=added,
+            path=upstream_path(path), html=inbound.html,
+        )  # fmt: skip
+
+    @staticmethod
+    def _proto(scope: Scope, inbound: Inbound) -> str:
+        if inbound.client.peer_trusted:
+            value = single_header(inbound.headers, b"x-forwarded-proto")
+            if value in ("http", "https"):
+                return value
+        return str(scope.get("scheme", "http"))
+
+    async def _healthz(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await JSONResponse({"status": "ok"}, headers={"cache-control": "no-store"})(
+            scope, receive, send
+        )
+
+    async def _readyz(self, scope: Scope, receive: Receive, send: Send) -> None:
+        ready, checks = self.readiness.check()
+        body = {"ready": ready, "checks": checks}
+        headers = {"cache-control": "no-store"}
+        await JSONResponse(body, 200 if ready else 503, headers)(scope, receive, send)
+
+    async def _jwks(self, scope: Scope, receive: Receive, send: Send) -> None:
+        headers = {"cache-control": "public, max-age=300"}
+        await JSONResponse(self.signer.jwks(), headers=headers)(scope, receive, send)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await self.readiness.warm_up()
+                self._background = self.readiness.start_background()
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                for task in self._background:
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
+                await self.transport.aclose()
+                await send({"type": "lifespan.shutdown.complete"})
+                return

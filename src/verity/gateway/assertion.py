@@ -1,0 +1,143 @@
+"""The signed identity assertion (``X-Verity-Assertion``): a short-lived ES256 JWT.
+
+On every allowed request the gateway tells the upstream who is calling with a JWT that
+upstreams verify against the gateway's JWKS (``/.well-known/verity/jwks.json``), as
+IAP and Pomerium do. Claims: ``iss`` (the gateway URL), ``aud`` (the route), ``sub``,
+``email``, ``groups``, ``device_id``, ``trust_score``, ``decision_id``, ``iat``,
+``nbf``, ``exp``, ``jti``; header ``kid`` and ``typ: verity-assertion+jwt`` (a distinct
+type, so an assertion is never mistaken for an access token, RFC 8725 3.11).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import logging
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+
+from ..model import Principal
+from .errors import AssertionKeyError
+from .settings import AssertionConfig
+
+log = logging.getLogger("verity.gateway")
+
+ALGORITHM = "ES256"
+TOKEN_TYPE = "verity-assertion+jwt"  # noqa: S105 - a JWT `typ`, not a secret
+JWKS_PATH = "/.well-known/verity/jwks.json"
+Clock = Callable[[], float]
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def _coordinate(value: int) -> str:
+    return _b64(value.to_bytes(32, "big"))
+
+
+def load_signing_key(path: Path) -> ec.EllipticCurvePrivateKey:
+    """An EC P-256 private key from a PEM file. Raises ``AssertionKeyError``."""
+    try:
+        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+    except (OSError, ValueError, TypeError) as exc:
+        raise AssertionKeyError(f"{path}: not a readable PEM private key ({exc})") from None
+    if not isinstance(key, ec.EllipticCurvePrivateKey) or key.curve.name != "secp256r1":
+        raise AssertionKeyError(f"{path}: the assertion key must be an EC P-256 key (ES256)")
+    return key
+
+
+def public_jwk(key: ec.EllipticCurvePrivateKey) -> dict[str, str]:
+    """The public JWK of ``key`` with ``kid`` = its RFC 7638 thumbprint."""
+    numbers = key.public_key().public_numbers()
+    jwk = {"crv": "P-256", "kty": "EC", "x": _coordinate(numbers.x), "y": _coordinate(numbers.y)}
+    canonical = json.dumps(jwk, separators=(",", ":"), sort_keys=True).encode()
+    kid = _b64(hashlib.sha256(canonical).digest())
+    return {**jwk, "alg": ALGORITHM, "use": "sig", "kid": kid}
+
+
+@dataclass(frozen=True, slots=True)
+class AssertionFacts:
+    """What an assertion says besides the principal."""
+
+    audience: str
+    decision_id: str
+    device_id: str | None = None
+    trust_score: int | None = None
+
+
+class AssertionSigner:
+    """Signs identity assertions with one ES256 key and publishes its JWKS."""
+
+    def __init__(
+        self,
+        key: ec.EllipticCurvePrivateKey,
+        *,
+        issuer: str,
+        ttl_seconds: int = 60,
+        clock: Clock = time.time,
+    ) -> None:
+        """``issuer`` is the gateway's public URL (the ``iss`` claim)."""
+        if key.curve.name != "secp256r1":
+            raise AssertionKeyError("the assertion key must be an EC P-256 key (ES256)")
+        self._key = key
+        self.issuer = issuer
+        self.ttl = ttl_seconds
+        self._clock = clock
+        self.jwk = public_jwk(key)
+        self.kid = self.jwk["kid"]
+        header = {"alg": ALGORITHM, "kid": self.kid, "typ": TOKEN_TYPE}
+        self._header = _b64(json.dumps(header, separators=(",", ":")).encode())
+
+    @classmethod
+    def from_config(cls, config: AssertionConfig, *, issuer: str) -> AssertionSigner:
+        """The configured key, or a new per-process key (logged: fine for one node only)."""
+        if config.signing_key is not None:
+            key = load_signing_key(config.signing_key)
+        else:
+            log.warning(
+                "gateway.assertion.signing_key is not set: assertions are signed with a new "
+                "key for this process only; set it when more than one gateway node runs"
+            )
+            key = ec.generate_private_key(ec.SECP256R1())
+        return cls(key, issuer=issuer, ttl_seconds=config.ttl_seconds)
+
+    def jwks(self) -> dict[str, Any]:
+        """The JWK Set upstreams verify assertions with."""
+        return {"keys": [dict(self.jwk)]}
+
+    def claims(self, principal: Principal, facts: AssertionFacts) -> dict[str, Any]:
+        """The claims of an assertion for ``principal`` (no signing)."""
+        now = int(self._clock())
+        return {
+            "iss": self.issuer,
+            "aud": facts.audience,
+            "sub": principal.id,
+            "email": principal.email,
+            "groups": sorted(principal.groups),
+            "device_id": facts.device_id,
+            "trust_score": facts.trust_score,
+            "decision_id": facts.decision_id,
+            "iat": now,
+            "nbf": now,
+            "exp": now + self.ttl,
+            "jti": secrets.token_urlsafe(16),
+        }
+
+    def sign(self, principal: Principal, facts: AssertionFacts) -> str:
+        """A compact ES256 JWS of ``claims(principal, facts)``."""
+        payload = json.dumps(self.claims(principal, facts), separators=(",", ":")).encode()
+        signing_input = f"{self._header}.{_b64(payload)}".encode("ascii")
+        der = self._key.sign(signing_input, ec.ECDSA(hashes.SHA256()))
+        r, s = decode_dss_signature(der)
+        signature = r.to_bytes(32, "big") + s.to_bytes(32, "big")
+        return f"{signing_input.decode('ascii')}.{_b64(signature)}"

@@ -1,0 +1,70 @@
+"""Assembling a ``Gateway`` from configuration sections (and test doubles)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import httpx
+
+from ..identity import IdentityConfig, TokenVerifier
+from ..policy import LivePolicy
+from .app import Gateway
+from .assertion import AssertionSigner
+from .authn import Authenticator
+from .enforce import Decider, DecisionListener, Enforcer
+from .facts import FactSource
+from .headers import ClientResolver
+from .proxy import new_transport
+from .readiness import Readiness
+from .settings import GatewayConfig
+
+if TYPE_CHECKING:  # verity.config imports verity.gateway.settings: no import at run time
+    from ..config import ServerConfig
+
+
+def build_gateway(
+    config: GatewayConfig,
+    *,
+    server: ServerConfig,
+    identity: IdentityConfig,
+    decider: Decider,
+    reload_seconds: float = 0.0,
+    verifiers: Sequence[TokenVerifier] | None = None,
+    signer: AssertionSigner | None = None,
+    fact_sources: Sequence[FactSource] = (),
+    listeners: Sequence[DecisionListener] = (),
+    transport: httpx.AsyncBaseTransport | None = None,
+) -> Gateway:
+    """The gateway for ``config``.
+
+    ``decider`` is usually a ``LivePolicy`` (then reloaded every ``reload_seconds`` and
+    reported by ``/readyz``). ``verifiers`` defaults to one ``TokenVerifier`` per issuer
+    of ``identity``; ``signer`` to the configured assertion key; ``transport`` to real
+    connections (tests pass an ASGI transport).
+    """
+    if verifiers is None:
+        verifiers = [TokenVerifier(issuer) for issuer in identity.issuers]
+    if signer is None:
+        signer = AssertionSigner.from_config(config.assertion, issuer=config.public_url)
+    enforcer = Enforcer(
+        authenticator=Authenticator(verifiers),
+        decider=decider,
+        signer=signer,
+        fact_sources=fact_sources,
+        listeners=listeners,
+    )
+    readiness = Readiness(
+        verifiers=verifiers,
+        policy=decider if isinstance(decider, LivePolicy) else None,
+        reload_seconds=reload_seconds,
+        max_stale_seconds=config.jwks_max_stale_seconds,
+    )
+    return Gateway(
+        config,
+        resolver=ClientResolver(server.trusted_proxies, server.trusted_hops),
+        enforcer=enforcer,
+        signer=signer,
+        transport=transport or new_transport(config.upstream_pool),
+        readiness=readiness,
+    )

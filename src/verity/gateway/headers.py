@@ -1,0 +1,227 @@
+"""Header hygiene (sans-I/O): what a client sent, cleaned before anything goes upstream.
+
+- Identity headers a client could spoof (``X-Verity-*``, ``X-Forwarded-User``,
+  ``Remote-User``, ...) are dropped, in any case and with ``_`` for ``-`` (some servers
+  map ``X_Verity_User`` and ``X-Verity-User`` to the same variable).
+- Hop-by-hop headers (RFC 9110 7.6.1) and every header named by ``Connection`` are
+  dropped; so are the client's forwarding headers, which the gateway sets itself.
+- The client IP comes from ``X-Forwarded-For`` only through trusted proxies: walking
+  from the right, each address is believed only while the hop that reported it is inside
+  ``trusted_proxies``, and at most ``trusted_hops`` entries deep (Werkzeug ProxyFix).
+
+Raw headers are ASGI pairs: lower-case ``bytes`` names, ``bytes`` values.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from ..model import IPAddress, parse_ip
+from .errors import BadRequestError
+
+RawHeaders = Sequence[tuple[bytes, bytes]]
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+IDENTITY_HEADERS = frozenset(
+    {
+        "x-forwarded-user", "x-forwarded-email", "x-forwarded-groups",
+        "x-forwarded-preferred-username", "x-forwarded-access-token", "x-forwarded-client-cert",
+        "remote-user", "remote-email", "remote-groups", "remote-name", "x-remote-user",
+        "x-user", "x-email", "x-groups", "x-authenticated-user", "x-authenticated-userid",
+        "x-webauth-user", "x-client-cert", "x-client-dn", "x-client-verify", "ssl-client-cert",
+        "x-goog-authenticated-user-email", "x-goog-authenticated-user-id",
+        "x-goog-iap-jwt-assertion", "x-amzn-oidc-data", "x-amzn-oidc-identity",
+        "x-amzn-oidc-accesstoken", "cf-access-jwt-assertion",
+        "cf-access-authenticated-user-email",
+    }
+)  # fmt: skip
+IDENTITY_PREFIXES = (
+    "x-verity-", "x-auth-request-", "x-pomerium-", "x-ms-client-principal", "x-ssl-client-",
+)  # fmt: skip
+HOP_BY_HOP = frozenset(
+    {
+        "connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding",
+        "upgrade", "proxy-authorization", "proxy-authenticate",
+    }
+)  # fmt: skip
+FORWARDING = frozenset(
+    {"forwarded", "x-forwarded-for", "x-forwarded-host", "x-forwarded-proto",
+     "x-forwarded-port", "x-forwarded-prefix", "x-real-ip", "x-original-uri",
+     "x-original-method", "x-original-url", "x-forwarded-method", "x-forwarded-uri"}
+)  # fmt: skip
+# Never forwarded as-is: Host is set per route, Expect is answered by the server.
+_REPLACED = frozenset({"host", "expect"})
+# Kept from the policy's view of headers: credentials.
+SECRET_HEADERS = frozenset({"authorization", "cookie", "proxy-authorization"})
+
+_HOST = re.compile(
+    r"^(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*\.?"
+    r"|\[[0-9a-f:.]{2,45}\])(?::[0-9]{1,5})?$"
+)
+_METHOD = re.compile(r"^[A-Z]{1,20}$")
+
+
+def is_identity_header(name: str) -> bool:
+    """True for a header that asserts identity (``X-Verity-User``, ``Remote_User``...)."""
+    key = name.strip().lower().replace("_", "-")
+    return key in IDENTITY_HEADERS or key.startswith(IDENTITY_PREFIXES)
+
+
+def connection_tokens(raw: RawHeaders) -> frozenset[str]:
+    """The header names listed in every ``Connection`` header (lower-case)."""
+    named: set[str] = set()
+    for name, value in raw:
+        if name.lower() == b"connection":
+            named.update(t.strip().lower() for t in value.decode("latin-1").split(","))
+    named.discard("")
+    return frozenset(named)
+
+
+def upstream_headers(
+    raw: RawHeaders, *, forward_authorization: bool = False
+) -> list[tuple[bytes, bytes]]:
+    """The client's headers minus identity, hop-by-hop, forwarding and Host headers.
+
+    ``Authorization`` is dropped unless ``forward_authorization``. The gateway adds its
+    own forwarding and identity headers afterwards.
+    """
+    dropped = connection_tokens(raw)
+    kept: list[tuple[bytes, bytes]] = []
+    for name, value in raw:
+        key = name.decode("latin-1").lower()
+        if (
+            key in HOP_BY_HOP
+            or key in dropped
+            or key in FORWARDING
+            or key in _REPLACED
+            or is_identity_header(key)
+            or (key == "authorization" and not forward_authorization)
+        ):
+            continue
+        kept.append((name.lower(), value))
+    return kept
+
+
+def response_headers(raw: Iterable[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    """An upstream response's headers minus hop-by-hop ones and those ``Connection`` names."""
+    pairs = list(raw)
+    dropped = connection_tokens(pairs)
+    return [
+        (name, value)
+        for name, value in pairs
+        if (key := name.decode("latin-1").lower()) not in HOP_BY_HOP and key not in dropped
+    ]
+
+
+def policy_headers(raw: RawHeaders) -> dict[str, str]:
+    """Headers the policy may match on: cleaned, credentials removed, repeats joined."""
+    seen: dict[str, str] = {}
+    for name, value in upstream_headers(raw):
+        key = name.decode("latin-1")
+        if key in SECRET_HEADERS:
+            continue
+        text = value.decode("latin-1")
+        seen[key] = f"{seen[key]}, {text}" if key in seen else text
+    return seen
+
+
+def header_values(raw: RawHeaders, name: bytes) -> list[str]:
+    """Every value of header ``name`` (lower-case bytes), in order."""
+    return [value.decode("latin-1") for key, value in raw if key == name]
+
+
+def single_header(raw: RawHeaders, name: bytes) -> str | None:
+    """The one value of ``name``; ``None`` if absent; 400 if repeated."""
+    values = header_values(raw, name)
+    if len(values) > 1:
+        raise BadRequestError(400, f"Repeated {name.decode()} header.")
+    return values[0] if values else None
+
+
+def check_limits(raw: RawHeaders, *, max_bytes: int, max_count: int) -> None:
+    """431 when the request has too many headers or too many header bytes."""
+    if len(raw) > max_count:
+        raise BadRequestError(431, "Too many request headers.")
+    if sum(len(name) + len(value) + 4 for name, value in raw) > max_bytes:
+        raise BadRequestError(431, "Request headers are too large.")
+
+
+def valid_host(untrusted: str | None) -> str:
+    """The Host value if it is a well-formed host[:port]; 400 otherwise."""
+    host = (untrusted or "").strip().lower()
+    if not host or not _HOST.match(host):
+        raise BadRequestError(400, "Missing or malformed Host header.")
+    return host
+
+
+def valid_method(untrusted: str) -> str:
+    """An upper-case HTTP method token; 400 for anything else."""
+    method = untrusted.strip().upper()
+    if not _METHOD.match(method):
+        raise BadRequestError(400, "Malformed request method.")
+    return method
+
+
+def parse_networks(cidrs: Iterable[str]) -> tuple[Network, ...]:
+    """Networks from configured CIDR strings."""
+    return tuple(ipaddress.ip_network(cidr, strict=True) for cidr in cidrs)
+
+
+@dataclass(frozen=True, slots=True)
+class ClientAddress:
+    """The resolved client IP, the socket peer, and whether the peer is a trusted proxy."""
+
+    ip: IPAddress | None
+    peer: IPAddress | None
+    peer_trusted: bool
+    chain: tuple[str, ...] = ()  # verified X-Forwarded-For chain to send upstream
+
+
+def _address(untrusted: str) -> IPAddress | None:
+    text = untrusted.strip()
+    if text.startswith("["):
+        text = text[1 : text.find("]")] if "]" in text else ""
+    elif text.count(":") == 1:
+        text = text.split(":", 1)[0]
+    try:
+        return parse_ip(text)
+    except ValueError:
+        return None
+
+
+def _within(ip: IPAddress, networks: Sequence[Network]) -> bool:
+    return any(ip.version == net.version and ip in net for net in networks)
+
+
+class ClientResolver:
+    """Resolves the client IP from the socket peer and trusted ``X-Forwarded-For`` hops."""
+
+    def __init__(self, trusted_proxies: Iterable[str], trusted_hops: int) -> None:
+        self.networks = parse_networks(trusted_proxies)
+        self.hops = trusted_hops
+
+    def is_trusted(self, peer: IPAddress | None) -> bool:
+        """True when ``peer`` is a configured trusted proxy."""
+        return peer is not None and _within(peer, self.networks)
+
+    def resolve(self, peer_host: str | None, raw: RawHeaders) -> ClientAddress:
+        """The client address for a request from ``peer_host`` with headers ``raw``."""
+        peer = _address(peer_host) if peer_host else None
+        trusted = self.is_trusted(peer)
+        if not trusted or self.hops == 0 or peer is None:
+            return ClientAddress(peer, peer, trusted, (str(peer),) if peer else ())
+        entries = [item for v in header_values(raw, b"x-forwarded-for") for item in v.split(",")]
+        client: IPAddress = peer
+        chain = [str(peer)]
+        for depth, entry in enumerate(reversed(entries), start=1):
+            address = _address(entry)
+            if address is None:
+                break
+            client = address
+            chain.insert(0, str(address))
+            if depth >= self.hops or not _within(address, self.networks):
+                break
+        return ClientAddress(client, peer, trusted, tuple(chain))

@@ -1,0 +1,185 @@
+"""The ``gateway:`` section of ``verity.yaml``: routes, identity assertion, forward-auth.
+
+Bearer-token issuers are the ``identity:`` section (``verity.identity.IdentityConfig``);
+a route may restrict which of them it accepts. Client-IP trust comes from ``server:``
+(``trusted_proxies`` and ``trusted_hops``). Unknown keys are errors, every error names
+its key path, and every value has a safe default.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+_HOST = re.compile(
+    r"^(\*|[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*)$"
+)
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
+_MIB = 1024 * 1024
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _http_url(value: str, what: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"{what} must be an http:// or https:// URL with a host")
+    if parts.query or parts.fragment or parts.username or parts.password:
+        raise ValueError(f"{what} must not carry a query, fragment or credentials")
+    return value.rstrip("/")
+
+
+class RouteConfig(_Section):
+    """One protected application: requests for ``host`` under ``path_prefix``."""
+
+    name: str = Field(description="Unique route name; the default assertion audience.")
+    host: str = Field(description="Host name as clients send it (no port), or `*` for any.")
+    path_prefix: str = Field(default="/", description="Path prefix; longest prefix wins.")
+    upstream: str | None = Field(
+        default=None, description="Upstream base URL; none = forward-auth only."
+    )
+    audience: str | None = Field(
+        default=None, description="`aud` of the identity assertion (default: the route name)."
+    )
+    policy_host: str | None = Field(
+        default=None, description="Host the policy sees instead of the request's Host."
+    )
+    issuers: tuple[str, ...] = Field(
+        default=(), description="Accepted token issuers (`iss`); empty = every configured one."
+    )
+    forward_authorization: bool = Field(
+        default=False, description="Pass the client's Authorization header to the upstream."
+    )
+    preserve_host: bool = Field(
+        default=False, description="Send the client's Host upstream (default: the upstream's)."
+    )
+    connect_timeout_seconds: float = Field(default=5.0, gt=0, le=300)
+    read_timeout_seconds: float = Field(
+        default=30.0, gt=0, le=3600, description="Longest wait for upstream bytes."
+    )
+    max_body_bytes: int = Field(
+        default=10 * _MIB, ge=0, description="Largest request body; larger is 413."
+    )
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not _NAME.match(value):
+            raise ValueError("use letters, digits and _ . : - (at most 128)")
+        return value
+
+    @field_validator("host", "policy_host")
+    @classmethod
+    def _host(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        host = value.strip().lower().rstrip(".")
+        if not _HOST.match(host):
+            raise ValueError(f"{value!r} is not a host name (no scheme, port or path)")
+        return host
+
+    @field_validator("path_prefix")
+    @classmethod
+    def _prefix(cls, value: str) -> str:
+        if not value.startswith("/") or any(c in value for c in "?#%\\") or "/../" in value:
+            raise ValueError("a path prefix starts with / and has no ? # % \\ or /../")
+        return value
+
+    @field_validator("upstream")
+    @classmethod
+    def _upstream(cls, value: str | None) -> str | None:
+        return None if value is None else _http_url(value, "upstream")
+
+    @property
+    def assertion_audience(self) -> str:
+        """The ``aud`` of assertions minted for this route."""
+        return self.audience or self.name
+
+
+class AssertionConfig(_Section):
+    """The signed identity assertion (``X-Verity-Assertion``, ES256 JWT) sent upstream."""
+
+    signing_key: Path | None = Field(
+        default=None,
+        description="PEM EC P-256 private key; none = a new key per process (one node only).",
+    )
+    ttl_seconds: int = Field(default=60, ge=5, le=3600, description="Assertion lifetime.")
+
+
+class ForwardAuthConfig(_Section):
+    """The forward-auth endpoints for nginx auth_request, Traefik and Envoy ext_authz."""
+
+    enabled: bool = Field(default=True, description="Serve the forward-auth endpoints.")
+    path: str = Field(
+        default="/verity/auth", description="nginx auth_request and Traefik ForwardAuth path."
+    )
+    envoy_path_prefix: str = Field(
+        default="/verity/ext_authz", description="Envoy ext_authz HTTP service path_prefix."
+    )
+    require_trusted_caller: bool = Field(
+        default=True,
+        description="Answer only callers inside server.trusted_proxies (the proxy itself).",
+    )
+
+    @field_validator("path", "envoy_path_prefix")
+    @classmethod
+    def _path(cls, value: str) -> str:
+        if not value.startswith("/") or value.endswith("/") or "?" in value:
+            raise ValueError("an absolute path without a trailing slash or query")
+        return value
+
+
+class UpstreamPoolConfig(_Section):
+    """The keep-alive connection pool shared by every route."""
+
+    max_connections: int = Field(default=512, ge=1, description="Open connections at most.")
+    max_keepalive_connections: int = Field(default=128, ge=0, description="Idle kept.")
+    keepalive_expiry_seconds: float = Field(default=30.0, ge=0, description="Idle lifetime.")
+
+
+class GatewayConfig(_Section):
+    """The ``gateway:`` section: public URL, routes, assertion, forward-auth, limits."""
+
+    public_url: str = Field(
+        default="http://127.0.0.1:8080", description="The gateway's URL; the assertion `iss`."
+    )
+    realm: str = Field(default="verity", description="`realm` of WWW-Authenticate challenges.")
+    routes: tuple[RouteConfig, ...] = Field(default=(), description="Protected applications.")
+    assertion: AssertionConfig = Field(default_factory=AssertionConfig)
+    forward_auth: ForwardAuthConfig = Field(default_factory=ForwardAuthConfig)
+    upstream_pool: UpstreamPoolConfig = Field(default_factory=UpstreamPoolConfig)
+    max_header_bytes: int = Field(
+        default=32768, ge=1024, le=1048576, description="Request headers larger: 431."
+    )
+    max_header_count: int = Field(default=100, ge=10, le=1000, description="More: 431.")
+    jwks_max_stale_seconds: float = Field(
+        default=3600, ge=0, description="/readyz fails once issuer keys are stale this long."
+    )
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url(cls, value: str) -> str:
+        return _http_url(value, "public_url")
+
+    @field_validator("realm")
+    @classmethod
+    def _realm(cls, value: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9 ._:/-]{1,64}", value):
+            raise ValueError("letters, digits, space and . _ : / - (at most 64)")
+        return value
+
+    @field_validator("routes")
+    @classmethod
+    def _unique_routes(cls, value: tuple[RouteConfig, ...]) -> tuple[RouteConfig, ...]:
+        names = [route.name for route in value]
+        if len(set(names)) != len(names):
+            raise ValueError("two routes share a name")
+        places = [(route.host, route.path_prefix) for route in value]
+        if len(set(places)) != len(places):
+            raise ValueError("two routes share a host and path prefix")
+        return value

@@ -1,0 +1,239 @@
+"""A real nginx (Debian package) in front of a sample app, with Verity forward-auth.
+
+nginx runs deploy/nginx/verity-forward-auth.conf with run-time ports; Verity runs as
+``python -m verity.cli.serve`` (the ``verity serve`` command) in a subprocess; the sample
+app is uvicorn in a thread. Everything listens on 127.0.0.1 and stops in teardown.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.conftest import service_unavailable
+from tests.gateway.servers import ThreadServer, free_port
+from verity.identity.dev import generate_private_key, mint, public_jwk, write_private_key
+from verity.integrations import assertion
+
+pytestmark = pytest.mark.services
+ROOT = Path(__file__).resolve().parents[2]
+NGINX = "/usr/sbin/nginx"
+HOST = "app.example.com"
+ISSUER = "https://idp.e2e.test"
+POLICY = """
+version: 1
+rules:
+  - name: engineers
+    resources: [{host: app.example.com}]
+    allow: {groups: [engineers]}
+    hint: ask your manager for the engineers group
+"""
+MAIN_CONF = """
+{user}
+worker_processes 1;
+pid {dir}/nginx.pid;
+error_log stderr warn;
+events {{ worker_connections 256; }}
+http {{
+    access_log off;
+    client_body_temp_path {dir}/body;
+    proxy_temp_path {dir}/proxy;
+    fastcgi_temp_path {dir}/fastcgi;
+    uwsgi_temp_path {dir}/uwsgi;
+    scgi_temp_path {dir}/scgi;
+    include {dir}/site.conf;
+}}
+"""
+
+
+def ensure_nginx() -> str:
+    if Path(NGINX).exists():
+        return NGINX
+    if os.geteuid() != 0:
+        service_unavailable("nginx", f"{NGINX} is absent and installing it needs root")
+    for step in (["apt-get", "update"], ["apt-get", "install", "-y", "nginx"]):
+        result = subprocess.run(step, capture_output=True, timeout=300, check=False)  # noqa: S603
+        if step[1] == "install" and result.returncode != 0:
+            service_unavailable("nginx", result.stderr.decode(errors="replace")[-300:])
+    if not Path(NGINX).exists():
+        service_unavailable("nginx", "apt-get install -y nginx did not provide /usr/sbin/nginx")
+    return NGINX
+
+
+class SampleApp:
+    """The protected application: echoes what it was given."""
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        headers: dict[str, list[str]] = {}
+        for key, value in scope["headers"]:
+            headers.setdefault(key.decode(), []).append(value.decode())
+        body = json.dumps({"path": scope["path"], "headers": headers}).encode()
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", b"application/json")]})  # fmt: skip
+        await send({"type": "http.response.body", "body": body})
+
+
+def wait_until_up(url: str, process: subprocess.Popen[bytes], what: str, log: Path) -> None:
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{what} exited: {log.read_text(errors='replace')[-2000:]}")
+        try:
+            httpx.get(url, timeout=1)
+        except httpx.TransportError:
+            time.sleep(0.1)
+        else:
+            return
+    raise RuntimeError(f"{what} did not start at {url}")
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    process.terminate()
+    try:
+        process.wait(10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(5)
+
+
+@dataclass
+class Stack:
+    url: str
+    verity_url: str
+    key: Any
+
+    def token(self, subject: str, groups: list[str]) -> str:
+        return mint(self.key, alg="ES256", kid="e2e", issuer=ISSUER, audience="verity",
+                    subject=subject, claims={"groups": groups})  # fmt: skip
+
+
+def write_verity(tmp: Path, verity_port: int, key: Any) -> Path:
+    (tmp / "policy.yaml").write_text(POLICY)
+    (tmp / "idp.jwks").write_text(json.dumps({"keys": [public_jwk(key, "ES256", "e2e")]}))
+    write_private_key(tmp / "assertion.pem", generate_private_key("ES256"))
+    config = tmp / "verity.yaml"
+    config.write_text(
+        f"server: {{host: 127.0.0.1, port: {verity_port}, trusted_proxies: [127.0.0.1/32], trusted_hops: 1}}\n"
+        "policy: {path: policy.yaml, reload_seconds: 0}\n"
+        f"identity: {{issuers: [{{issuer: '{ISSUER}', audiences: [verity], algorithms: [ES256], jwks_file: idp.jwks}}]}}\n"
+        f"gateway: {{public_url: 'http://127.0.0.1:{verity_port}', assertion: {{signing_key: assertion.pem}},\n"
+        f"  routes: [{{name: app, host: {HOST}}}]}}\n"
+    )
+    return config
+
+
+def write_nginx(tmp: Path, nginx_port: int, verity_port: int, app_port: int) -> Path:
+    site = (ROOT / "deploy/nginx/verity-forward-auth.conf").read_text()
+    site = site.replace("127.0.0.1:8080", f"127.0.0.1:{verity_port}")
+    site = site.replace("127.0.0.1:9000", f"127.0.0.1:{app_port}")
+    site = site.replace("listen 8000;", f"listen 127.0.0.1:{nginx_port};")
+    (tmp / "site.conf").write_text(site)
+    user = "user root;" if os.geteuid() == 0 else ""
+    (tmp / "nginx.conf").write_text(MAIN_CONF.format(dir=tmp, user=user))
+    return tmp / "nginx.conf"
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    nginx = ensure_nginx()
+    tmp = tmp_path_factory.mktemp("nginx-e2e")
+    key = generate_private_key("ES256")
+    nginx_port, verity_port = free_port(), free_port()
+    with ThreadServer(SampleApp()) as app:
+        config = write_verity(tmp, verity_port, key)
+        verity_log, nginx_log = tmp / "verity.log", tmp / "nginx.log"
+        with verity_log.open("wb") as out:
+            verity = subprocess.Popen(  # noqa: S603
+                [sys.executable, "-m", "verity.cli.serve", "--config", str(config)],
+                stdout=out, stderr=subprocess.STDOUT,
+            )  # fmt: skip
+        conf = write_nginx(tmp, nginx_port, verity_port, app.port)
+        with nginx_log.open("wb") as out:
+            proxy = subprocess.Popen(  # noqa: S603
+                [nginx, "-c", str(conf), "-p", str(tmp), "-g", "daemon off;"],
+                stdout=out, stderr=subprocess.STDOUT,
+            )  # fmt: skip
+        try:
+            wait_until_up(f"http://127.0.0.1:{verity_port}/healthz", verity, "verity", verity_log)
+            wait_until_up(f"http://127.0.0.1:{nginx_port}/", proxy, "nginx", nginx_log)
+            yield Stack(f"http://127.0.0.1:{nginx_port}", f"http://127.0.0.1:{verity_port}", key)
+        finally:
+            stop(proxy)
+            stop(verity)
+
+
+def get(stack: Stack, path: str = "/", **headers: str) -> httpx.Response:
+    return httpx.get(stack.url + path, headers={"Host": HOST, **headers}, timeout=10)
+
+
+def test_allowed_request_reaches_the_app_with_a_verifiable_assertion(stack: Stack) -> None:
+    response = get(stack, "/docs", Authorization=f"Bearer {stack.token('alice', ['engineers'])}")
+    assert response.status_code == 200
+    seen = response.json()["headers"]
+    assert seen["x-verity-user"] == ["alice"]
+    assert seen["x-verity-groups"] == ["engineers"]
+    assert "authorization" not in seen
+    claims = assertion.verify(
+        seen["x-verity-assertion"][0], issuer=stack.verity_url, audience="app",
+        jwks_url=f"{stack.verity_url}/.well-known/verity/jwks.json",
+    )  # fmt: skip
+    assert claims.subject == "alice"
+    assert claims.decision_id == seen["x-verity-decision-id"][0]
+
+
+def test_denied_request_is_403_with_a_decision_id(stack: Stack) -> None:
+    response = get(stack, Authorization=f"Bearer {stack.token('bob', ['sales'])}")
+    assert response.status_code == 403
+    body = response.json()
+    assert body["error"] == "access_denied"
+    assert body["decision_id"] == response.headers["x-verity-decision-id"]
+    assert body["hint"] == "ask your manager for the engineers group"
+
+
+def test_denied_browser_gets_the_html_page(stack: Stack) -> None:
+    token = stack.token("bob", ["sales"])
+    response = get(stack, Authorization=f"Bearer {token}", Accept="text/html")
+    assert response.status_code == 403
+    assert "Decision id" in response.text
+
+
+def test_unauthenticated_request_is_401_with_a_challenge(stack: Stack) -> None:
+    response = get(stack)
+    assert response.status_code == 401
+    assert response.headers["www-authenticate"] == 'Bearer realm="verity"'
+    garbage = get(stack, Authorization="Bearer not-a-token")
+    assert garbage.status_code == 401
+    assert 'error="invalid_token"' in garbage.headers["www-authenticate"]
+
+
+def test_spoofed_identity_headers_are_stripped(stack: Stack) -> None:
+    token = stack.token("alice", ["engineers"])
+    response = get(stack, Authorization=f"Bearer {token}", **{
+        "X-Verity-User": "mallory", "X-Forwarded-User": "mallory", "Remote-User": "mallory",
+        "X-Verity-Groups": "admins", "X_Verity_User": "mallory",
+    })  # fmt: skip
+    seen = response.json()["headers"]
+    assert seen["x-verity-user"] == ["alice"]
+    assert seen["x-verity-groups"] == ["engineers"]
+    assert "x-forwarded-user" not in seen
+    assert "remote-user" not in seen
+    assert "mallory" not in json.dumps(seen)
+
+
+def test_spoofed_forwarded_host_cannot_choose_the_route(stack: Stack) -> None:
+    token = stack.token("bob", ["sales"])
+    response = get(stack, Authorization=f"Bearer {token}", **{"X-Forwarded-Host": "elsewhere.test",
+                                                              "X-Original-URI": "/public"})  # fmt: skip
+    assert response.status_code == 403

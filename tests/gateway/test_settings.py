@@ -1,0 +1,55 @@
+"""The gateway: section: defaults, validation, key-path errors."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+
+from verity.gateway import GatewayConfig
+from verity.request_io import problems_of
+
+
+def problems(data: dict[str, Any]) -> dict[str, str]:
+    with pytest.raises(ValidationError) as caught:
+        GatewayConfig.model_validate(data)
+    return {p.path: p.message for p in problems_of(caught.value)}
+
+
+def test_defaults() -> None:
+    config = GatewayConfig()
+    assert config.routes == ()
+    assert config.assertion.ttl_seconds == 60
+    assert config.forward_auth.require_trusted_caller is True
+
+
+def route(**fields: Any) -> dict[str, Any]:
+    return {"name": "app", "host": "app.test", "upstream": "http://127.0.0.1:9000", **fields}
+
+
+def test_a_route_is_normalised() -> None:
+    config = GatewayConfig.model_validate({"routes": [route(host="App.Test.")]})
+    assert config.routes[0].host == "app.test"
+    assert config.routes[0].assertion_audience == "app"
+
+
+@pytest.mark.parametrize(
+    ("data", "path"),
+    [
+        ({"routes": [route(host="http://x")]}, "routes[0].host"),
+        ({"routes": [route(upstream="ftp://x")]}, "routes[0].upstream"),
+        ({"routes": [route(upstream="http://u:p@x")]}, "routes[0].upstream"),
+        ({"routes": [route(path_prefix="api")]}, "routes[0].path_prefix"),
+        ({"routes": [route(max_body_bytes=-1)]}, "routes[0].max_body_bytes"),
+        ({"routes": [route(), route()]}, "routes"),
+        ({"routes": [route(tiemout=1)]}, "routes[0].tiemout"),
+        ({"assertion": {"ttl_seconds": 1}}, "assertion.ttl_seconds"),
+        ({"forward_auth": {"path": "/x/"}}, "forward_auth.path"),
+        ({"public_url": "gateway"}, "public_url"),
+        ({"realm": 'a"b'}, "realm"),
+    ],
+)
+def test_every_error_names_its_key_path(data: dict[str, Any], path: str) -> None:
+    found = problems(data)
+    assert path in found, found

@@ -58,12 +58,13 @@ class SqliteDatabase:
         while True:
             try:
                 conn.execute("pragma journal_mode=wal")
-                return
             except sqlite3.OperationalError as exc:
                 if "locked" not in str(exc) or time.monotonic() > deadline:
                     raise
                 time.sleep(delay)
                 delay = min(delay * 2, 0.1)
+            else:
+                return
 
     def connection(self) -> sqlite3.Connection:
         """This thread's connection (opened on first use)."""

@@ -102,3 +102,15 @@ def test_identity_errors_name_their_key_path() -> None:
             {"identity": {"issuers": [{"issuer": "https://idp.example", "algorithms": ["none"]}]}}
         )
     assert any(p.path.startswith("identity.issuers[0]") for p in caught.value.problems)
+
+
+def test_audit_section_paths_and_secrets(tmp_path: Path) -> None:
+    (tmp_path / "verity.yaml").write_text(
+        "audit: {url: 'postgresql://app:pw@db/verity', signing_key: keys/audit.key}\n"
+    )
+    config = load_config(tmp_path / "verity.yaml")
+    assert config.audit.signing_key == tmp_path / "keys" / "audit.key"
+    assert "pw@" not in repr(config.audit)
+    assert dump_config(config)["audit"]["url"] == "postgresql://app:***@db/verity"
+    with pytest.raises(ConfigError):
+        parse_config({"audit": {"url": "mysql://x"}})

@@ -86,6 +86,31 @@ class StoreConfig(_Section):
             yield name, mask_url(value) if isinstance(value, str) else value
 
 
+class AuditConfig(_Section):
+    """The tamper-evident audit log (see docs/audit.md)."""
+
+    url: str | None = Field(
+        default=None, description="sqlite:///PATH or postgresql://...; default: store.url."
+    )
+    pg_schema: str | None = Field(
+        default=None, description="PostgreSQL schema for the audit tables."
+    )
+    signing_key: Path | None = Field(
+        default=None, description="Ed25519 key for signed checkpoints."
+    )
+    checkpoint_every: int = Field(default=10_000, ge=1, description="Events between checkpoints.")
+    checkpoint_seconds: float = Field(default=5.0, gt=0, description="Seconds between checkpoints.")
+
+    @field_validator("url")
+    @classmethod
+    def _audit_url(cls, value: str | None) -> str | None:
+        return None if value is None else StoreConfig._store_url(value)
+
+    def __repr_args__(self) -> Any:
+        for name, value in super().__repr_args__():
+            yield name, mask_url(value) if isinstance(value, str) else value
+
+
 class VerityConfig(_Section):
     """The whole configuration; every section has safe defaults."""
 
@@ -94,6 +119,7 @@ class VerityConfig(_Section):
     store: StoreConfig = Field(default_factory=StoreConfig)
     identity: IdentityConfig = Field(default_factory=IdentityConfig)
     gateway: GatewayConfig = Field(default_factory=GatewayConfig)
+    audit: AuditConfig = Field(default_factory=AuditConfig)
 
 
 def parse_config(data: Any, *, source: str = "<config>") -> VerityConfig:
@@ -147,7 +173,11 @@ def _resolve_paths(config: VerityConfig, base: Path) -> VerityConfig:
             update={"signing_key": resolved(gateway.assertion.signing_key)}
         )
         gateway = gateway.model_copy(update={"assertion": assertion})
-    return config.model_copy(update={"policy": policy, "identity": identity, "gateway": gateway})
+    audit = config.audit
+    if audit.signing_key is not None:
+        audit = audit.model_copy(update={"signing_key": resolved(audit.signing_key)})
+    update = {"policy": policy, "identity": identity, "gateway": gateway, "audit": audit}
+    return config.model_copy(update=update)
 
 
 def mask_url(url: str) -> str:
@@ -170,4 +200,6 @@ def dump_config(config: VerityConfig) -> dict[str, Any]:
     store["url"] = mask_url(store["url"])
     if store.get("redis_url"):
         store["redis_url"] = mask_url(store["redis_url"])
+    if data["audit"].get("url"):
+        data["audit"]["url"] = mask_url(data["audit"]["url"])
     return data

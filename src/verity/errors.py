@@ -12,6 +12,9 @@ VerityError
  ├── GatewayError           verity.gateway.errors: BadRequestError (status, public_message),
  │                          AssertionKeyError
  ├── AssertionVerificationError  verity.integrations.assertion (one subclass per reason)
+ ├── AuditError             verity.audit.errors: AuditKeyError, AuditStoreError,
+ │                          AuditWriteError, AuditClosedError, ChainConflictError,
+ │                          AuditTamperedError, AuditExportError
  ├── StoreError             verity.store.errors: StoreUnavailableError, MigrationError,
  │                          DuplicateSessionError, UnknownDeviceError, ConcurrentUpdateError,
  │                          GrantError (GrantNotFoundError, GrantStateError, SelfApprovalError)

@@ -1,5 +1,6 @@
 """The ``verity`` command line: ``verity policy check|test|explain``, ``verity db
-migrate|status``, ``verity version``.
+migrate|status``, ``verity token mint|verify``, ``verity serve``, ``verity audit
+verify|tail|query|export|keygen``, ``verity version``.
 
 Exit codes: 0 success, 1 invalid input or failed tests, 2 usage error. Human output is
 rendered with Rich; ``--json`` prints one machine-readable document. Errors go to stderr
@@ -15,6 +16,7 @@ from typing import Annotated
 import typer
 
 from . import render
+from .audit import app as audit_app
 from .db import app as db_app
 from .policy import policy_app
 from .serve import app as serve_app
@@ -31,6 +33,7 @@ app.add_typer(policy_app, name="policy")
 app.add_typer(db_app, name="db")
 app.add_typer(token_app, name="token")
 app.add_typer(serve_app, name="serve")
+app.add_typer(audit_app, name="audit")
 
 
 def package_version() -> str:

@@ -1,0 +1,240 @@
+"""Builders: turn what happened into an ``AuditEvent``, keeping secrets out.
+
+Nothing a builder records can hold a credential: tokens, cookies, headers and claims are
+never read; the HTTP path is the normalised one (no query string); free-form ``detail``
+values under a secret-sounding key, or that look like a JWT, become ``[redacted]``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time as _time
+from collections.abc import Mapping
+from types import MappingProxyType
+
+from ..model import AccessRequest, Decision, Effect, Principal, PrincipalKind
+from .ocsf import EventClass, EventKind, Severity, Status, UserType
+from .schema import AuditEvent, DecisionInfo, Endpoint, HttpInfo, ReasonInfo, Scalar, UserRef
+
+REDACTED = "[redacted]"
+_DETAIL_KEY = re.compile(r"[a-z][a-z0-9_]{0,63}")
+_SECRET_KEY = re.compile(
+    r"token|secret|passw|authorization|cookie|credential|api_?key|private|assertion|otp"
+)
+_JWT_LIKE = re.compile(r"eyJ[\w-]{4,}\.[\w-]+\.?[\w-]*")
+_HTTP_ACTIVITY = {"POST": 1, "GET": 2, "HEAD": 2, "OPTIONS": 2, "PUT": 3, "PATCH": 3, "DELETE": 4}
+_ACTION_ACTIVITY = {"create": 1, "read": 2, "get": 2, "list": 2, "update": 3, "delete": 4}
+
+_AUTHN, _AUTHZ, _API = (
+    EventClass.AUTHENTICATION,
+    EventClass.AUTHORIZE_SESSION,
+    EventClass.API_ACTIVITY,
+)
+_OK, _FAILED = Status.SUCCESS, Status.FAILURE
+_INFO, _LOW, _MEDIUM = Severity.INFORMATIONAL, Severity.LOW, Severity.MEDIUM
+# kind -> (class, activity, status, severity, status_detail); see docs/audit.md
+_SESSION_KINDS: dict[EventKind, tuple[EventClass, int, Status, Severity, str | None]] = {
+    EventKind.LOGIN: (_AUTHN, 1, _OK, _INFO, None),
+    EventKind.LOGOUT: (_AUTHN, 2, _OK, _INFO, None),
+    EventKind.MFA_FAILURE: (_AUTHN, 1, _FAILED, _MEDIUM, "mfa_failed"),
+    EventKind.SESSION_REVOKED: (_AUTHN, 2, _OK, _MEDIUM, "session_revoked"),
+    EventKind.POLICY_RELOADED: (_API, 3, _OK, _LOW, None),
+    EventKind.GRANT_CREATED: (_AUTHZ, 1, _OK, _LOW, None),
+    EventKind.DEVICE_STATE_CHANGED: (_API, 3, _OK, _LOW, None),
+}
+SESSION_KINDS = frozenset(_SESSION_KINDS)
+
+
+def new_event_uid() -> str:
+    """A random 96-bit event id (``metadata.uid``)."""
+    return os.urandom(12).hex()
+
+
+def _ms(seconds: float | None) -> int:
+    return int((_time.time() if seconds is None else seconds) * 1000)
+
+
+def redact_detail(untrusted: Mapping[str, object]) -> Mapping[str, Scalar]:
+    """Check and scrub free-form detail: snake_case keys, scalar values, no secrets.
+
+    Raises ``ValueError`` for a bad key and ``TypeError`` for a non-scalar value (floats
+    included: record milliseconds or a string instead).
+    """
+    clean: dict[str, Scalar] = {}
+    for key, value in untrusted.items():
+        if not _DETAIL_KEY.fullmatch(key):
+            raise ValueError(f"detail key {key!r} must match {_DETAIL_KEY.pattern}")
+        if value is not None and not isinstance(value, str | int):
+            raise TypeError(f"detail {key!r}: {type(value).__name__} is not str, int or bool")
+        secret = _SECRET_KEY.search(key) or (isinstance(value, str) and _JWT_LIKE.search(value))
+        clean[key] = REDACTED if secret and value is not None else value
+    return MappingProxyType(clean)
+
+
+def user_ref(principal: Principal) -> UserRef:
+    """The auditable identity of a principal (id, e-mail, kind; no claims)."""
+    kind = UserType.SYSTEM if principal.kind is PrincipalKind.SERVICE else UserType.USER
+    if principal.kind is PrincipalKind.ANONYMOUS:
+        kind = UserType.UNKNOWN
+    return UserRef(uid=principal.id, name=principal.spiffe_id, email=principal.email, type=kind)
+
+
+def _reasons(decision: Decision) -> tuple[ReasonInfo, ...]:
+    return tuple(ReasonInfo(r.code, r.message, r.hint, r.rule) for r in decision.reasons)
+
+
+def _device(request: AccessRequest) -> Mapping[str, Scalar]:
+    device = request.device
+    if device is None:
+        return MappingProxyType({})
+    posture: dict[str, Scalar] = {
+        "uid": device.id,
+        "managed": device.managed,
+        "disk_encrypted": device.disk_encrypted,
+        "screen_lock": device.screen_lock,
+        "firewall": device.firewall,
+        "os_type": device.os_type,
+        "os_version": device.os_version,
+    }
+    return MappingProxyType(posture)
+
+
+def decision_event(
+    request: AccessRequest,
+    decision: Decision,
+    *,
+    policy_version: str | None = None,
+    uid: str | None = None,
+) -> AuditEvent:
+    """The audit event of one access decision (OCSF API Activity 6003).
+
+    ``policy_version`` is the hash of the policy in force (default: the decision's own).
+    Allow is status Success, deny is Failure; the activity follows the HTTP method (or the
+    action name): POST Create, GET/HEAD/OPTIONS Read, PUT/PATCH Update, DELETE Delete.
+    """
+    http = request.http
+    if http is not None:
+        activity = _HTTP_ACTIVITY.get(http.method, 99)
+        operation = f"{http.method} {http.path}"
+        target = HttpInfo(http.host, http.method, http.path)
+        resources: tuple[tuple[str, str], ...] = (("http", f"{http.host}{http.path}"),)
+    else:
+        activity = _ACTION_ACTIVITY.get((request.action or "").lower(), 99)
+        operation, target = request.action or "access", None
+        resource = request.resource
+        resources = ((resource.type or "resource", resource.id),) if resource.id else ()
+    allowed = decision.effect is Effect.ALLOW
+    info = DecisionInfo(
+        decision_id=decision.decision_id,
+        effect=decision.effect.value,
+        rule=decision.rule,
+        policy_hash=policy_version or decision.policy_version,
+        reasons=_reasons(decision),
+        obligations=tuple(o.kind.value for o in decision.obligations),
+        trust_score=request.trust_score,
+        device=_device(request),
+    )
+    network = request.network
+    return AuditEvent(
+        kind=EventKind.DECISION,
+        class_uid=EventClass.API_ACTIVITY,
+        activity_id=activity,
+        status=Status.SUCCESS if allowed else Status.FAILURE,
+        severity=Severity.INFORMATIONAL if allowed else Severity.LOW,
+        time_ms=_ms(request.time),
+        uid=uid or new_event_uid(),
+        message=f"{decision.effect.value} {operation}" + (f": {decision.reason}" * (not allowed)),
+        actor=user_ref(request.principal),
+        session_uid=request.principal.session_id,
+        src_endpoint=Endpoint(str(network.ip) if network.ip else None, network.region),
+        http=target,
+        api_operation=operation,
+        resources=resources,
+        decision=info,
+    )
+
+
+def authentication_event(
+    user: UserRef,
+    *,
+    success: bool,
+    logoff: bool = False,
+    mfa: bool | None = None,
+    src_ip: str | None = None,
+    session_id: str | None = None,
+    status_detail: str | None = None,
+    message: str | None = None,
+    time: float | None = None,
+    detail: Mapping[str, object] | None = None,
+) -> AuditEvent:
+    """An authentication attempt or logoff (OCSF Authentication 3002).
+
+    A failure is severity Medium, a success Informational. ``status_detail`` is a stable
+    code (``bad_password``, ``token_expired``); never pass the credential itself.
+    """
+    outcome = "succeeded" if success else "failed"
+    action = "logoff" if logoff else "logon"
+    return AuditEvent(
+        kind=EventKind.AUTHENTICATION,
+        class_uid=EventClass.AUTHENTICATION,
+        activity_id=2 if logoff else 1,
+        status=Status.SUCCESS if success else Status.FAILURE,
+        severity=Severity.INFORMATIONAL if success else Severity.MEDIUM,
+        time_ms=_ms(time),
+        uid=new_event_uid(),
+        message=message or f"{action} {outcome} for {user.uid}",
+        actor=user,
+        user=user,
+        session_uid=session_id,
+        src_endpoint=Endpoint(src_ip) if src_ip else None,
+        is_mfa=mfa,
+        status_detail=status_detail,
+        detail=redact_detail(detail or {}),
+    )
+
+
+def session_event(
+    kind: EventKind,
+    *,
+    user: UserRef | None = None,
+    actor: UserRef | None = None,
+    session_id: str | None = None,
+    src_ip: str | None = None,
+    resource: tuple[str, str] | None = None,
+    privileges: tuple[str, ...] = (),
+    message: str | None = None,
+    time: float | None = None,
+    detail: Mapping[str, object] | None = None,
+) -> AuditEvent:
+    """A security-relevant change: login, logout, MFA failure, session revoked, policy
+    reloaded, grant created, device state changed (see docs/audit.md for the mapping).
+
+    ``user`` is whom it is about, ``actor`` who did it (default: the user); ``resource`` is
+    ``(type, uid)``, e.g. ``("policy", hash)`` or ``("device", id)``.
+    """
+    if kind not in _SESSION_KINDS:
+        raise ValueError(f"{kind.value} is not a session event kind (use {SESSION_KINDS})")
+    class_uid, activity, status, severity, status_detail = _SESSION_KINDS[kind]
+    who = actor or user
+    about = user.uid if user else (resource[1] if resource else "verity")
+    return AuditEvent(
+        kind=kind,
+        class_uid=class_uid,
+        activity_id=activity,
+        status=status,
+        severity=severity,
+        time_ms=_ms(time),
+        uid=new_event_uid(),
+        message=message or f"{kind.value.replace('_', ' ')}: {about}",
+        actor=who,
+        user=user,
+        session_uid=session_id,
+        src_endpoint=Endpoint(src_ip) if src_ip else None,
+        api_operation=kind.value if class_uid is EventClass.API_ACTIVITY else None,
+        resources=(resource,) if resource else (),
+        privileges=privileges,
+        is_mfa=True if kind is EventKind.MFA_FAILURE else None,
+        status_detail=status_detail,
+        detail=redact_detail(detail or {}),
+    )

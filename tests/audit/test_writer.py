@@ -1,0 +1,205 @@
+"""Group commit: one valid chain from many threads, processes and coroutines; every
+acknowledged event is stored; checkpoints at intervals and on close; failures surface."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from verity.audit import (
+    AuditClosedError,
+    AuditLog,
+    AuditTamperedError,
+    AuditWriteError,
+    CheckpointSigner,
+    EncodedEvent,
+    Query,
+    Receipt,
+    load_public_key,
+    public_key_path,
+    verify,
+)
+from verity.audit.keys import Checkpoint
+from verity.audit.sqlite import SQLiteStore
+
+from .conftest import Backend, sample_events
+
+WRITER = Path(__file__).with_name("writer_proc.py")
+
+
+def _verify_ok(backend: Backend, key_path: Path, records: int) -> None:
+    store = backend.open()
+    try:
+        report = verify(store, load_public_key(public_key_path(key_path)))
+    finally:
+        store.close()
+    assert report.ok, report.finding
+    assert report.records == records
+
+
+def test_threads_keep_one_chain(backend: Backend, signer: CheckpointSigner, key_path: Path) -> None:
+    receipts: list[Receipt] = []
+    events = sample_events(100)
+    with AuditLog(backend.open(), signer=signer, checkpoint_every=64) as log:
+
+        def produce() -> None:
+            for event in events:
+                receipts.append(log.append(event))
+
+        threads = [threading.Thread(target=produce) for _ in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert log.stats.batches < 800  # events were grouped into fewer commits
+    assert sorted(r.seq for r in receipts) == list(range(1, 801))
+    _verify_ok(backend, key_path, 800)
+
+
+def test_processes_keep_one_chain(backend: Backend, key_path: Path) -> None:
+    schema = backend.schema or "-"
+    args = [sys.executable, str(WRITER), backend.url, schema, str(key_path)]
+    procs = [
+        subprocess.Popen([*args, f"p{i}", "60", "3"], stdout=subprocess.PIPE, text=True)  # noqa: S603
+        for i in range(3)
+    ]
+    outputs = [proc.communicate(timeout=60)[0] for proc in procs]
+    assert all(proc.returncode == 0 for proc in procs)
+    seqs = sorted(int(line.split()[0]) for out in outputs for line in out.splitlines())
+    assert seqs == list(range(1, 541))
+    _verify_ok(backend, key_path, 540)
+
+
+def test_async_producers(backend: Backend, signer: CheckpointSigner, key_path: Path) -> None:
+    events = sample_events(300)
+
+    async def main(log: AuditLog) -> list[Receipt]:
+        return await asyncio.gather(*(log.append_async(e) for e in events))
+
+    with AuditLog(backend.open(), signer=signer) as log:
+        receipts = asyncio.run(main(log))
+    assert sorted(r.seq for r in receipts) == list(range(1, 301))
+    _verify_ok(backend, key_path, 300)
+
+
+def test_receipt_matches_the_stored_record(backend: Backend, signer: CheckpointSigner) -> None:
+    event = sample_events(1)[0]
+    with AuditLog(backend.open(), signer=signer) as log:
+        receipt = log.append(event)
+        assert log.store.head() == receipt
+    store = backend.open()
+    record = store.query(Query())[0]
+    store.close()
+    assert (record.seq, record.hash, record.body) == (1, receipt.hash, event.encode())
+
+
+def test_close_signs_the_tail(backend: Backend, signer: CheckpointSigner) -> None:
+    with AuditLog(backend.open(), signer=signer, checkpoint_every=1000) as log:
+        log.append_many(sample_events(7))
+    store = backend.open()
+    assert [cp.seq for cp in store.checkpoints()] == [7]
+    store.close()
+
+
+def test_timer_signs_an_idle_tail(backend: Backend, signer: CheckpointSigner) -> None:
+    with AuditLog(backend.open(), signer=signer, checkpoint_seconds=0.05) as log:
+        log.append(sample_events(1)[0])
+        deadline = time.monotonic() + 5
+        while not log.store.checkpoints() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert [cp.seq for cp in log.store.checkpoints()] == [1]
+
+
+def test_open_verifies_and_signs_an_unsigned_tail(
+    backend: Backend, signer: CheckpointSigner
+) -> None:
+    with AuditLog(backend.open()) as log:  # no signer: e.g. a writer killed before close
+        log.append_many(sample_events(5))
+    with AuditLog(backend.open(), signer=signer) as log:
+        assert [cp.seq for cp in log.store.checkpoints()] == [5]
+
+
+def test_open_refuses_to_sign_a_tampered_tail(backend: Backend, signer: CheckpointSigner) -> None:
+    with AuditLog(backend.open(), signer=signer, checkpoint_every=3) as log:
+        log.append_many(sample_events(3))
+        log.append_many(sample_events(1))
+    with AuditLog(backend.open()) as log:
+        log.append_many(sample_events(2))  # unsigned records 5..6
+    backend.raw("update audit_log set hash = ? where seq = 5", (b"\x00" * 32,))
+    with pytest.raises(AuditTamperedError) as info:
+        AuditLog(backend.open(), signer=signer)
+    assert info.value.seq == 5
+
+
+def test_append_after_close_is_refused(tmp_path: Path) -> None:
+    log = AuditLog(SQLiteStore(tmp_path / "a.db"))
+    log.close()
+    with pytest.raises(AuditClosedError):
+        log.append(sample_events(1)[0])
+
+
+class _BrokenStore(SQLiteStore):
+    def append_batch(self, events: Sequence[EncodedEvent], *, sign: object = None) -> list[Receipt]:
+        raise OSError("disk on fire")
+
+
+def test_a_failed_commit_is_not_acknowledged(tmp_path: Path) -> None:
+    with AuditLog(_BrokenStore(tmp_path / "a.db")) as log:
+        with pytest.raises(AuditWriteError, match="disk on fire"):
+            log.append(sample_events(1)[0])
+        assert log.stats.failures == 1
+
+
+def test_checkpoint_signature_verifies(signer: CheckpointSigner, key_path: Path) -> None:
+    from verity.audit.keys import verify_checkpoint
+
+    cp = signer.sign(3, b"\x01" * 32, 1_700_000_000_000)
+    public = load_public_key(public_key_path(key_path))
+    assert verify_checkpoint(cp, public)
+    moved = Checkpoint(4, cp.hash, cp.time_ms, cp.key_id, cp.signature)
+    assert not verify_checkpoint(moved, public)
+
+
+class _NoCheckpointStore(SQLiteStore):
+    failing = False
+
+    def write_checkpoint(self, sign: Any) -> Checkpoint | None:
+        if self.failing:
+            raise OSError("checkpoint table locked")
+        return super().write_checkpoint(sign)
+
+
+def test_failing_timed_checkpoint_retries_at_the_interval(
+    tmp_path: Path, signer: CheckpointSigner
+) -> None:
+    store = _NoCheckpointStore(tmp_path / "a.db")
+    log = AuditLog(store, signer=signer, checkpoint_seconds=0.1, close_store=False)
+    store.failing = True
+    log.append(sample_events(1)[0])  # appended, acknowledged; its checkpoint keeps failing
+    time.sleep(0.45)
+    failures = log.stats.failures
+    log.close()
+    store.close()
+    assert 2 <= failures <= 6  # retried about every 0.1 s, not in a busy loop
+
+
+class _CrashingLog(AuditLog):
+    def _sign_for(self, count: int) -> Any:
+        raise RuntimeError("writer bug")
+
+
+def test_a_crashed_writer_fails_waiting_producers_instead_of_hanging(tmp_path: Path) -> None:
+    log = _CrashingLog(SQLiteStore(tmp_path / "a.db"))
+    with pytest.raises(AuditWriteError, match="writer bug"):
+        log.append(sample_events(1)[0], timeout=10)
+    with pytest.raises(AuditClosedError, match="writer bug"):
+        log.append(sample_events(1)[0], timeout=10)
+    log.close()

@@ -114,3 +114,10 @@ def test_audit_section_paths_and_secrets(tmp_path: Path) -> None:
     assert dump_config(config)["audit"]["url"] == "postgresql://app:***@db/verity"
     with pytest.raises(ConfigError):
         parse_config({"audit": {"url": "mysql://x"}})
+
+
+def test_workload_ca_paths_are_resolved_relative_to_the_file(tmp_path: Path) -> None:
+    (tmp_path / "verity.yaml").write_text("identity: {workload: {ca_dir: ca, bundle_path: ca/bundle.pem}}\n")
+    config = load_config(tmp_path / "verity.yaml")
+    assert config.identity.workload.ca_dir == tmp_path / "ca"
+    assert config.identity.workload.bundle_path == tmp_path / "ca" / "bundle.pem"

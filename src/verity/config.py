@@ -166,7 +166,14 @@ def _resolve_paths(config: VerityConfig, base: Path) -> VerityConfig:
         else issuer
         for issuer in config.identity.issuers
     )
-    identity = config.identity.model_copy(update={"issuers": issuers})
+    workload = config.identity.workload
+    workload = workload.model_copy(
+        update={
+            "ca_dir": resolved(workload.ca_dir),
+            "bundle_path": None if workload.bundle_path is None else resolved(workload.bundle_path),
+        }
+    )
+    identity = config.identity.model_copy(update={"issuers": issuers, "workload": workload})
     gateway = config.gateway
     if gateway.assertion.signing_key is not None:
         assertion = gateway.assertion.model_copy(

@@ -8,7 +8,11 @@ VerityError
  ├── RequestError           an access request (file or mapping) is malformed
  ├── PolicyTestError        a policy test file is malformed
  ├── IdentityError          verity.identity.errors: TokenError (one class per rejection
- │                          reason), KeyBindingError, JwksError
+ │                          reason), KeyBindingError, JwksError; verity.identity.idp.errors:
+ │                          IdpError (UserExistsError, UnknownUserError, OAuthError);
+ │                          verity.identity.workload.errors: WorkloadIdentityError
+ │                          (InvalidSpiffeIdError, SvidRejectedError, JwtSvidError,
+ │                          TrustBundleError, CertificateAuthorityError)
  ├── GatewayError           verity.gateway.errors: BadRequestError (status, public_message),
  │                          AssertionKeyError
  ├── AssertionVerificationError  verity.integrations.assertion (one subclass per reason)

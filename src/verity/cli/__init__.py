@@ -1,6 +1,7 @@
 """The ``verity`` command line: ``verity policy check|test|explain``, ``verity db
 migrate|status``, ``verity token mint|verify``, ``verity serve``, ``verity audit
-verify|tail|query|export|keygen``, ``verity version``.
+verify|tail|query|export|keygen``, ``verity users``, ``verity identity ca init|issue-svid|
+issue-jwt-svid|verify-svid``, ``verity version``.
 
 Exit codes: 0 success, 1 invalid input or failed tests, 2 usage error. Human output is
 rendered with Rich; ``--json`` prints one machine-readable document. Errors go to stderr
@@ -18,9 +19,11 @@ import typer
 from . import render
 from .audit import app as audit_app
 from .db import app as db_app
+from .identity import app as identity_app
 from .policy import policy_app
 from .serve import app as serve_app
 from .token import app as token_app
+from .users import app as users_app
 
 app = typer.Typer(
     name="verity",
@@ -34,6 +37,8 @@ app.add_typer(db_app, name="db")
 app.add_typer(token_app, name="token")
 app.add_typer(serve_app, name="serve")
 app.add_typer(audit_app, name="audit")
+app.add_typer(users_app, name="users")
+app.add_typer(identity_app, name="identity")
 
 
 def package_version() -> str:

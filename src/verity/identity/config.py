@@ -13,6 +13,8 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
+from .workload.config import WorkloadConfig
+
 Algorithm = Literal[
     "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "EdDSA",
     "HS256", "HS384", "HS512",
@@ -187,6 +189,12 @@ class IdentityConfig(_Frozen):
     """The ``identity:`` section of ``verity.yaml``: the trusted issuers."""
 
     issuers: tuple[IssuerConfig, ...] = Field(default=(), description="Trusted issuers.")
+    idp: IdpConfig | None = Field(
+        default=None, description="Embedded OIDC provider (off when absent)."
+    )
+    workload: WorkloadConfig = Field(
+        default_factory=WorkloadConfig, description="Workload identity (SPIFFE CA, SVIDs)."
+    )
 
     @field_validator("issuers")
     @classmethod
@@ -195,3 +203,8 @@ class IdentityConfig(_Frozen):
         if len(set(names)) != len(names):
             raise ValueError("an issuer is configured twice")
         return value
+
+
+from .idp_config import IdpConfig  # noqa: E402 - idp_config imports this module's helpers
+
+IdentityConfig.model_rebuild()

@@ -154,6 +154,9 @@ class ResourceAttrCheck(Check):
         value = getter(("resource", self.node.name))(request)
         return "(absent)" if value is MISSING else str(value)
 
+    def message(self, request: AccessRequest) -> str:
+        return f"requires {self.expected()}"  # the resource's own value is not for the requester
+
 
 def _relate(op: str, left: Any, right: Any) -> bool:
     if left is MISSING or right is MISSING:
@@ -195,4 +198,6 @@ class RelationCheck(Check):
         return f"{'.'.join(self.node.left)}={left!r}, {'.'.join(self.node.right)}={right!r}"
 
     def message(self, request: AccessRequest) -> str:
-        return f"requires {self.node.text} (observed: {self.observed(request)})"
+        # No observed values: they describe the resource (its owner, its team), which the
+        # person denied may not see. ``explain`` shows them to the operator.
+        return f"requires {self.node.text}"

@@ -1,0 +1,159 @@
+"""``/token``: client authentication, code exchange with PKCE, refresh-token rotation.
+
+Client secrets are compared in constant time. A code is redeemed once; presenting it
+again is answered ``invalid_grant`` and revokes the refresh family and access tokens it
+produced (RFC 6749 4.1.2). Refresh tokens are rotated on every use; a used one presented
+again revokes its family.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import unquote_plus
+
+from ...store.records import RevocationKind
+from .authorize import pkce_matches
+from .config import IdpClient
+from .errors import OAuthError
+from .provider import IdentityProvider
+from .state import Authentication, CodeGrant, RefreshGrant, digest, new_secret
+
+_INVALID_GRANT = "The grant is invalid, expired, already used or was issued to another client."
+
+
+def _invalid_client() -> OAuthError:
+    return OAuthError("invalid_client", "Client authentication failed.", status=401)
+
+
+def _basic(header: str) -> tuple[str, str]:
+    try:
+        decoded = base64.b64decode(header[6:].strip(), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        raise _invalid_client() from None
+    client_id, sep, secret = decoded.partition(":")
+    if not sep:
+        raise _invalid_client()
+    return unquote_plus(client_id), unquote_plus(secret)
+
+
+def authenticate_client(
+    provider: IdentityProvider, form: Mapping[str, str], authorization: str | None
+) -> IdpClient:
+    """The client making the request: ``client_secret_basic``, ``client_secret_post``, or
+    a public client naming itself by ``client_id`` (then PKCE is its only proof)."""
+    secret: str | None = form.get("client_secret")
+    client_id = form.get("client_id")
+    if authorization and authorization[:6].lower() == "basic ":
+        if secret is not None:
+            raise OAuthError("invalid_request", "Use one client authentication method.")
+        basic_id, secret = _basic(authorization)
+        if client_id is not None and client_id != basic_id:
+            raise _invalid_client()
+        client_id = basic_id
+    client = provider.config.client(client_id or "")
+    if client is None:
+        raise _invalid_client()
+    if client.client_secret is None:
+        if secret is not None:
+            raise _invalid_client()
+        return client
+    expected = client.client_secret.get_secret_value().encode()
+    if secret is None or not hmac.compare_digest(secret.encode(), expected):
+        raise _invalid_client()
+    return client
+
+
+def token_response(
+    provider: IdentityProvider, form: Mapping[str, str], authorization: str | None
+) -> dict[str, Any]:
+    """The JSON body of a successful token response; raises ``OAuthError``."""
+    client = authenticate_client(provider, form, authorization)
+    grant_type = form.get("grant_type")
+    if grant_type == "authorization_code":
+        return _exchange_code(provider, client, form)
+    if grant_type == "refresh_token":
+        return _refresh(provider, client, form)
+    raise OAuthError("unsupported_grant_type", "Use authorization_code or refresh_token.")
+
+
+def _revoke_results(provider: IdentityProvider, grant: CodeGrant) -> None:
+    if grant.family is not None:
+        provider.state.revoke_family(grant.family)
+    if provider.revocations is not None:
+        expires = provider.clock() + provider.config.lifetimes.access_token + 60
+        for jti in grant.jtis:
+            provider.revocations.revoke(
+                RevocationKind.JTI, jti, expires=expires, reason="authorization code reused"
+            )
+
+
+def _exchange_code(
+    provider: IdentityProvider, client: IdpClient, form: Mapping[str, str]
+) -> dict[str, Any]:
+    code = form.get("code", "")
+    code_hash = digest(code)
+    grant = provider.state.redeem_code(code_hash, now=provider.clock())
+    if grant is None:
+        raise OAuthError("invalid_grant", _INVALID_GRANT)
+    if grant.used:
+        _revoke_results(provider, grant)
+        raise OAuthError("invalid_grant", _INVALID_GRANT)
+    if grant.client_id != client.client_id or form.get("redirect_uri") != grant.redirect_uri:
+        raise OAuthError("invalid_grant", _INVALID_GRANT)
+    if not pkce_matches(form.get("code_verifier", ""), grant.code_challenge):
+        raise OAuthError("invalid_grant", "PKCE verification failed.")
+    family = new_secret()
+    body, jti = _issue(provider, client, grant.scope, grant.auth, grant.nonce, family)
+    provider.state.record_code_result(code_hash, family=family, jtis=(jti,))
+    return body
+
+
+def _refresh(
+    provider: IdentityProvider, client: IdpClient, form: Mapping[str, str]
+) -> dict[str, Any]:
+    grant = provider.state.redeem_refresh(
+        digest(form.get("refresh_token", "")), now=provider.clock()
+    )
+    if grant is None or grant.client_id != client.client_id:
+        raise OAuthError("invalid_grant", _INVALID_GRANT)
+    return _issue(provider, client, grant.scope, grant.auth, None, grant.family)[0]
+
+
+def _issue(
+    provider: IdentityProvider,
+    client: IdpClient,
+    scope: tuple[str, ...],
+    auth: Authentication,
+    nonce: str | None,
+    family: str,
+) -> tuple[dict[str, Any], str]:
+    user = provider.users.get(auth.user_id)
+    if user is None or user.disabled:
+        provider.state.revoke_family(family)
+        raise OAuthError("invalid_grant", _INVALID_GRANT)
+    now = provider.clock()
+    lifetimes = provider.config.lifetimes
+    access, jti = provider.minter.access_token(
+        user, client_id=client.client_id, scope=scope, auth=auth, now=now
+    )
+    id_token = provider.minter.id_token(
+        user, client_id=client.client_id, nonce=nonce, auth=auth, now=now
+    )
+    refresh = new_secret()
+    provider.state.put_refresh(
+        digest(refresh),
+        RefreshGrant(family, client.client_id, scope, auth, now + lifetimes.refresh_token),
+    )
+    body = {
+        "access_token": access,
+        "token_type": "Bearer",
+        "expires_in": int(lifetimes.access_token),
+        "id_token": id_token,
+        "refresh_token": refresh,
+        "scope": " ".join(scope),
+    }
+    return body, jti

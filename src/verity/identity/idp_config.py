@@ -1,0 +1,140 @@
+"""``IdpConfig``: the embedded identity provider's settings (``identity.idp`` in verity.yaml).
+
+Clients are registered here, with their exact redirect URIs; a client without a secret
+is public and must use PKCE (which every client must anyway).
+"""
+
+from __future__ import annotations
+
+from typing import Self
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+
+from .config import require_secure_url
+
+_MIN_SECRET_BYTES = 32
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _check_redirect_uri(uri: str) -> str:
+    parts = urlsplit(uri)
+    if parts.fragment or "#" in uri:
+        raise ValueError(f"{uri!r}: a redirect URI has no fragment")
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        raise ValueError(f"{uri!r}: a redirect URI is an absolute http(s) URL")
+    return require_secure_url(uri)
+
+
+class IdpClient(_Frozen):
+    """A relying party allowed to log users in through this provider."""
+
+    client_id: str = Field(min_length=1, max_length=128, description="The `client_id`.")
+    client_secret: SecretStr | None = Field(
+        default=None, description="Shared secret (>= 32 bytes); none for a public client."
+    )
+    redirect_uris: tuple[str, ...] = Field(
+        min_length=1, description="Exact redirect URIs (compared character by character)."
+    )
+    scopes: tuple[str, ...] = Field(
+        default=("openid", "email", "profile", "groups", "offline_access"),
+        description="Scopes this client may request.",
+    )
+
+    @field_validator("redirect_uris")
+    @classmethod
+    def _redirects(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(_check_redirect_uri(uri) for uri in value)
+
+    @field_validator("client_secret")
+    @classmethod
+    def _long_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value().encode()) < _MIN_SECRET_BYTES:
+            raise ValueError(f"client_secret must be at least {_MIN_SECRET_BYTES} bytes")
+        return value
+
+    @property
+    def public(self) -> bool:
+        """True for a client without a secret (PKCE is its only proof)."""
+        return self.client_secret is None
+
+
+class LockoutPolicy(_Frozen):
+    """Brute-force protection: failures counted in a sliding window, per account and IP."""
+
+    window_seconds: float = Field(default=900, gt=0, le=86400, description="Failure window.")
+    max_account_failures: int = Field(default=5, ge=1, description="Per account, in window.")
+    max_ip_failures: int = Field(default=50, ge=1, description="Per client IP, in window.")
+
+
+class SigningKeyPolicy(_Frozen):
+    """Signing keys: algorithm, rotation period, and how long a new key is published
+    before it signs (so verifiers' JWKS caches learn it first)."""
+
+    algorithm: str = Field(default="ES256", pattern="^(ES256|EdDSA)$", description="Alg.")
+    key_name: str = Field(default="idp-signing", min_length=1, description="KeyStore name.")
+    rotate_after_seconds: float = Field(
+        default=30 * 86400, gt=0, description="Age at which a new key is generated."
+    )
+    publish_before_use_seconds: float = Field(
+        default=3600, ge=0, description="A new key is in the JWKS this long before it signs."
+    )
+
+
+class TokenLifetimes(_Frozen):
+    """How long each artefact lives, in seconds."""
+
+    authorization_code: float = Field(default=60, gt=0, le=600)
+    access_token: float = Field(default=600, gt=0, le=86400)
+    id_token: float = Field(default=600, gt=0, le=86400)
+    refresh_token: float = Field(default=8 * 3600, gt=0, le=90 * 86400)
+    login_transaction: float = Field(default=600, gt=0, le=3600)
+
+
+class IdpConfig(_Frozen):
+    """The embedded OIDC provider (``identity.idp``)."""
+
+    issuer: str = Field(description="Issuer URL, including the mount prefix (e.g. /idp).")
+    access_token_audience: str = Field(
+        default="verity", min_length=1, description="`aud` of access tokens (the gateway)."
+    )
+    clients: tuple[IdpClient, ...] = Field(default=(), description="Registered clients.")
+    lifetimes: TokenLifetimes = Field(default_factory=TokenLifetimes)
+    lockout: LockoutPolicy = Field(default_factory=LockoutPolicy)
+    keys: SigningKeyPolicy = Field(default_factory=SigningKeyPolicy)
+    max_body_bytes: int = Field(default=16384, ge=1024, le=1048576, description="Form cap.")
+
+    @field_validator("issuer")
+    @classmethod
+    def _issuer(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.query or parts.fragment or value.endswith("/"):
+            raise ValueError("the issuer URL has no query, fragment or trailing slash")
+        return require_secure_url(value)
+
+    @model_validator(mode="after")
+    def _unique_clients(self) -> Self:
+        ids = [client.client_id for client in self.clients]
+        if len(set(ids)) != len(ids):
+            raise ValueError("a client_id is registered twice")
+        return self
+
+    def client(self, untrusted_client_id: str) -> IdpClient | None:
+        """The registered client with this id, or ``None``."""
+        for client in self.clients:
+            if client.client_id == untrusted_client_id:
+                return client
+        return None
+
+    @property
+    def secure_cookies(self) -> bool:
+        """Cookies get ``Secure`` unless the issuer is plain HTTP on loopback."""
+        return urlsplit(self.issuer).scheme == "https"
+
+    @property
+    def cookie_path(self) -> str:
+        """The issuer's path: cookies are scoped to the provider."""
+        return urlsplit(self.issuer).path or "/"

@@ -1,0 +1,299 @@
+"""The enforcement logic shared by the FastAPI, Starlette and Flask integrations.
+
+An adapter turns its request into ``Incoming`` and asks a ``Guard``, which identifies the
+caller (a bearer token via ``TokenVerifier``, or the gateway's signed ``X-Verity-Assertion``;
+never ``X-Verity-User`` or another client-set header), builds the ``AccessRequest`` and asks
+the decider. It never raises: a bad token is a 401 ``Rejection``; any exception on the
+decision path (attribute loader, decider, listener) a 403 deny, reason ``internal_error``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+from urllib.parse import urlsplit
+
+from ..gateway.authn import bearer_token
+from ..gateway.enforce import Decider, internal_deny
+from ..gateway.errors import BadRequestError
+from ..gateway.headers import ClientResolver, RawHeaders, policy_headers, single_header, valid_host
+from ..identity import TokenError, TokenVerifier, VerifiedToken
+from ..model import (
+    AccessRequest,
+    Decision,
+    HttpTarget,
+    NetworkContext,
+    Principal,
+    Resource,
+    normalize_path,
+)
+from . import assertion as _assertion
+
+log = logging.getLogger("verity.integrations")
+Attributes = Mapping[str, Any]
+_EMPTY: Attributes = MappingProxyType({})
+ASSERTION_HEADER = b"x-verity-assertion"
+MISSING_CHALLENGE = 'Bearer realm="verity"'
+INTERNAL_MESSAGE = "access denied: internal error while deciding"
+Listener = Callable[[AccessRequest, Decision], None]  # audit/metrics; an exception denies
+
+
+@dataclass(frozen=True, slots=True)
+class AssertionSource:
+    """Trust the gateway's ``X-Verity-Assertion`` (apps behind the gateway): one of
+    ``jwks_url`` (its ``/.well-known/verity/jwks.json``) or ``jwks``; ``audience``: the route."""
+
+    issuer: str
+    audience: str
+    jwks_url: str | None = None
+    jwks: Mapping[str, Any] | None = None
+    leeway: float = 5.0
+
+    def __post_init__(self) -> None:
+        if (self.jwks_url is None) == (self.jwks is None):
+            raise ValueError("AssertionSource: give exactly one of jwks_url and jwks")
+
+    def verify(self, untrusted: str) -> _assertion.AssertionClaims:
+        """The verified claims of an assertion; raises ``AssertionVerificationError``."""
+        return _assertion.verify(
+            untrusted, issuer=self.issuer, audience=self.audience,
+            jwks_url=self.jwks_url, jwks=self.jwks, leeway=self.leeway,
+        )  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class Incoming:
+    """A request as the adapter saw it; all untrusted but ``peer`` and ``routed_path``."""
+
+    method: str
+    raw_path: str
+    routed_path: str
+    headers: RawHeaders = field(repr=False)
+    peer: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """What a route protects: the application action and resource (``None``: HTTP only)."""
+
+    action: str | None = None
+    resource_type: str | None = None
+    resource_id: str | None = None
+    attributes: Attributes = field(default_factory=lambda: _EMPTY)
+
+
+Loader = Callable[[Principal], Target]
+AsyncLoader = Callable[[Principal], Awaitable[Target]]
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """A response the adapter sends instead of calling the handler (400, 401 or 403)."""
+
+    status: int
+    body: Mapping[str, Any]
+    headers: Mapping[str, str] = field(default_factory=lambda: _EMPTY)
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """Allowed (``rejection is None``) with the principal and decision, or a rejection."""
+
+    principal: Principal | None = None
+    decision: Decision | None = None
+    rejection: Rejection | None = None
+
+
+def unauthenticated(error: TokenError | _assertion.AssertionVerificationError | None) -> Rejection:
+    """401: ``missing_token`` without credentials, else ``invalid_token`` with the reason."""
+    if error is None:
+        body = {"error": "missing_token", "error_description": "Authentication is required."}
+        return Rejection(401, body, {"WWW-Authenticate": MISSING_CHALLENGE})
+    if isinstance(error, TokenError):
+        reason, message = error.reason.value, error.public_message
+    else:
+        reason, message = "bad_assertion", "The identity assertion is invalid."
+    challenge = f'Bearer error="invalid_token", error_description="{message}"'
+    body = {"error": "invalid_token", "reason": reason, "error_description": message}
+    return Rejection(401, body, {"WWW-Authenticate": challenge})
+
+
+def denied(decision: Decision) -> Rejection:
+    """403 with the decision id, the human reason and the hint (nothing internal)."""
+    first = decision.reasons[0] if decision.reasons else None
+    internal = first is not None and first.code == "internal_error"
+    body = {"error": "access_denied", "decision_id": decision.decision_id,
+            "reason": INTERNAL_MESSAGE if internal else decision.reason,
+            "code": first.code if first else "denied",
+            "hint": first.hint if first else None}  # fmt: skip
+    return Rejection(403, body, {"Cache-Control": "no-store"})
+
+
+def canonical_path(incoming: Incoming) -> str:
+    """The path the policy sees; 400 unless it is exactly the path the app routes on.
+
+    The policy decodes the path once and resolves dot segments; apps route on the decoded
+    path as is. A request whose two views differ (``/public/../admin``, ``//admin``)
+    could be decided as one path and served as another, so it is refused.
+    """
+    raw = incoming.raw_path.split("?", 1)[0] or "/"
+    if raw.lower().startswith(("http://", "https://")):
+        raw = urlsplit(raw).path or "/"
+    canonical = normalize_path(raw)
+    if canonical != incoming.routed_path or any(ord(c) < 0x20 or ord(c) == 0x7F for c in canonical):
+        raise BadRequestError(400, "The request path is not in canonical form.")
+    return canonical
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """Who calls and, from a gateway assertion, the trust score and device it vouched for."""
+
+    principal: Principal
+    trust_score: int | None = None
+    context: Attributes = field(default_factory=lambda: _EMPTY)
+
+
+_ANONYMOUS = Identity(Principal.anonymous(), context={"identity_source": "none"})
+
+
+def _asserted(claims: _assertion.AssertionClaims) -> Identity:
+    principal = Principal(
+        id=claims.subject, email=claims.email, groups=claims.groups, claims=claims.claims
+    )
+    context = {"identity_source": "assertion", "device_id": claims.device_id,
+               "gateway_decision_id": claims.decision_id}  # fmt: skip
+    return Identity(principal, claims.trust_score, context)
+
+
+def _token(verifier: TokenVerifier, token: VerifiedToken) -> Identity:
+    return Identity(verifier.principal(token), context={"identity_source": "token"})
+
+
+class Guard:
+    """Identifies callers and decides requests for one app. Thread-safe; never raises."""
+
+    def __init__(
+        self,
+        *,
+        engine: Decider,
+        verifier: TokenVerifier | None = None,
+        assertion: AssertionSource | None = None,
+        trusted_proxies: Sequence[str] = (),
+        trusted_hops: int = 1,
+        policy_host: str | None = None,
+        listeners: Sequence[Listener] = (),
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        """``verifier`` (bearer tokens) and/or ``assertion`` (behind the gateway) say who
+        calls. The client IP is the socket peer unless it is in ``trusted_proxies``.
+        ``policy_host`` is the host the policy sees (default: the ``Host`` header)."""
+        if verifier is None and assertion is None:
+            raise ValueError("Guard needs a verifier, an assertion source, or both")
+        self.engine = engine
+        self.verifier = verifier
+        self.assertion = assertion
+        self.resolver = ClientResolver(trusted_proxies, trusted_hops)
+        self.policy_host = policy_host
+        self.listeners = tuple(listeners)
+        self._clock = clock
+
+    def _credentials(self, headers: RawHeaders) -> tuple[str | None, str | None]:
+        # (assertion, bearer token): a trusted assertion, when present, wins.
+        asserted = single_header(headers, ASSERTION_HEADER) if self.assertion else None
+        if asserted is not None:
+            return asserted, None
+        return None, bearer_token(headers) if self.verifier is not None else None
+
+    def identify(self, headers: RawHeaders) -> Identity:
+        """The verified caller (anonymous without credentials); raises on bad ones."""
+        asserted, token = self._credentials(headers)
+        if asserted is not None and self.assertion is not None:
+            return _asserted(self.assertion.verify(asserted))
+        if token is not None and self.verifier is not None:
+            return _token(self.verifier, self.verifier.verify(token))
+        return _ANONYMOUS
+
+    async def aidentify(self, headers: RawHeaders) -> Identity:
+        """``identify`` without blocking the event loop (JWKS fetches happen off-loop)."""
+        asserted, token = self._credentials(headers)
+        if token is not None and self.verifier is not None:
+            return _token(self.verifier, await self.verifier.averify(token))
+        if asserted is not None and self.assertion is not None and self.assertion.jwks_url:
+            return await asyncio.to_thread(self.identify, headers)
+        return self.identify(headers)
+
+    def http_target(self, incoming: Incoming) -> HttpTarget:
+        """The ``HttpTarget`` (validated host, method, canonical path); raises 400."""
+        host = self.policy_host or valid_host(single_header(incoming.headers, b"host"))
+        return HttpTarget(
+            host=host, method=incoming.method, path=canonical_path(incoming),
+            headers=policy_headers(incoming.headers),
+        )  # fmt: skip
+
+    def decide(self, incoming: Incoming, identity: Identity, target: Target) -> Outcome:
+        """Ask the decider and tell the listeners (exceptions propagate to the caller)."""
+        principal = identity.principal
+        client = self.resolver.resolve(incoming.peer, incoming.headers)
+        request = AccessRequest(
+            principal=principal, time=self._clock(), action=target.action,
+            resource=Resource(target.resource_type, target.resource_id, target.attributes),
+            http=self.http_target(incoming), network=NetworkContext(ip=client.ip),
+            trust_score=identity.trust_score, context=identity.context,
+        )  # fmt: skip
+        decision = self.engine.decide(request)
+        for listener in self.listeners:
+            listener(request, decision)
+        if decision.allowed:
+            return Outcome(principal, decision)
+        if not principal.authenticated:
+            return Outcome(principal, decision, unauthenticated(None))
+        return Outcome(principal, decision, denied(decision))
+
+    def authorize(
+        self, incoming: Incoming, target: Loader | None = None, *, anonymous_ok: bool = False
+    ) -> Outcome:
+        """Sync enforcement (Flask): identify, load the target, decide. Never raises.
+
+        Without ``anonymous_ok`` a caller without credentials gets 401 before ``target``
+        (which may load resource attributes) runs or the policy is asked."""
+        try:
+            identity = self.identify(incoming.headers)
+            if not identity.principal.authenticated and not anonymous_ok:
+                return Outcome(rejection=unauthenticated(None))
+            resolved = target(identity.principal) if target is not None else Target()
+            return self.decide(incoming, identity, resolved)
+        except Exception as exc:  # noqa: BLE001 - every failure becomes a rejection
+            return _failed(exc)
+
+    async def aauthorize(
+        self, incoming: Incoming, target: AsyncLoader | None = None, *, anonymous_ok: bool = False
+    ) -> Outcome:
+        """Async ``authorize`` (FastAPI, Starlette). Never raises."""
+        try:
+            identity = await self.aidentify(incoming.headers)
+            if not identity.principal.authenticated and not anonymous_ok:
+                return Outcome(rejection=unauthenticated(None))
+            resolved = await target(identity.principal) if target is not None else Target()
+            return self.decide(incoming, identity, resolved)
+        except Exception as exc:  # noqa: BLE001 - every failure becomes a rejection
+            return _failed(exc)
+
+
+def _failed(exc: Exception) -> Outcome:
+    """The rejection for an exception on the decision path (fail closed)."""
+    if isinstance(exc, TokenError | _assertion.AssertionVerificationError):
+        detail = exc.operator_message if isinstance(exc, TokenError) else type(exc).__name__
+        log.info("401: %s", detail)
+        return Outcome(rejection=unauthenticated(exc))
+    if isinstance(exc, BadRequestError):
+        body = {"error": "bad_request", "error_description": exc.public_message}
+        return Outcome(rejection=Rejection(exc.status, body))
+    decision = internal_deny()
+    log.exception("fail closed: error on the decision path (decision %s)", decision.decision_id)
+    return Outcome(decision=decision, rejection=denied(decision))

@@ -117,7 +117,24 @@ def test_audit_section_paths_and_secrets(tmp_path: Path) -> None:
 
 
 def test_workload_ca_paths_are_resolved_relative_to_the_file(tmp_path: Path) -> None:
-    (tmp_path / "verity.yaml").write_text("identity: {workload: {ca_dir: ca, bundle_path: ca/bundle.pem}}\n")
+    (tmp_path / "verity.yaml").write_text(
+        "identity: {workload: {ca_dir: ca, bundle_path: ca/bundle.pem}}\n"
+    )
     config = load_config(tmp_path / "verity.yaml")
     assert config.identity.workload.ca_dir == tmp_path / "ca"
     assert config.identity.workload.bundle_path == tmp_path / "ca" / "bundle.pem"
+
+
+def test_secret_urls_can_come_from_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "verity.yaml").write_text("store: {url: 'sqlite:///x.db'}\n")
+    monkeypatch.setenv("VERITY_STORE_URL", "postgresql://app:pw@db/verity")
+    monkeypatch.setenv("VERITY_REDIS_URL", "redis://cache:6379/0")
+    config = load_config(tmp_path / "verity.yaml")
+    assert config.store.url == "postgresql://app:pw@db/verity"
+    assert config.store.redis_url == "redis://cache:6379/0"
+    monkeypatch.setenv("VERITY_STORE_URL", "mysql://nope")
+    with pytest.raises(ConfigError) as caught:
+        load_config(tmp_path / "verity.yaml")
+    assert "store.url" in {p.path for p in caught.value.problems}

@@ -26,6 +26,8 @@ from .request_io import problems_of
 
 CONFIG_ENV = "VERITY_CONFIG"
 DEFAULT_FILE = "verity.yaml"
+# Secrets are better kept out of files: these variables, when set, replace the file's value.
+SECRET_ENV = {"VERITY_STORE_URL": ("store", "url"), "VERITY_REDIS_URL": ("store", "redis_url")}
 
 
 class _Section(BaseModel):
@@ -128,14 +130,29 @@ def parse_config(data: Any, *, source: str = "<config>") -> VerityConfig:
         data = {}
     if not isinstance(data, dict):
         raise ConfigError(source, [Problem("", "the configuration is a mapping of sections")])
+    data = _with_env(data)
     try:
         return VerityConfig.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(source, problems_of(exc)) from None
 
 
+def _with_env(data: dict[str, Any]) -> dict[str, Any]:
+    """Apply ``SECRET_ENV`` overrides (``VERITY_STORE_URL``, ``VERITY_REDIS_URL``)."""
+    merged = dict(data)
+    for variable, (section, key) in SECRET_ENV.items():
+        value = os.environ.get(variable)
+        if value:
+            body = merged.get(section)
+            merged[section] = {**(body if isinstance(body, dict) else {}), key: value}
+    return merged
+
+
 def load_config(path: str | Path | None = None) -> VerityConfig:
     """Load ``path``, else ``$VERITY_CONFIG``, else ``./verity.yaml`` if present, else defaults.
+
+    ``VERITY_STORE_URL`` and ``VERITY_REDIS_URL``, when set, replace ``store.url`` and
+    ``store.redis_url`` (so database passwords need not be written into the file).
 
     Relative paths inside the file (``policy.path``, issuers' ``jwks_file``, the gateway's
     assertion ``signing_key``) are resolved against its folder.
@@ -143,7 +160,7 @@ def load_config(path: str | Path | None = None) -> VerityConfig:
     chosen = path or os.environ.get(CONFIG_ENV)
     if chosen is None:
         if not Path(DEFAULT_FILE).exists():
-            return VerityConfig()
+            return parse_config({}, source="<environment>")
         chosen = DEFAULT_FILE
     source = str(chosen)
     try:

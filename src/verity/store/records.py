@@ -11,7 +11,7 @@ import enum
 import hashlib
 import json
 import secrets
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
@@ -275,3 +275,26 @@ class KeyVersion:
     algorithm: str
     created: float
     material: bytes = field(repr=False)
+
+
+# Row readers shared by the SQL backends (columns in the order of their SELECTs).
+
+
+def grant_from_row(row: Sequence[Any]) -> Grant:
+    """A ``Grant`` from ``id, principal, name, reason, duration, requested_at, status,
+    approver, decided_at, starts, expires``."""
+    return Grant(
+        id=row[0], principal=row[1], name=row[2], reason=row[3], duration=row[4],
+        requested_at=row[5], status=GrantStatus(row[6]), approver=row[7], decided_at=row[8],
+        starts=row[9], expires=row[10],
+    )  # fmt: skip
+
+
+def key_from_row(row: Sequence[Any]) -> KeyVersion:
+    """A ``KeyVersion`` from ``name, version, algorithm, created, material`` columns."""
+    return KeyVersion(row[0], row[1], row[2], row[3], bytes(row[4]))
+
+
+def revocation_from_row(row: Sequence[Any]) -> Revocation:
+    """A ``Revocation`` from ``kind, value, revoked_at, expires, reason, id`` columns."""
+    return Revocation(RevocationKind(row[0]), row[1], row[2], row[3], row[4], row[5])

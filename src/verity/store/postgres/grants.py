@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import psycopg
 
 from .._common import check_positive, check_reason, check_text, current
 from ..errors import GrantNotFoundError, GrantStateError, SelfApprovalError
-from ..records import Grant, GrantStatus, new_id, same_principal
+from ..records import Grant, GrantStatus, grant_from_row, new_id, same_principal
 from .db import PostgresDatabase
 
 _SELECT = (
@@ -20,22 +18,6 @@ _DECIDE = """update verity_grants set status = %s, approver = %s, decided_at = %
 where id = %s and status = 'pending'
 returning id, principal, name, reason, duration, requested_at, status, approver, decided_at,
     starts, expires"""
-
-
-def _record(row: tuple[Any, ...]) -> Grant:
-    return Grant(
-        id=row[0],
-        principal=row[1],
-        name=row[2],
-        reason=row[3],
-        duration=row[4],
-        requested_at=row[5],
-        status=GrantStatus(row[6]),
-        approver=row[7],
-        decided_at=row[8],
-        starts=row[9],
-        expires=row[10],
-    )
 
 
 class PostgresGrants:
@@ -86,7 +68,7 @@ class PostgresGrants:
                 row = conn.execute(_SELECT + " where id = %s for update", (grant_id,)).fetchone()
                 if row is None:
                     raise GrantNotFoundError(grant_id)
-                grant = _record(row)
+                grant = grant_from_row(row)
                 if same_principal(grant.principal, approver):
                     raise SelfApprovalError(grant_id, approver)
                 if grant.status is not GrantStatus.PENDING:
@@ -100,13 +82,13 @@ class PostgresGrants:
             raise SelfApprovalError(grant_id, approver) from None
         if decided is None:  # pragma: no cover - the row is locked and was pending
             raise GrantStateError(grant_id, "changed")
-        return _record(decided)
+        return grant_from_row(decided)
 
     def get(self, grant_id: str) -> Grant | None:
         """The grant, or ``None``."""
         with self._db.connection() as conn:
             row = conn.execute(_SELECT + " where id = %s", (grant_id,)).fetchone()
-        return None if row is None else _record(row)
+        return None if row is None else grant_from_row(row)
 
     def active(self, principal: str, *, at: float | None = None) -> list[Grant]:
         """The principal's grants in force at ``at``."""
@@ -117,7 +99,7 @@ class PostgresGrants:
                 "and starts <= %s and expires > %s order by expires, id",
                 (principal, t, t),
             ).fetchall()
-        return [_record(row) for row in rows]
+        return [grant_from_row(row) for row in rows]
 
     def expire(self, *, now: float | None = None) -> int:
         """Mark ended approved grants as expired."""

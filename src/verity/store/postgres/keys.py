@@ -2,20 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from psycopg import sql
 
 from .._common import check_text, current
-from ..records import KeyVersion
+from ..records import KeyVersion, key_from_row
 from .db import KEYS_LOCK, PostgresDatabase
 
 _SELECT = "select name, version, algorithm, created, material from verity_keys"
 _LOCK = sql.SQL("select pg_advisory_xact_lock({}, hashtext(%s))").format(KEYS_LOCK)
-
-
-def _record(row: tuple[Any, ...]) -> KeyVersion:
-    return KeyVersion(row[0], row[1], row[2], row[3], bytes(row[4]))
 
 
 class PostgresKeys:
@@ -57,13 +51,13 @@ class PostgresKeys:
                     _SELECT + " where name = %s and version = %s", (name, version)
                 )
             row = cursor.fetchone()
-        return None if row is None else _record(row)
+        return None if row is None else key_from_row(row)
 
     def versions(self, name: str) -> list[KeyVersion]:
         """Every version of ``name``, oldest first."""
         with self._db.connection() as conn:
             rows = conn.execute(_SELECT + " where name = %s order by version", (name,)).fetchall()
-        return [_record(row) for row in rows]
+        return [key_from_row(row) for row in rows]
 
     def names(self) -> list[str]:
         """The names of all keys."""

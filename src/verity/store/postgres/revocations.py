@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Any
 
 from .._common import Deduplicator, LocalBus, check_future, check_reason, check_text, current
 from ..protocols import RevocationCallback, Subscription
-from ..records import Revocation, RevocationKind, new_id
+from ..records import Revocation, RevocationKind, new_id, revocation_from_row
 from .db import PostgresDatabase
 from .listener import NotifyListener
 
@@ -30,10 +29,6 @@ on conflict (kind, value) do update set
     expires = greatest(verity_revocations.expires, excluded.expires)
 returning kind, value, revoked_at, expires, reason, id"""
 CLOCK_SKEW = 30.0  # seconds of margin when replaying after a reconnect
-
-
-def _record(row: tuple[Any, ...]) -> Revocation:
-    return Revocation(RevocationKind(row[0]), row[1], row[2], row[3], row[4], row[5])
 
 
 class PostgresRevocations:
@@ -70,7 +65,7 @@ class PostgresRevocations:
             row = conn.execute(_UPSERT, params).fetchone()
             if row is None:  # pragma: no cover - an upsert always returns its row
                 raise RuntimeError("upsert returned no row")
-            revocation = _record(row)
+            revocation = revocation_from_row(row)
             conn.execute("select pg_notify(%s, %s)", (self._db.channel, revocation.to_json()))
         return revocation
 
@@ -83,7 +78,7 @@ class PostgresRevocations:
                 _SELECT + " where kind = %s and value = %s and expires > %s",
                 (kind.value, value, current(now)),
             ).fetchone()
-        return None if row is None else _record(row)
+        return None if row is None else revocation_from_row(row)
 
     def is_revoked(self, kind: RevocationKind, value: str, *, now: float | None = None) -> bool:
         """Whether a revocation is in force."""
@@ -95,7 +90,7 @@ class PostgresRevocations:
             rows = conn.execute(
                 _SELECT + " where expires > %s order by revoked_at", (current(now),)
             ).fetchall()
-        return [_record(row) for row in rows]
+        return [revocation_from_row(row) for row in rows]
 
     def purge_expired(self, *, now: float | None = None) -> int:
         """Forget expired revocations."""
@@ -127,7 +122,7 @@ class PostgresRevocations:
                 (since - CLOCK_SKEW, current(None)),
             ).fetchall()
         for row in rows:
-            self._deliver(_record(row))
+            self._deliver(revocation_from_row(row))
 
     def close(self) -> None:
         """Stop the listener thread."""

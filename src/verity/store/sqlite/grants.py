@@ -6,29 +6,13 @@ import sqlite3
 
 from .._common import check_positive, check_reason, check_text, current
 from ..errors import GrantNotFoundError, GrantStateError, SelfApprovalError
-from ..records import Grant, GrantStatus, new_id, same_principal
-from .db import Row, SqliteDatabase
+from ..records import Grant, GrantStatus, grant_from_row, new_id, same_principal
+from .db import SqliteDatabase
 
 _SELECT = (
     "select id, principal, name, reason, duration, requested_at, status, approver, "
     "decided_at, starts, expires from verity_grants"
 )
-
-
-def _record(row: Row) -> Grant:
-    return Grant(
-        id=row[0],
-        principal=row[1],
-        name=row[2],
-        reason=row[3],
-        duration=row[4],
-        requested_at=row[5],
-        status=GrantStatus(row[6]),
-        approver=row[7],
-        decided_at=row[8],
-        starts=row[9],
-        expires=row[10],
-    )
 
 
 class SqliteGrants:
@@ -78,7 +62,7 @@ class SqliteGrants:
             row = conn.execute(_SELECT + " where id = ?", (grant_id,)).fetchone()
             if row is None:
                 raise GrantNotFoundError(grant_id)
-            grant = _record(row)
+            grant = grant_from_row(row)
             if same_principal(grant.principal, approver):
                 raise SelfApprovalError(grant_id, approver)
             if grant.status is not GrantStatus.PENDING:
@@ -95,12 +79,12 @@ class SqliteGrants:
             except sqlite3.IntegrityError:
                 raise SelfApprovalError(grant_id, approver) from None
             row = conn.execute(_SELECT + " where id = ?", (grant_id,)).fetchone()
-        return _record(row)
+        return grant_from_row(row)
 
     def get(self, grant_id: str) -> Grant | None:
         """The grant, or ``None``."""
         row = self._db.query_one(_SELECT + " where id = ?", (grant_id,))
-        return None if row is None else _record(row)
+        return None if row is None else grant_from_row(row)
 
     def active(self, principal: str, *, at: float | None = None) -> list[Grant]:
         """The principal's grants in force at ``at``."""
@@ -110,7 +94,7 @@ class SqliteGrants:
             "and starts <= ? and expires > ? order by expires, id",
             (principal, t, t),
         )
-        return [_record(row) for row in rows]
+        return [grant_from_row(row) for row in rows]
 
     def expire(self, *, now: float | None = None) -> int:
         """Mark ended approved grants as expired."""

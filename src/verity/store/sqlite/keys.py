@@ -3,14 +3,10 @@
 from __future__ import annotations
 
 from .._common import check_text, current
-from ..records import KeyVersion
-from .db import Row, SqliteDatabase
+from ..records import KeyVersion, key_from_row
+from .db import SqliteDatabase
 
 _SELECT = "select name, version, algorithm, created, material from verity_keys"
-
-
-def _record(row: Row) -> KeyVersion:
-    return KeyVersion(row[0], row[1], row[2], row[3], bytes(row[4]))
 
 
 class SqliteKeys:
@@ -48,12 +44,12 @@ class SqliteKeys:
             )
         else:
             row = self._db.query_one(_SELECT + " where name = ? and version = ?", (name, version))
-        return None if row is None else _record(row)
+        return None if row is None else key_from_row(row)
 
     def versions(self, name: str) -> list[KeyVersion]:
         """Every version of ``name``, oldest first."""
         rows = self._db.query(_SELECT + " where name = ? order by version", (name,))
-        return [_record(row) for row in rows]
+        return [key_from_row(row) for row in rows]
 
     def names(self) -> list[str]:
         """The names of all keys."""

@@ -4,14 +4,10 @@ from __future__ import annotations
 
 from .._common import LocalBus, check_future, check_reason, check_text, current
 from ..protocols import RevocationCallback, Subscription
-from ..records import Revocation, RevocationKind, new_id
-from .db import Row, SqliteDatabase
+from ..records import Revocation, RevocationKind, new_id, revocation_from_row
+from .db import SqliteDatabase
 
 _SELECT = "select kind, value, revoked_at, expires, reason, id from verity_revocations"
-
-
-def _record(row: Row) -> Revocation:
-    return Revocation(RevocationKind(row[0]), row[1], row[2], row[3], row[4], row[5])
 
 
 class SqliteRevocations:
@@ -54,7 +50,7 @@ class SqliteRevocations:
             row = conn.execute(
                 _SELECT + " where kind = ? and value = ?", (kind.value, value)
             ).fetchone()
-        revocation = _record(row)
+        revocation = revocation_from_row(row)
         self._bus.publish(revocation)
         return revocation
 
@@ -66,7 +62,7 @@ class SqliteRevocations:
             _SELECT + " where kind = ? and value = ? and expires > ?",
             (kind.value, value, current(now)),
         )
-        return None if row is None else _record(row)
+        return None if row is None else revocation_from_row(row)
 
     def is_revoked(self, kind: RevocationKind, value: str, *, now: float | None = None) -> bool:
         """Whether a revocation is in force."""
@@ -75,7 +71,7 @@ class SqliteRevocations:
     def active(self, *, now: float | None = None) -> list[Revocation]:
         """Every revocation in force."""
         rows = self._db.query(_SELECT + " where expires > ? order by revoked_at", (current(now),))
-        return [_record(row) for row in rows]
+        return [revocation_from_row(row) for row in rows]
 
     def purge_expired(self, *, now: float | None = None) -> int:
         """Forget expired revocations."""

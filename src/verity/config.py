@@ -22,6 +22,7 @@ from . import yamlio
 from .errors import ConfigError, Problem
 from .gateway.settings import GatewayConfig
 from .identity.config import IdentityConfig
+from .identity.login_config import LoginConfig
 from .request_io import problems_of
 
 CONFIG_ENV = "VERITY_CONFIG"
@@ -122,6 +123,7 @@ class VerityConfig(_Section):
     identity: IdentityConfig = Field(default_factory=IdentityConfig)
     gateway: GatewayConfig = Field(default_factory=GatewayConfig)
     audit: AuditConfig = Field(default_factory=AuditConfig)
+    login: LoginConfig = Field(default_factory=LoginConfig)
 
 
 def parse_config(data: Any, *, source: str = "<config>") -> VerityConfig:

@@ -10,6 +10,9 @@ VerityError
  ├── IdentityError          verity.identity.errors: TokenError (one class per rejection
  │                          reason), KeyBindingError, JwksError; verity.identity.idp.errors:
  │                          IdpError (UserExistsError, UnknownUserError, OAuthError);
+ │                          verity.identity.oidc.errors: LoginError (UnknownProviderError,
+ │                          LoginStateError, NonceMismatchError, IdTokenError, ProviderError,
+ │                          LogoutTokenError);
  │                          verity.identity.workload.errors: WorkloadIdentityError
  │                          (InvalidSpiffeIdError, SvidRejectedError, JwtSvidError,
  │                          TrustBundleError, CertificateAuthorityError)

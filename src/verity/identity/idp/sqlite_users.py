@@ -4,20 +4,14 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import time
 
 from ...store._common import current
-from ...store.errors import MigrationError
 from ...store.migrations import Migration, check_sequence
 from ...store.records import new_id
 from ...store.sqlite.db import Row, SqliteDatabase
+from ...store.sqlite.schema import migrate
 from .errors import UnknownUserError, UserExistsError
 from .users import User, check_names, normalize_email
-
-_TRACKING = """create table if not exists verity_idp_schema_migrations (
-    version integer primary key, name text not null, checksum text not null,
-    applied_at real not null
-)"""
 
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
@@ -66,25 +60,7 @@ def _user(row: Row) -> User:
 
 def migrate_users(db: SqliteDatabase) -> list[int]:
     """Apply the provider's pending migrations (idempotent); returns the versions applied."""
-    done: list[int] = []
-    with db.write() as conn:
-        conn.execute(_TRACKING)
-        rows = conn.execute("select version from verity_idp_schema_migrations")
-        applied = {row[0] for row in rows}
-        for migration in MIGRATIONS:
-            if migration.version in applied:
-                continue
-            try:
-                for statement in migration.statements:
-                    conn.execute(statement)
-            except sqlite3.DatabaseError as exc:
-                raise MigrationError(migration.version, str(exc)) from None
-            conn.execute(
-                "insert into verity_idp_schema_migrations values (?, ?, ?, ?)",
-                (migration.version, migration.name, migration.checksum, time.time()),
-            )
-            done.append(migration.version)
-    return done
+    return migrate(db, MIGRATIONS, table="verity_idp_schema_migrations")
 
 
 class SqliteUserStore:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
+from collections.abc import Sequence
 
 from ..errors import MigrationError
 from ..migrations import (
@@ -15,12 +16,13 @@ from ..migrations import (
 )
 from .db import SqliteDatabase
 
-_TRACKING = """create table if not exists verity_schema_migrations (
+_TRACKING = """create table if not exists {table} (
     version integer primary key,
     name text not null,
     checksum text not null,
     applied_at real not null
 )"""
+_TABLE = "verity_schema_migrations"
 
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
@@ -134,17 +136,25 @@ def status(db: SqliteDatabase) -> MigrationStatus:
     return compare("sqlite", MIGRATIONS, _applied(db))
 
 
-def migrate(db: SqliteDatabase) -> list[int]:
+def migrate(
+    db: SqliteDatabase,
+    migrations: Sequence[Migration] = MIGRATIONS,
+    *,
+    table: str = _TABLE,
+) -> list[int]:
     """Apply pending migrations in one transaction; returns the versions applied.
 
     Idempotent, and safe when several processes start at once: the transaction holds
-    the database write lock, so the second process finds nothing left to do.
+    the database write lock, so the second process finds nothing left to do. Other
+    components (the embedded IdP) pass their own ``migrations`` and tracking ``table``.
     """
+    if not table.isidentifier():
+        raise ValueError(f"bad migrations table name {table!r}")
     done: list[int] = []
     with db.write() as conn:
-        conn.execute(_TRACKING)
-        applied = {row[0] for row in conn.execute("select version from verity_schema_migrations")}
-        for migration in MIGRATIONS:
+        conn.execute(_TRACKING.format(table=table))
+        applied = {row[0] for row in conn.execute(f"select version from {table}")}  # noqa: S608
+        for migration in migrations:
             if migration.version in applied:
                 continue
             try:
@@ -153,7 +163,7 @@ def migrate(db: SqliteDatabase) -> list[int]:
             except sqlite3.DatabaseError as exc:
                 raise MigrationError(migration.version, str(exc)) from None
             conn.execute(
-                "insert into verity_schema_migrations values (?, ?, ?, ?)",
+                f"insert into {table} values (?, ?, ?, ?)",  # noqa: S608 - identifier checked
                 (migration.version, migration.name, migration.checksum, time.time()),
             )
             done.append(migration.version)

@@ -1,0 +1,155 @@
+"""The login routes as a Starlette app the gateway mounts (or serves on its own):
+
+GET  {prefix}/login[?provider=NAME][&rd=URL]   chooser page, or 302 to the provider
+GET  {prefix}/callback                          code exchange, new session, 302 to rd
+GET|POST {prefix}/logout                        revoke, 302 to the provider's end-session
+POST {prefix}/backchannel-logout                OIDC Back-Channel Logout 1.0
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+from urllib.parse import parse_qs
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from starlette.routing import Route
+
+from .cookies import clear_cookie, cookie_values, set_cookie
+from .errors import LoginError, LogoutTokenError
+from .redirects import safe_return_url
+from .service import LoginService
+
+log = logging.getLogger("verity.identity.oidc")
+MAX_LOGOUT_BODY = 16384
+_NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache", "Referrer-Policy": "no-referrer"}
+
+
+def _page(title: str, body: str, status: int = 200) -> HTMLResponse:
+    document = (
+        "<!doctype html><html><head><meta charset='utf-8'>"
+        f"<title>{html.escape(title)}</title></head><body><h1>{html.escape(title)}</h1>"
+        f"{body}</body></html>"
+    )
+    return HTMLResponse(document, status_code=status, headers=_NO_STORE)
+
+
+def _redirect(location: str, *cookies: str) -> Response:
+    response = RedirectResponse(location, status_code=302, headers=_NO_STORE)
+    for cookie in cookies:
+        response.headers.append("set-cookie", cookie)
+    return response
+
+
+def _one_cookie(request: Request, name: str) -> str | None:
+    values = cookie_values(request.headers.getlist("cookie"), name)
+    return values[0] if len(values) == 1 else None
+
+
+class _Routes:
+    """The request handlers of one ``LoginService``."""
+
+    def __init__(self, service: LoginService) -> None:
+        self.service = service
+        self.config = service.config
+
+    def base_of(self, request: Request) -> str:
+        return self.service.base_url(f"{request.url.scheme}://{request.url.netloc}")
+
+    def chooser(self, return_url: str) -> Response:
+        items = "".join(
+            f"<li><a href='{html.escape(self.service.login_url(return_url, provider=p.name))}'>"
+            f"{html.escape(p.label)}</a></li>"
+            for p in self.config.providers
+        )
+        return _page("Sign in", f"<ul>{items}</ul>")
+
+    def failed(self, exc: LoginError) -> Response:
+        retry = html.escape(f"{self.config.path_prefix}/login")
+        body = f"<p>{html.escape(exc.public_message)}</p><p><a href='{retry}'>Sign in</a></p>"
+        return _page("Sign-in failed", body, exc.status)
+
+    async def login(self, request: Request) -> Response:
+        service, base = self.service, self.base_of(request)
+        return_url = safe_return_url(
+            request.query_params.get("rd"),
+            allowed_hosts=service.allowed_hosts(base),
+            default=self.config.default_redirect,
+        )
+        name = request.query_params.get("provider")
+        if name is None and len(self.config.providers) == 1:
+            name = self.config.providers[0].name
+        if name is None:
+            return self.chooser(return_url)
+        try:
+            url, tx = await service.start_login(provider=name, return_url=return_url, base=base)
+        except LoginError as exc:
+            log.warning("login start failed: %s", exc)
+            return self.failed(exc)
+        max_age = int(self.config.login_timeout_seconds)
+        name = service.cookie_name(base, login=True)
+        return _redirect(url, set_cookie(name, tx, max_age=max_age, secure=service.secure(base)))
+
+    async def callback(self, request: Request) -> Response:
+        service, base = self.service, self.base_of(request)
+        secure = service.secure(base)
+        tx_name, session_name = service.cookie_name(base, login=True), service.cookie_name(base)
+        query = request.query_params
+        try:
+            cookie, return_url = await service.complete_login(
+                login_cookie=_one_cookie(request, tx_name),
+                untrusted_state=query.get("state"),
+                untrusted_code=query.get("code"),
+                untrusted_error=query.get("error"),
+                previous_session=_one_cookie(request, session_name),
+            )
+        except LoginError as exc:
+            log.warning("login callback failed: %s", exc)
+            response = self.failed(exc)
+            response.headers.append("set-cookie", clear_cookie(tx_name, secure=secure))
+            return response
+        max_age = int(self.config.session_lifetime_seconds)
+        session = set_cookie(session_name, cookie, max_age=max_age, secure=secure)
+        return _redirect(return_url, session, clear_cookie(tx_name, secure=secure))
+
+    async def logout(self, request: Request) -> Response:
+        service, base = self.service, self.base_of(request)
+        name = service.cookie_name(base)
+        location = await service.logout(session_cookie=_one_cookie(request, name), base=base)
+        return _redirect(location, clear_cookie(name, secure=service.secure(base)))
+
+    async def backchannel(self, request: Request) -> Response:
+        headers = {"Cache-Control": "no-store"}
+        invalid = JSONResponse({"error": "invalid_request"}, status_code=400, headers=headers)
+        content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        body = b""
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > MAX_LOGOUT_BODY:
+                return invalid
+        tokens = parse_qs(body.decode("latin-1"), max_num_fields=8).get("logout_token", [])
+        if content_type != "application/x-www-form-urlencoded" or len(tokens) != 1:
+            return invalid
+        try:
+            count = await self.service.backchannel_logout(tokens[0])
+        except LogoutTokenError as exc:
+            log.warning("back-channel logout rejected: %s", exc)
+            return invalid
+        log.info("back-channel logout: %d session(s) revoked", count)
+        return Response(status_code=200, headers=headers)
+
+
+def build_login_app(service: LoginService) -> Starlette:
+    """The ASGI app serving the login routes of ``service`` under ``path_prefix``."""
+    routes = _Routes(service)
+    prefix = service.config.path_prefix
+    return Starlette(
+        routes=[
+            Route(f"{prefix}/login", routes.login, methods=["GET"]),
+            Route(f"{prefix}/callback", routes.callback, methods=["GET"]),
+            Route(f"{prefix}/logout", routes.logout, methods=["GET", "POST"]),
+            Route(f"{prefix}/backchannel-logout", routes.backchannel, methods=["POST"]),
+        ]
+    )

@@ -1,0 +1,252 @@
+"""Server-side login sessions and login transactions, kept in the ``SessionStore``.
+
+The browser holds only a random secret inside a signed cookie; the store keys records
+by the secret's SHA-256, so a leaked database row cannot be replayed as a cookie. A
+login transaction (state, nonce, PKCE verifier, return URL) is a short-lived record of
+its own, deleted when the callback uses it (single use), and never becomes the session:
+a successful login always creates a new session under a new random secret.
+
+Back-channel logout finds sessions through small index records per IdP ``sid`` and per
+``sub`` (their ``data`` lists session ids), so it works on every store backend.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from ...model import Principal
+from ...store import (
+    DuplicateSessionError,
+    Revocation,
+    RevocationKind,
+    RevocationStore,
+    SessionRecord,
+    SessionStore,
+)
+from .config import LoginConfig
+from .cookies import CookieSigner
+from .errors import LoginStateError
+from .provider import random_token
+
+log = logging.getLogger("verity.identity.oidc")
+Clock = Callable[[], float]
+TRANSACTION_USER = "verity:login-transaction"
+INDEX_USER = "verity:oidc-index"
+_CACHE_MAX = 10000
+_TX_FIELDS = ("provider", "state", "nonce", "verifier", "return_url", "redirect_uri")
+
+
+def _digest(*parts: str) -> str:
+    return hashlib.sha256("\x00".join(parts).encode()).hexdigest()
+
+
+def _index_id(issuer: str, kind: str, value: str) -> str:
+    return "oidc-idx:" + _digest(issuer, kind, value)
+
+
+def principal_of(record: SessionRecord) -> Principal:
+    """The ``Principal`` a session stands for (``session_id`` is the store's session id)."""
+    stored: Mapping[str, Any] = record.data.get("principal", {})
+    return Principal(
+        id=record.user_id,
+        email=stored.get("email"),
+        groups=frozenset(stored.get("groups", ())),
+        roles=frozenset(stored.get("roles", ())),
+        claims=record.data.get("claims", {}),
+        auth_methods=frozenset(stored.get("amr", ())),
+        mfa=record.mfa,
+        auth_time=record.auth_time,
+        mfa_time=record.auth_time if record.mfa else None,
+        session_id=record.id,
+    )
+
+
+def principal_data(principal: Principal) -> dict[str, Any]:
+    """What ``principal_of`` needs, as JSON."""
+    return {
+        "email": principal.email,
+        "groups": sorted(principal.groups),
+        "roles": sorted(principal.roles),
+        "amr": sorted(principal.auth_methods),
+    }
+
+
+class SessionManager:
+    """Creates, finds (with a brief per-node cache) and revokes login sessions."""
+
+    def __init__(
+        self,
+        *,
+        store: SessionStore,
+        signer: CookieSigner,
+        config: LoginConfig,
+        revocations: RevocationStore | None = None,
+        clock: Clock = time.time,
+    ) -> None:
+        """``revocations`` (optional) fans revocations out to other nodes' caches."""
+        self.store = store
+        self.signer = signer
+        self.config = config
+        self.revocations = revocations
+        self._clock = clock
+        self._cache: OrderedDict[str, tuple[SessionRecord, Principal, float]] = OrderedDict()
+        self._lock = threading.Lock()
+        self._subscription = revocations.subscribe(self._on_revocation) if revocations else None
+
+    def close(self) -> None:
+        """Stop listening for revocations."""
+        if self._subscription is not None:
+            self._subscription.close()
+            self._subscription = None
+
+    # -- login transactions ---------------------------------------------------------------
+    def begin(self, **transaction: str) -> str:
+        """Store a login transaction; returns the signed value of its cookie."""
+        now = self._clock()
+        secret = random_token()
+        record = SessionRecord(
+            id="login-tx:" + _digest(secret),
+            user_id=TRANSACTION_USER,
+            created=now,
+            last_seen=now,
+            expires=now + self.config.login_timeout_seconds,
+            data={name: transaction[name] for name in _TX_FIELDS},
+        )
+        self.store.create(record)
+        return self.signer.sign("login", secret)
+
+    def finish(self, cookie: str | None, untrusted_state: str | None) -> dict[str, str]:
+        """Use up the transaction of ``cookie`` (once) and check ``state`` against it."""
+        secret = self.signer.unsign("login", cookie)
+        if secret is None:
+            raise LoginStateError("no valid login-transaction cookie")
+        tx_id = "login-tx:" + _digest(secret)
+        record = self.store.get(tx_id, now=self._clock())
+        if record is None or not self.store.revoke(tx_id):
+            raise LoginStateError("login transaction unknown, expired or already used")
+        expected = str(record.data.get("state", ""))
+        if not untrusted_state or not hmac.compare_digest(
+            untrusted_state.encode(), expected.encode()
+        ):
+            raise LoginStateError("state does not match the login transaction")
+        return {name: str(record.data[name]) for name in _TX_FIELDS}
+
+    # -- sessions -------------------------------------------------------------------------
+    def create(self, principal: Principal, data: Mapping[str, Any]) -> tuple[str, SessionRecord]:
+        """A new session for ``principal`` under a new secret; returns (cookie, record)."""
+        now = self._clock()
+        secret = random_token()
+        record = SessionRecord(
+            id=_digest(secret),
+            user_id=principal.id,
+            created=now,
+            last_seen=now,
+            expires=now + self.config.session_lifetime_seconds,
+            mfa=principal.mfa,
+            auth_time=principal.auth_time,
+            data={**data, "principal": principal_data(principal)},
+        )
+        self.store.create(record)
+        issuer = str(data.get("iss", ""))
+        for kind in ("sid", "sub"):
+            value = data.get(kind)
+            if isinstance(value, str) and value:
+                self._index(_index_id(issuer, kind, value), record)
+        return self.signer.sign("session", secret), record
+
+    def _index(self, index_id: str, session: SessionRecord) -> None:
+        entry = {session.id: session.expires}
+        record = SessionRecord(
+            id=index_id,
+            user_id=INDEX_USER,
+            created=session.created,
+            last_seen=session.created,
+            expires=session.expires,
+            data=entry,
+        )
+        for _ in range(2):
+            try:
+                self.store.create(record)
+            except DuplicateSessionError:
+                if self.store.touch(index_id, expires=session.expires, data=entry) is not None:
+                    return
+            else:
+                return
+
+    def session_id(self, cookie: str | None) -> str | None:
+        """The store id of the session a cookie value names (signature checked), or None."""
+        secret = self.signer.unsign("session", cookie)
+        return None if secret is None else _digest(secret)
+
+    def lookup(self, cookie: str | None) -> tuple[SessionRecord, Principal] | None:
+        """The live session and principal of a cookie value; cached ``cache_seconds``."""
+        session_id = self.session_id(cookie)
+        if session_id is None:
+            return None
+        now = self._clock()
+        with self._lock:
+            hit = self._cache.get(session_id)
+        if hit is not None and now - hit[2] < self.config.cache_seconds and now < hit[0].expires:
+            return hit[0], hit[1]
+        record = self.store.get(session_id, now=now)
+        if record is None or record.user_id in (TRANSACTION_USER, INDEX_USER):
+            self.evict(session_id)
+            return None
+        return self.remember(record)
+
+    def remember(self, record: SessionRecord) -> tuple[SessionRecord, Principal]:
+        """Cache a freshly read or updated session."""
+        principal = principal_of(record)
+        with self._lock:
+            self._cache[record.id] = (record, principal, self._clock())
+            self._cache.move_to_end(record.id)
+            while len(self._cache) > _CACHE_MAX:
+                self._cache.popitem(last=False)
+        return record, principal
+
+    def evict(self, session_id: str) -> None:
+        """Forget a cached session on this node."""
+        with self._lock:
+            self._cache.pop(session_id, None)
+
+    def _on_revocation(self, revocation: Revocation) -> None:
+        if revocation.kind is RevocationKind.SESSION:
+            self.evict(revocation.value)
+
+    def revoke(self, record: SessionRecord, *, reason: str) -> bool:
+        """Delete a session at once, here and (through revocations) on every node."""
+        self.evict(record.id)
+        existed = self.store.revoke(record.id)
+        if self.revocations is not None:
+            expires = max(record.expires, self._clock() + 60)
+            self.revocations.revoke(
+                RevocationKind.SESSION, record.id, expires=expires, reason=reason
+            )
+        log.info("session %s... revoked (%s)", record.id[:12], reason)
+        return existed
+
+    def revoke_matching(self, *, issuer: str, sub: str | None, sid: str | None) -> int:
+        """Revoke the sessions from ``issuer`` with this ``sid`` and/or ``sub``."""
+        candidates: set[str] = set()
+        for kind, value in (("sid", sid), ("sub", sub)):
+            if value is not None:
+                index = self.store.get(_index_id(issuer, kind, value), now=self._clock())
+                candidates.update(index.data if index is not None else ())
+        revoked = 0
+        for session_id in sorted(candidates):
+            record = self.store.get(session_id, now=self._clock())
+            if record is None or record.data.get("iss") != issuer:
+                continue
+            if sid is not None and record.data.get("sid") != sid:
+                continue
+            if sub is not None and record.data.get("sub") != sub:
+                continue
+            revoked += self.revoke(record, reason="oidc back-channel logout")
+        return revoked

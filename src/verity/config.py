@@ -23,6 +23,7 @@ from .errors import ConfigError, Problem
 from .gateway.settings import GatewayConfig
 from .identity.config import IdentityConfig
 from .identity.login_config import LoginConfig
+from .observability.config import MetricsConfig
 from .request_io import problems_of
 
 CONFIG_ENV = "VERITY_CONFIG"
@@ -103,6 +104,12 @@ class AuditConfig(_Section):
     )
     checkpoint_every: int = Field(default=10_000, ge=1, description="Events between checkpoints.")
     checkpoint_seconds: float = Field(default=5.0, gt=0, description="Seconds between checkpoints.")
+    fail_closed: bool = Field(
+        default=True, description="Answer 503 for an allow the audit log did not acknowledge."
+    )
+    timeout_seconds: float = Field(
+        default=5.0, gt=0, le=60, description="Longest wait for an audit acknowledgement."
+    )
 
     @field_validator("url")
     @classmethod
@@ -124,6 +131,7 @@ class VerityConfig(_Section):
     gateway: GatewayConfig = Field(default_factory=GatewayConfig)
     audit: AuditConfig = Field(default_factory=AuditConfig)
     login: LoginConfig = Field(default_factory=LoginConfig)
+    metrics: MetricsConfig = Field(default_factory=MetricsConfig)
 
 
 def parse_config(data: Any, *, source: str = "<config>") -> VerityConfig:

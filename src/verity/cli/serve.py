@@ -6,6 +6,10 @@
 uvicorn runs with uvloop and httptools when they are installed, its own X-Forwarded-For
 handling off (the gateway resolves client IPs through ``server.trusted_proxies`` itself),
 and a graceful shutdown that lets in-flight requests finish.
+
+Every decision is audited into the log of ``audit:`` (default: ``<store>-audit.db`` next
+to a SQLite store, or the store's PostgreSQL database), which is closed, with a final
+signed checkpoint, after the server stops. Logs are JSON lines on stderr (structlog).
 """
 
 from __future__ import annotations
@@ -17,9 +21,12 @@ from typing import Annotated, Any
 
 import typer
 
+from ..audit import AuditLog, CheckpointSigner, open_store
+from ..audit.backends import sqlite_path
 from ..config import CONFIG_ENV, DEFAULT_FILE, VerityConfig, load_config
 from ..errors import VerityError
 from ..gateway import Gateway, build_gateway
+from ..observability import configure_logging, log_security_event
 from ..policy import LivePolicy
 from . import render
 
@@ -35,8 +42,41 @@ def load_serve_config(path: Path) -> VerityConfig:
     return load_config(path)
 
 
-def build_from_config(config: VerityConfig) -> Gateway:
-    """The gateway for a loaded configuration (loads and compiles the policy)."""
+def audit_url(config: VerityConfig, *, base: Path | None = None) -> str:
+    """``audit.url``, else ``sqlite:///<store stem>-audit.db`` beside a SQLite store, else
+    the store's own PostgreSQL database. A relative SQLite path is relative to ``base``
+    (the configuration file's folder), like every other path in the file."""
+    url = config.audit.url or config.store.url
+    if not url.startswith("sqlite:"):
+        return url
+    path = Path(sqlite_path(url))
+    if not config.audit.url:
+        path = path.with_name(f"{path.stem}-audit{path.suffix or '.db'}")
+    if base is not None and not path.is_absolute():
+        path = base / path
+    return "sqlite:///" + str(path)
+
+
+def open_audit(config: VerityConfig, *, base: Path | None = None) -> AuditLog:
+    """The audit log of ``config`` (raises ``AuditError``, a ``VerityError``); ``base``
+    as for ``audit_url``."""
+    section = config.audit
+    signer = CheckpointSigner.from_file(section.signing_key) if section.signing_key else None
+    store = open_store(audit_url(config, base=base), schema=section.pg_schema)
+    if signer is None:
+        log_security_event("audit.unsigned", level="warning", reason="no audit.signing_key")
+    return AuditLog(
+        store, signer=signer, checkpoint_every=section.checkpoint_every,
+        checkpoint_seconds=section.checkpoint_seconds,
+    )  # fmt: skip
+
+
+def build_from_config(config: VerityConfig, *, audit: AuditLog | None = None) -> Gateway:
+    """The gateway for a loaded configuration (loads and compiles the policy).
+
+    ``audit`` (from ``open_audit``) receives one event per decision; the caller closes it.
+    ``audit.fail_closed`` (default on) answers 503 for an allow the log did not take.
+    """
     policy = LivePolicy(config.policy.path)
     return build_gateway(
         config.gateway,
@@ -44,6 +84,10 @@ def build_from_config(config: VerityConfig) -> Gateway:
         identity=config.identity,
         decider=policy,
         reload_seconds=config.policy.reload_seconds,
+        audit=audit,
+        audit_fail_closed=config.audit.fail_closed,
+        audit_timeout_seconds=config.audit.timeout_seconds,
+        metrics=config.metrics,
     )
 
 
@@ -99,22 +143,28 @@ def serve(
             update={k: v for k, v in (("host", host), ("port", port)) if v is not None}
         )
         config = config.model_copy(update={"server": server})
-        gateway = build_from_config(config)
+        if check:
+            _summary(config, build_from_config(config))
+            return
+        configure_logging(level=logging.INFO)
+        audit = open_audit(config, base=chosen.resolve().parent)
     except VerityError as exc:
         render.print_error(exc, as_json=False)
         raise typer.Exit(1) from None
-    if check:
-        _summary(config, gateway)
-        return
-    _run(gateway, uvicorn_options(config, access_log=access_log))
+    try:
+        gateway = build_from_config(config, audit=audit)
+        gateway.on_shutdown(audit.close)  # before uvicorn re-raises SIGTERM
+        _run(gateway, uvicorn_options(config, access_log=access_log))
+    except VerityError as exc:
+        render.print_error(exc, as_json=False)
+        raise typer.Exit(1) from None
+    finally:
+        audit.close()  # no-op after the lifespan closed it; else pending + final checkpoint
 
 
 def _run(gateway: Gateway, options: dict[str, Any]) -> None:  # pragma: no cover - blocks
     import uvicorn  # noqa: PLC0415 - the server is needed only to serve
 
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
     uvicorn.Server(uvicorn.Config(gateway, **options)).run()
 
 

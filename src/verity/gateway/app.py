@@ -3,6 +3,7 @@
     GET /healthz                        liveness (the process answers)
     GET /readyz                         policy loaded, issuer keys fresh or stale within bounds
     GET /.well-known/verity/jwks.json   the identity-assertion keys, for upstream apps
+    GET /metrics                        Prometheus metrics, for ``metrics.allowed_cidrs`` only
     *   /verity/auth                    forward-auth (nginx auth_request, Traefik ForwardAuth)
     *   /verity/ext_authz/...           forward-auth (Envoy ext_authz HTTP service)
     *   everything else                 routed by host + longest path prefix, then proxied
@@ -16,12 +17,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable
 
 import httpx
 from starlette.responses import JSONResponse, Response
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
+from ..observability import GatewayMetrics, MetricsConfig, MetricsEndpoint
 from . import responses
 from .assertion import JWKS_PATH, AssertionSigner
 from .enforce import Enforcer, Outcome, Subject, Verdict, internal_deny
@@ -59,6 +62,8 @@ class Gateway:
         signer: AssertionSigner,
         transport: httpx.AsyncBaseTransport,
         readiness: Readiness,
+        metrics: GatewayMetrics | None = None,
+        metrics_config: MetricsConfig | None = None,
     ) -> None:
         self.config = config
         self.resolver = resolver
@@ -77,7 +82,19 @@ class Gateway:
             "/readyz": self._readyz,
             JWKS_PATH: self._jwks,
         }
+        self.metrics = metrics
+        metrics_config = metrics_config or MetricsConfig()
+        if metrics is not None and metrics_config.enabled:
+            self.metrics_endpoint = MetricsEndpoint(metrics, metrics_config)
+            self._internal[metrics_config.path] = self._metrics
         self._background: list[asyncio.Task[None]] = []
+        self._shutdown_hooks: list[Callable[[], None]] = []
+
+    def on_shutdown(self, hook: Callable[[], None]) -> None:
+        """Run ``hook`` (in a worker thread) at lifespan shutdown, after in-flight requests
+        finished: ``verity serve`` closes the audit log here, because uvicorn re-raises
+        SIGTERM once it has stopped and the process may end before anything after it."""
+        self._shutdown_hooks.append(hook)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -95,6 +112,8 @@ class Gateway:
                 self.config.realm, html=html,
                 error_description=outcome.error_description, decision=outcome.decision,
             )  # fmt: skip
+        if outcome.verdict is Verdict.UNAVAILABLE:  # allowed, but not audited: fail closed
+            return responses.error(503, "The service is temporarily unavailable.", html=html)
         return responses.denied(outcome.decision or internal_deny(), html=html)
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -146,9 +165,23 @@ class Gateway:
         )  # fmt: skip
         added.extend(identity_pairs(outcome.identity_headers))
         await self.proxy.forward(
-            scope, receive, send, route=route, raw=inbound.headers, added=added,
-            path=upstream_path(path), html=inbound.html,
+            scope, receive, self._timed(send, route.name), route=route, raw=inbound.headers,
+            added=added, path=upstream_path(path), html=inbound.html,
         )  # fmt: skip
+
+    def _timed(self, send: Send, route: str) -> Send:
+        """``send`` that observes the upstream's time to response headers, by status."""
+        metrics = self.metrics
+        if metrics is None:
+            return send
+        started = time.perf_counter()
+
+        async def timed_send(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                metrics.upstream(route, int(message["status"]), time.perf_counter() - started)
+            await send(message)
+
+        return timed_send
 
     @staticmethod
     def _proto(scope: Scope, inbound: Inbound) -> str:
@@ -169,6 +202,13 @@ class Gateway:
         headers = {"cache-control": "no-store"}
         await JSONResponse(body, 200 if ready else 503, headers)(scope, receive, send)
 
+    async def _metrics(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:  # the client IP through the configured trusted proxies, as for any request
+            client_ip = read_inbound(scope, self.resolver, self.limits).client.ip
+        except BadRequestError:
+            client_ip = None
+        await self.metrics_endpoint.response(client_ip)(scope, receive, send)
+
     async def _jwks(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers = {"cache-control": "public, max-age=300"}
         await JSONResponse(self.signer.jwks(), headers=headers)(scope, receive, send)
@@ -186,5 +226,7 @@ class Gateway:
                     with contextlib.suppress(asyncio.CancelledError):
                         await task
                 await self.transport.aclose()
+                for hook in self._shutdown_hooks:
+                    await asyncio.to_thread(hook)
                 await send({"type": "lifespan.shutdown.complete"})
                 return

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 import httpx
 
 from ..identity import IdentityConfig, TokenVerifier
+from ..observability import GatewayMetrics, GatewayObserver, MetricsConfig
 from ..policy import LivePolicy
 from .app import Gateway
 from .assertion import AssertionSigner
@@ -20,6 +21,7 @@ from .readiness import Readiness
 from .settings import GatewayConfig
 
 if TYPE_CHECKING:  # verity.config imports verity.gateway.settings: no import at run time
+    from ..audit import AuditLog
     from ..config import ServerConfig
 
 
@@ -35,6 +37,10 @@ def build_gateway(
     fact_sources: Sequence[FactSource] = (),
     listeners: Sequence[DecisionListener] = (),
     transport: httpx.AsyncBaseTransport | None = None,
+    audit: AuditLog | None = None,
+    audit_fail_closed: bool = True,
+    audit_timeout_seconds: float = 5.0,
+    metrics: MetricsConfig | None = None,
 ) -> Gateway:
     """The gateway for ``config``.
 
@@ -42,17 +48,31 @@ def build_gateway(
     reported by ``/readyz``). ``verifiers`` defaults to one ``TokenVerifier`` per issuer
     of ``identity``; ``signer`` to the configured assertion key; ``transport`` to real
     connections (tests pass an ASGI transport).
+
+    Every decision is counted in the gateway's own ``GatewayMetrics`` (served per
+    ``metrics``) and, with ``audit``, appended to the audit log; an allow that the log
+    does not acknowledge within ``audit_timeout_seconds`` is answered 503 unless
+    ``audit_fail_closed`` is off. The caller owns ``audit`` (and closes it).
     """
     if verifiers is None:
         verifiers = [TokenVerifier(issuer) for issuer in identity.issuers]
     if signer is None:
         signer = AssertionSigner.from_config(config.assertion, issuer=config.public_url)
+    gateway_metrics = GatewayMetrics()
+    gateway_metrics.watch_verifiers(verifiers)
+    if audit is not None:
+        gateway_metrics.watch_audit(audit)
+    observer = GatewayObserver(
+        metrics=gateway_metrics, audit=audit, fail_closed=audit_fail_closed,
+        timeout_seconds=audit_timeout_seconds,
+    )  # fmt: skip
     enforcer = Enforcer(
         authenticator=Authenticator(verifiers),
         decider=decider,
         signer=signer,
         fact_sources=fact_sources,
         listeners=listeners,
+        observer=observer,
     )
     readiness = Readiness(
         verifiers=verifiers,
@@ -67,4 +87,6 @@ def build_gateway(
         signer=signer,
         transport=transport or new_transport(config.upstream_pool),
         readiness=readiness,
+        metrics=gateway_metrics,
+        metrics_config=metrics,
     )

@@ -4,6 +4,10 @@
 ``UNAUTHENTICATED``; an exception anywhere (identity, a fact source, the engine, the
 signer) is ``DENIED`` with reason ``internal_error`` (fail closed). Only an ``ALLOWED``
 outcome carries identity headers for the upstream.
+
+An ``Observer`` (``verity.observability.GatewayObserver``) audits and counts every
+decision: a deny stays a deny whatever the audit log does; an allow whose audit event
+was not acknowledged becomes ``UNAVAILABLE`` (503) when the observer fails closed.
 """
 
 from __future__ import annotations
@@ -45,12 +49,40 @@ class DecisionListener(Protocol):
     def __call__(self, request: AccessRequest, decision: Decision, route: str) -> None: ...
 
 
+class Observer(Protocol):
+    """Audit, metrics and security logs for the decision path (never raise)."""
+
+    @property
+    def fail_closed(self) -> bool:
+        """Refuse an allow (503) whose audit event was not acknowledged."""
+        ...
+
+    def token_verified(self, outcome: str) -> None:
+        """A token was verified (``ok``) or failed for an unexpected reason."""
+        ...
+
+    def decided(
+        self, request: AccessRequest, decision: Decision, route: str, seconds: float | None
+    ) -> None:
+        """Count and log one decision (``seconds``: the decider's own time)."""
+        ...
+
+    async def audit_decision(self, request: AccessRequest, decision: Decision, route: str) -> bool:
+        """Append the decision's audit event; True once it is durable."""
+        ...
+
+    async def token_rejected(self, error: TokenError, *, client_ip: object, route: str) -> None:
+        """Count, log and audit a rejected bearer token."""
+        ...
+
+
 class Verdict(enum.Enum):
     """How the enforcement point answers."""
 
     ALLOWED = "allowed"
     UNAUTHENTICATED = "unauthenticated"
     DENIED = "denied"
+    UNAVAILABLE = "unavailable"  # allowed, but the audit log did not acknowledge it: 503
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +128,7 @@ class Enforcer:
         signer: AssertionSigner,
         fact_sources: Sequence[FactSource] = (),
         listeners: Sequence[DecisionListener] = (),
+        observer: Observer | None = None,
         clock: Clock = time.time,
     ) -> None:
         self.authenticator = authenticator
@@ -103,6 +136,7 @@ class Enforcer:
         self.signer = signer
         self.fact_sources = tuple(fact_sources)
         self.listeners = tuple(listeners)
+        self.observer = observer
         self._clock = clock
 
     async def authorize(self, subject: Subject) -> Outcome:
@@ -113,15 +147,23 @@ class Enforcer:
             )
         except TokenError as exc:
             log.info("401 route=%s: %s", subject.route.name, exc.operator_message)
+            if self.observer is not None:
+                await self.observer.token_rejected(
+                    exc, client_ip=subject.client.ip, route=subject.route.name
+                )
             return Outcome(Verdict.UNAUTHENTICATED, error_description=exc.public_message)
         except Exception:  # noqa: BLE001 - fail closed on anything
-            return self._failed(subject, "identity")
+            return await self._failed(subject, "identity")
         try:
+            if self.observer is not None and principal.authenticated:
+                self.observer.token_verified("ok")
             return await self._decide(subject, principal)
         except Exception:  # noqa: BLE001 - fail closed on anything
-            return self._failed(subject, "decision")
+            return await self._failed(subject, "decision", principal)
 
-    def _failed(self, subject: Subject, stage: str) -> Outcome:
+    async def _failed(
+        self, subject: Subject, stage: str, principal: Principal | None = None
+    ) -> Outcome:
         decision = internal_deny()
         log.exception(
             "fail closed: %s error on route %s (decision %s)",
@@ -129,6 +171,15 @@ class Enforcer:
             subject.route.name,
             decision.decision_id,
         )
+        if self.observer is not None:  # audited too; a deny whatever the audit log does
+            if stage == "identity":
+                self.observer.token_verified("error")
+            request = AccessRequest(
+                principal=principal or Principal.anonymous(), time=self._clock(),
+                http=subject.http, network=NetworkContext(ip=subject.client.ip),
+            )  # fmt: skip
+            self.observer.decided(request, decision, subject.route.name, None)
+            await self.observer.audit_decision(request, decision, subject.route.name)
         return Outcome(Verdict.DENIED, decision)
 
     async def _decide(self, subject: Subject, principal: Principal) -> Outcome:
@@ -136,11 +187,16 @@ class Enforcer:
         query = FactQuery(principal, subject.http, network, subject.route.name)
         facts = await gather_facts(self.fact_sources, query)
         request = self._request(subject, principal, network, facts)
+        started = time.perf_counter()
         decision = self.decider.decide(request)
+        elapsed = time.perf_counter() - started
         self._notify(request, decision, subject.route.name)
-        if decision.effect is not Effect.ALLOW:
+        acknowledged = await self._observe(request, decision, subject.route.name, elapsed)
+        if decision.effect is not Effect.ALLOW:  # a deny stays a deny, audited or not
             verdict = Verdict.DENIED if principal.authenticated else Verdict.UNAUTHENTICATED
             return Outcome(verdict, decision, principal)
+        if not acknowledged and self.observer is not None and self.observer.fail_closed:
+            return Outcome(Verdict.UNAVAILABLE, decision, principal)
         headers = self._identity_headers(subject.route, principal, decision, facts)
         return Outcome(Verdict.ALLOWED, decision, principal, headers)
 
@@ -157,6 +213,14 @@ class Enforcer:
             grants=facts.grants,
             context=MappingProxyType({"route": subject.route.name}),
         )
+
+    async def _observe(
+        self, request: AccessRequest, decision: Decision, route: str, seconds: float
+    ) -> bool:
+        if self.observer is None:
+            return True
+        self.observer.decided(request, decision, route, seconds)
+        return await self.observer.audit_decision(request, decision, route)
 
     def _notify(self, request: AccessRequest, decision: Decision, route: str) -> None:
         for listener in self.listeners:

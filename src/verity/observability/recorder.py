@@ -1,0 +1,129 @@
+"""``GatewayObserver``: audit events, metrics and security log lines for the decision path.
+
+The gateway's ``Enforcer`` calls it at three points: a token was rejected, a token was
+verified, a decision was made. For each decision one audit event (OCSF API Activity
+6003: decision id, rule, reasons, policy version, principal, client IP, target) is
+appended with ``AuditLog.append_async`` and awaited: the request waits for the group
+commit that makes the event durable, and no longer (``timeout_seconds`` bounds it).
+
+``audit_decision`` never raises; it answers whether the event was acknowledged. What the
+gateway then does is its policy (``fail_closed``): a deny stays a deny whatever happened;
+an allow whose event was not acknowledged is answered 503 when ``fail_closed`` is on
+(the default) rather than served unaudited. A rejected token becomes an Authentication
+(3002) failure event and a ``authn.token_rejected`` log line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import TYPE_CHECKING
+
+from ..identity import TokenError
+from ..model import AccessRequest, Decision, Effect
+from .metrics import GatewayMetrics
+from .seclog import log_security_event
+
+if TYPE_CHECKING:  # verity.audit imports verity.config, which imports the gateway and us
+    from ..audit import AuditLog
+
+log = logging.getLogger("verity.observability")
+
+
+class GatewayObserver:
+    """Audit + metrics + security logs for one gateway (see the module docstring)."""
+
+    def __init__(
+        self,
+        *,
+        metrics: GatewayMetrics | None = None,
+        audit: AuditLog | None = None,
+        fail_closed: bool = True,
+        timeout_seconds: float = 5.0,
+    ) -> None:
+        """Without ``audit`` nothing is audited and every decision counts as acknowledged
+        (tests, or a deployment that chose no audit log); ``fail_closed`` then is moot."""
+        self.metrics = metrics if metrics is not None else GatewayMetrics()
+        self.audit = audit
+        self.fail_closed = fail_closed and audit is not None
+        self.timeout_seconds = timeout_seconds
+
+    def token_verified(self, outcome: str) -> None:
+        """Count a verification: ``ok`` or a rejection reason code."""
+        self.metrics.token_verified(outcome)
+
+    def decided(
+        self, request: AccessRequest, decision: Decision, route: str, seconds: float | None
+    ) -> None:
+        """Metrics and, for a deny, a security log line. Never raises."""
+        try:
+            self.metrics.decided(decision, seconds)
+            if decision.effect is not Effect.ALLOW:
+                log_security_event(
+                    "access.denied", client_ip=request.network.ip,
+                    principal_id=request.principal.id, decision_id=decision.decision_id,
+                    route=route, rule=decision.rule,
+                    reasons=[reason.code for reason in decision.reasons],
+                )  # fmt: skip
+        except Exception:  # observing must never change a decision
+            log.exception("recording decision %s failed", decision.decision_id)
+
+    async def audit_decision(self, request: AccessRequest, decision: Decision, route: str) -> bool:
+        """Append the decision's audit event and wait for it; True once acknowledged."""
+        if self.audit is None:
+            return True
+        started = time.perf_counter()
+        try:
+            from ..audit import decision_event  # noqa: PLC0415 - import cycle, see above
+
+            event = decision_event(request, decision)
+            await asyncio.wait_for(self.audit.append_async(event), self.timeout_seconds)
+        except Exception as exc:  # noqa: BLE001 - AuditError, TimeoutError, anything: not audited
+            self._audit_failed(request, decision, route, exc)
+            return False
+        self.metrics.audit_written(time.perf_counter() - started, ok=True)
+        return True
+
+    def _audit_failed(
+        self, request: AccessRequest, decision: Decision, route: str, exc: BaseException
+    ) -> None:
+        self.metrics.audit_written(0.0, ok=False)
+        refused = self.fail_closed and decision.effect is Effect.ALLOW
+        log_security_event(
+            "audit.write_failed", level="error", client_ip=request.network.ip,
+            principal_id=request.principal.id, decision_id=decision.decision_id,
+            route=route, effect=decision.effect.value, error=type(exc).__name__,
+            action="refused_503" if refused else "kept_decision",
+        )  # fmt: skip
+
+    async def token_rejected(self, error: TokenError, *, client_ip: object, route: str) -> None:
+        """Metrics, a security log line and an Authentication failure event. Never raises."""
+        reason = error.reason.value
+        fingerprint = error.token_hash[:16] if error.token_hash else None
+        try:
+            self.metrics.token_verified(reason)
+            log_security_event(
+                "authn.token_rejected", level="warning", client_ip=client_ip,
+                route=route, reason=reason, fingerprint=fingerprint,
+            )  # fmt: skip
+            if self.audit is None:
+                return
+            from ..audit import UserRef, authentication_event  # noqa: PLC0415 - cycle
+            from ..audit.ocsf import UserType  # noqa: PLC0415 - cycle
+
+            event = authentication_event(
+                UserRef(uid="unknown", type=UserType.UNKNOWN), success=False,
+                src_ip=None if client_ip is None else str(client_ip),
+                status_detail=reason, message=f"bearer token rejected: {reason}",
+                detail={"route": route, "fingerprint": fingerprint},
+            )  # fmt: skip
+            started = time.perf_counter()
+            await asyncio.wait_for(self.audit.append_async(event), self.timeout_seconds)
+            self.metrics.audit_written(time.perf_counter() - started, ok=True)
+        except Exception as exc:  # noqa: BLE001 - a 401 stays a 401
+            self.metrics.audit_written(0.0, ok=False)
+            log_security_event(
+                "audit.write_failed", level="error", client_ip=client_ip, route=route,
+                effect="unauthenticated", error=type(exc).__name__, action="kept_decision",
+            )  # fmt: skip

@@ -19,8 +19,7 @@ $(BENCH_STAMP): $(STAMP) benchmarks/requirements.txt
 	touch $(BENCH_STAMP)
 
 run: $(STAMP)
-	$(BIN)/verity policy explain examples/policies/company.yaml \
-		--request examples/requests/contractor-wiki.yaml
+	$(BIN)/verity demo
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks

@@ -19,6 +19,7 @@ import typer
 from . import render
 from .audit import app as audit_app
 from .db import app as db_app
+from .demo import app as demo_app
 from .identity import app as identity_app
 from .policy import policy_app
 from .serve import app as serve_app
@@ -39,6 +40,7 @@ app.add_typer(serve_app, name="serve")
 app.add_typer(audit_app, name="audit")
 app.add_typer(users_app, name="users")
 app.add_typer(identity_app, name="identity")
+app.add_typer(demo_app, name="demo")
 
 
 def package_version() -> str:

@@ -28,7 +28,9 @@ from ..errors import VerityError
 from ..gateway import Gateway, build_gateway
 from ..observability import configure_logging, log_security_event
 from ..policy import LivePolicy
+from ..store import open_stores
 from . import render
+from .signin import SignIn, build_signin
 
 app = typer.Typer(
     help="Run the Verity gateway.",
@@ -71,13 +73,17 @@ def open_audit(config: VerityConfig, *, base: Path | None = None) -> AuditLog:
     )  # fmt: skip
 
 
-def build_from_config(config: VerityConfig, *, audit: AuditLog | None = None) -> Gateway:
+def build_from_config(
+    config: VerityConfig, *, audit: AuditLog | None = None, signin: SignIn | None = None
+) -> Gateway:
     """The gateway for a loaded configuration (loads and compiles the policy).
 
     ``audit`` (from ``open_audit``) receives one event per decision; the caller closes it.
     ``audit.fail_closed`` (default on) answers 503 for an allow the log did not take.
+    ``signin`` (from ``build_signin``) adds browser login and the embedded IdP.
     """
     policy = LivePolicy(config.policy.path)
+    signin = signin or SignIn()
     return build_gateway(
         config.gateway,
         server=config.server,
@@ -88,7 +94,14 @@ def build_from_config(config: VerityConfig, *, audit: AuditLog | None = None) ->
         audit_fail_closed=config.audit.fail_closed,
         audit_timeout_seconds=config.audit.timeout_seconds,
         metrics=config.metrics,
+        login=signin.login,
+        mounts=signin.mounts,
     )
+
+
+def needs_stores(config: VerityConfig) -> bool:
+    """Sign-in keeps sessions, keys and counters in the stores."""
+    return config.identity.idp is not None or bool(config.login.providers)
 
 
 def uvicorn_options(config: VerityConfig, *, access_log: bool) -> dict[str, Any]:
@@ -151,8 +164,13 @@ def serve(
     except VerityError as exc:
         render.print_error(exc, as_json=False)
         raise typer.Exit(1) from None
+    stores = None
+    signin = SignIn()
     try:
-        gateway = build_from_config(config, audit=audit)
+        if needs_stores(config):
+            stores = open_stores(config.store)
+            signin = build_signin(config, stores)
+        gateway = build_from_config(config, audit=audit, signin=signin)
         gateway.on_shutdown(audit.close)  # before uvicorn re-raises SIGTERM
         _run(gateway, uvicorn_options(config, access_log=access_log))
     except VerityError as exc:
@@ -160,6 +178,9 @@ def serve(
         raise typer.Exit(1) from None
     finally:
         audit.close()  # no-op after the lifespan closed it; else pending + final checkpoint
+        signin.close()
+        if stores is not None:
+            stores.close()
 
 
 def _run(gateway: Gateway, options: dict[str, Any]) -> None:  # pragma: no cover - blocks

@@ -18,19 +18,21 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Protocol
 
 import httpx
-from starlette.responses import JSONResponse, Response
-from starlette.types import Message, Receive, Scope, Send
+from starlette.responses import JSONResponse, RedirectResponse, Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from ..model import Principal
 from ..observability import GatewayMetrics, MetricsConfig, MetricsEndpoint
 from . import responses
 from .assertion import JWKS_PATH, AssertionSigner
 from .enforce import Enforcer, Outcome, Subject, Verdict, internal_deny
 from .errors import BadRequestError
 from .forward_auth import ForwardAuth
-from .headers import ClientResolver, single_header
+from .headers import ClientResolver, RawHeaders, single_header
 from .inbound import (
     Inbound,
     Limits,
@@ -47,6 +49,22 @@ from .routing import RouteTable
 from .settings import GatewayConfig
 
 log = logging.getLogger("verity.gateway")
+
+
+class BrowserLogin(Protocol):
+    """What the gateway needs of browser login (``verity.identity.oidc.LoginService``)."""
+
+    @property
+    def hidden_cookies(self) -> frozenset[str]:
+        """The session cookies that must never reach an upstream."""
+
+    def login_url(self, return_url: str) -> str:
+        """Where an unauthenticated browser is sent (a path on the gateway)."""
+
+    async def authenticate_cookie(self, request_headers: RawHeaders) -> Principal | None:
+        """The principal of the request's session cookie, or None."""
+
+
 Endpoint = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
@@ -64,8 +82,12 @@ class Gateway:
         readiness: Readiness,
         metrics: GatewayMetrics | None = None,
         metrics_config: MetricsConfig | None = None,
+        login: BrowserLogin | None = None,
+        mounts: Sequence[tuple[str, ASGIApp]] = (),
     ) -> None:
         self.config = config
+        self.login = login
+        self.mounts = tuple((prefix.rstrip("/"), app) for prefix, app in mounts)
         self.resolver = resolver
         self.enforcer = enforcer
         self.signer = signer
@@ -126,9 +148,19 @@ class Gateway:
         try:
             inbound = read_inbound(scope, self.resolver, self.limits)
             html = inbound.html
+            mounted = self._mounted(path)
+            if mounted is not None:  # the gateway's own apps: login routes, embedded IdP
+                await mounted(scope, receive, send)
+                return
             await self._dispatch(path, scope, receive, send, inbound)
         except BadRequestError as exc:
             await responses.error(exc.status, exc.public_message, html=html)(scope, receive, send)
+
+    def _mounted(self, path: str) -> ASGIApp | None:
+        for prefix, app in self.mounts:
+            if path == prefix or path.startswith(prefix + "/"):
+                return app
+        return None
 
     async def _dispatch(
         self, path: str, scope: Scope, receive: Receive, send: Send, inbound: Inbound
@@ -157,7 +189,8 @@ class Gateway:
             Subject(route, target, inbound.client, inbound.headers)
         )
         if outcome.verdict is not Verdict.ALLOWED:
-            await self.render(outcome, inbound.html)(scope, receive, send)
+            redirect = self._login_redirect(scope, inbound, outcome, host)
+            await (redirect or self.render(outcome, inbound.html))(scope, receive, send)
             return
         added = forwarding_headers(
             chain=inbound.client.chain, proto=self._proto(scope, inbound), host=host,
@@ -167,7 +200,26 @@ class Gateway:
         await self.proxy.forward(
             scope, receive, self._timed(send, route.name), route=route, raw=inbound.headers,
             added=added, path=upstream_path(path), html=inbound.html,
+            hidden_cookies=self.login.hidden_cookies if self.login else frozenset(),
         )  # fmt: skip
+
+    def _login_redirect(
+        self, scope: Scope, inbound: Inbound, outcome: Outcome, host: str
+    ) -> Response | None:
+        """An unauthenticated browser GET goes to the login page (APIs get the 401)."""
+        if (
+            self.login is None
+            or outcome.verdict is not Verdict.UNAUTHENTICATED
+            or outcome.error_description is not None  # a bad token is a 401, not a login
+            or not inbound.html
+            or scope["method"] not in ("GET", "HEAD")
+        ):
+            return None
+        query = scope.get("query_string", b"").decode("latin-1")
+        original = f"{self._proto(scope, inbound)}://{host}{scope['path']}" + (
+            f"?{query}" if query else ""
+        )
+        return RedirectResponse(self.login.login_url(original), status_code=302)
 
     def _timed(self, send: Send, route: str) -> Send:
         """``send`` that observes the upstream's time to response headers, by status."""

@@ -12,7 +12,7 @@ import base64
 import binascii
 import json
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 
 from ..identity import (
     InvalidIssuerError,
@@ -25,6 +25,8 @@ from ..model import Principal
 from .headers import RawHeaders, header_values
 
 _TOKEN68 = re.compile(r"^[A-Za-z0-9\-._~+/]+=*$")
+SessionAuthenticator = Callable[[RawHeaders], Awaitable[Principal | None]]
+"""Finds the principal of a browser session cookie (``LoginService.authenticate_cookie``)."""
 
 
 class MalformedCredentialsError(TokenMalformedError):
@@ -63,8 +65,11 @@ def _unverified_issuer(token: str) -> str | None:
 class Authenticator:
     """Verifies bearer tokens against the configured issuers (one ``TokenVerifier`` each)."""
 
-    def __init__(self, verifiers: Iterable[TokenVerifier]) -> None:
+    def __init__(
+        self, verifiers: Iterable[TokenVerifier], *, sessions: SessionAuthenticator | None = None
+    ) -> None:
         self.verifiers = {v.config.issuer: v for v in verifiers}
+        self.sessions = sessions
         self._max_bytes = max(
             (v.config.max_token_bytes for v in self.verifiers.values()), default=0
         )
@@ -87,15 +92,27 @@ class Authenticator:
     async def authenticate(self, raw: RawHeaders, accepted: Sequence[str] = ()) -> Principal:
         """The verified principal, or anonymous without credentials.
 
-        ``accepted`` restricts the issuers (empty: every configured one). Raises a
-        ``TokenError`` (answer 401) for anything wrong with the credentials.
+        A bearer token wins; without one, a browser session cookie (when login is
+        configured) names the principal. ``accepted`` restricts the token issuers (empty:
+        every configured one). Raises a ``TokenError`` (answer 401) for anything wrong
+        with a token; an unknown, expired or revoked session is simply anonymous.
         """
         token = bearer_token(raw)
         if token is None:
+            if self.sessions is not None:
+                principal = await self.sessions(raw)
+                if principal is not None:
+                    return principal
             return Principal.anonymous()
         verifier = self._verifier(token, accepted)
         verified = await verifier.averify(token)
         return verifier.principal(verified)
 
 
-__all__ = ["Authenticator", "MalformedCredentialsError", "TokenError", "bearer_token"]
+__all__ = [
+    "Authenticator",
+    "MalformedCredentialsError",
+    "SessionAuthenticator",
+    "TokenError",
+    "bearer_token",
+]

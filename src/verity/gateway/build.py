@@ -6,11 +6,12 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import httpx
+from starlette.types import ASGIApp
 
 from ..identity import IdentityConfig, TokenVerifier
 from ..observability import GatewayMetrics, GatewayObserver, MetricsConfig
 from ..policy import LivePolicy
-from .app import Gateway
+from .app import BrowserLogin, Gateway
 from .assertion import AssertionSigner
 from .authn import Authenticator
 from .enforce import Decider, DecisionListener, Enforcer
@@ -41,6 +42,8 @@ def build_gateway(
     audit_fail_closed: bool = True,
     audit_timeout_seconds: float = 5.0,
     metrics: MetricsConfig | None = None,
+    login: BrowserLogin | None = None,
+    mounts: Sequence[tuple[str, ASGIApp]] = (),
 ) -> Gateway:
     """The gateway for ``config``.
 
@@ -53,6 +56,10 @@ def build_gateway(
     ``metrics``) and, with ``audit``, appended to the audit log; an allow that the log
     does not acknowledge within ``audit_timeout_seconds`` is answered 503 unless
     ``audit_fail_closed`` is off. The caller owns ``audit`` (and closes it).
+
+    With ``login`` (browser sign-in), a session cookie authenticates requests without a
+    bearer token and unauthenticated browsers are sent to the login page; ``mounts``
+    serves the gateway's own apps (login routes, embedded IdP) under path prefixes.
     """
     if verifiers is None:
         verifiers = [TokenVerifier(issuer) for issuer in identity.issuers]
@@ -67,7 +74,9 @@ def build_gateway(
         timeout_seconds=audit_timeout_seconds,
     )  # fmt: skip
     enforcer = Enforcer(
-        authenticator=Authenticator(verifiers),
+        authenticator=Authenticator(
+            verifiers, sessions=login.authenticate_cookie if login is not None else None
+        ),
         decider=decider,
         signer=signer,
         fact_sources=fact_sources,
@@ -89,4 +98,6 @@ def build_gateway(
         readiness=readiness,
         metrics=gateway_metrics,
         metrics_config=metrics,
+        login=login,
+        mounts=mounts,
     )

@@ -80,13 +80,27 @@ def connection_tokens(raw: RawHeaders) -> frozenset[str]:
     return frozenset(named)
 
 
+def without_cookies(value: bytes, names: frozenset[str]) -> bytes:
+    """A ``Cookie`` header value without the cookies called ``names`` (b"" if none left)."""
+    kept = [
+        part
+        for part in (p.strip() for p in value.decode("latin-1").split(";"))
+        if part and part.split("=", 1)[0].strip() not in names
+    ]
+    return "; ".join(kept).encode("latin-1")
+
+
 def upstream_headers(
-    raw: RawHeaders, *, forward_authorization: bool = False
+    raw: RawHeaders,
+    *,
+    forward_authorization: bool = False,
+    hidden_cookies: frozenset[str] = frozenset(),
 ) -> list[tuple[bytes, bytes]]:
     """The client's headers minus identity, hop-by-hop, forwarding and Host headers.
 
-    ``Authorization`` is dropped unless ``forward_authorization``. The gateway adds its
-    own forwarding and identity headers afterwards.
+    ``Authorization`` is dropped unless ``forward_authorization``; the cookies named in
+    ``hidden_cookies`` (the gateway's own session cookies) never reach an upstream. The
+    gateway adds its own forwarding and identity headers afterwards.
     """
     dropped = connection_tokens(raw)
     kept: list[tuple[bytes, bytes]] = []
@@ -101,7 +115,12 @@ def upstream_headers(
             or (key == "authorization" and not forward_authorization)
         ):
             continue
-        kept.append((name.lower(), value))
+        forwarded = value
+        if key == "cookie" and hidden_cookies:
+            forwarded = without_cookies(value, hidden_cookies)
+            if not forwarded:
+                continue
+        kept.append((name.lower(), forwarded))
     return kept
 
 

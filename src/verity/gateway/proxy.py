@@ -126,6 +126,7 @@ class UpstreamProxy:
         added: list[tuple[bytes, bytes]],
         path: str,
         html: bool,
+        hidden_cookies: frozenset[str] = frozenset(),
     ) -> None:
         """Forward the request and stream the response; answer errors as 413/502/503/504."""
         length = declared_length(raw)
@@ -134,7 +135,9 @@ class UpstreamProxy:
                 scope, receive, send
             )
             return
-        headers = upstream_headers(raw, forward_authorization=route.forward_authorization)
+        headers = upstream_headers(
+            raw, forward_authorization=route.forward_authorization, hidden_cookies=hidden_cookies
+        )
         headers.extend(added)
         content = stream_body(receive, route.max_body_bytes) if has_body(raw) else None
         request = self.build(

@@ -98,6 +98,14 @@ class LoginService:
         name = self.config.cookie_name + ("_login" if login else "")
         return "__Host-" + name if self.secure(base) else name
 
+    @property
+    def hidden_cookies(self) -> frozenset[str]:
+        """Every name the session and login cookies can have: never sent upstream."""
+        name = self.config.cookie_name
+        return frozenset(
+            f"{prefix}{name}{suffix}" for prefix in ("", "__Host-") for suffix in ("", "_login")
+        )
+
     def login_url(self, return_url: str, *, provider: str | None = None) -> str:
         """Where the gateway sends an unauthenticated browser (a relative URL)."""
         query = {"rd": return_url} | ({"provider": provider} if provider else {})

@@ -1,0 +1,5 @@
+"""``python -m verity.cli``: the ``verity`` command."""
+
+from . import main
+
+main()

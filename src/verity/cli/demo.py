@@ -1,0 +1,101 @@
+"""``verity demo``: the embedded default in one command (what ``make run`` starts).
+
+verity demo                  # gateway + embedded IdP + demo app on 127.0.0.1:8080
+verity demo --reset          # forget the demo's people, sessions and audit log
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from ..config import load_config
+from ..demo import DemoSetup, prepare
+from ..demo.app import create_demo_app
+from ..demo.setup import PEOPLE
+from ..errors import VerityError
+from ..observability import configure_logging
+from ..store import open_stores
+from . import render
+from .serve import build_from_config, open_audit, uvicorn_options
+from .signin import build_signin
+
+app = typer.Typer(help="Run the demo: gateway, sign-in and a protected app.", add_completion=False)
+
+
+def banner(setup: DemoSetup) -> str:
+    """What a newcomer needs: where to go and how to sign in."""
+    lines = [
+        "",
+        f"Verity demo: open {setup.gateway_url}/ in a browser (Ctrl-C stops it).",
+        "",
+        "Sign in as one of these people (passwords are random, kept in "
+        f"{setup.folder / 'demo-secrets.json'}):",
+    ]
+    for email, name, _, roles in PEOPLE:
+        lines.append(f"  {email:<24} {setup.passwords[email]:<20} {name} ({', '.join(roles)})")
+    lines += [
+        "",
+        "Then try /docs/handbook, /reports and /admin/settings: the admin may go anywhere, the",
+        "engineer not into /admin, the contractor only into /docs and only with MFA, so she is",
+        "denied there with the reason and a decision id. Every decision is in the audit log:",
+        f"  verity audit tail --db sqlite:///{setup.folder / 'audit.db'}",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+@app.callback(invoke_without_command=True)
+def demo(
+    folder: Annotated[Path, typer.Option("--dir", help="Where the demo keeps its state.")] = Path(
+        ".verity-demo"
+    ),
+    port: Annotated[int, typer.Option(help="Gateway port on 127.0.0.1.")] = 8080,
+    app_port: Annotated[int, typer.Option(help="Demo app port on 127.0.0.1.")] = 8081,
+    reset: Annotated[bool, typer.Option("--reset", help="Start from an empty demo.")] = False,
+) -> None:
+    """Run the embedded default on 127.0.0.1: SQLite, the embedded IdP, a protected app."""
+    try:
+        setup = prepare(folder, port=port, app_port=app_port, reset=reset)
+    except VerityError as exc:
+        render.print_error(exc, as_json=False)
+        raise typer.Exit(1) from None
+    except OSError as exc:
+        render.stderr().print(f"cannot prepare {folder}: {exc}", markup=False)
+        raise typer.Exit(1) from None
+    render.stdout().print(banner(setup), highlight=False, markup=False, soft_wrap=True)
+    configure_logging(level=logging.INFO)
+    try:
+        asyncio.run(_serve(setup))
+    except VerityError as exc:
+        render.print_error(exc, as_json=False)
+        raise typer.Exit(1) from None
+
+
+async def _serve(setup: DemoSetup) -> None:  # pragma: no cover - blocks until stopped
+    import uvicorn  # noqa: PLC0415 - needed only to serve
+
+    config = load_config(setup.config_path)
+    audit = open_audit(config, base=setup.folder)
+    stores = open_stores(config.store)
+    signin = build_signin(config, stores)
+    try:
+        gateway = build_from_config(config, audit=audit, signin=signin)
+        gateway.on_shutdown(audit.close)
+        options: dict[str, Any] = uvicorn_options(config, access_log=False)
+        upstream = create_demo_app(gateway_url=setup.gateway_url, audience="demo")
+        servers = [
+            uvicorn.Server(uvicorn.Config(gateway, **options)),
+            uvicorn.Server(
+                uvicorn.Config(upstream, host="127.0.0.1", port=setup.app_port, log_config=None)
+            ),
+        ]
+        await asyncio.gather(*(server.serve() for server in servers))
+    finally:
+        audit.close()
+        signin.close()
+        stores.close()

@@ -1,0 +1,70 @@
+"""Browser sign-in for ``verity serve``: the embedded identity provider and the OIDC
+relying party, built from ``identity.idp`` and ``login`` and mounted on the gateway.
+
+    identity.idp  -> the embedded OIDC provider, served under its issuer's path (/idp)
+    login         -> /verity/login, /callback, /logout, /backchannel-logout, and session
+                     cookies that authenticate browsers (unauthenticated ones are sent to
+                     the login page)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+from starlette.applications import Starlette
+from starlette.routing import Mount
+from starlette.types import ASGIApp
+
+from ..config import VerityConfig
+from ..errors import ConfigError, Problem
+from ..identity.idp import IdentityProvider, create_app
+from ..identity.idp.sqlite_users import SqliteUserStore
+from ..identity.oidc import LoginService, build_login_app
+from ..store import Stores
+from ..store.factory import backend_of, sqlite_path
+from ..store.sqlite.db import SqliteDatabase
+
+LOGIN_ROUTES = ("login", "callback", "logout", "backchannel-logout")
+
+
+@dataclass
+class SignIn:
+    """What sign-in adds to a gateway; ``close()`` releases it."""
+
+    login: LoginService | None = None
+    mounts: list[tuple[str, ASGIApp]] = field(default_factory=list)
+    closers: list[Callable[[], None]] = field(default_factory=list)
+
+    def close(self) -> None:
+        for close in reversed(self.closers):
+            close()
+        self.closers.clear()
+
+
+def build_signin(config: VerityConfig, stores: Stores) -> SignIn:
+    """The embedded IdP and browser login configured in ``config`` (either may be off)."""
+    signin = SignIn()
+    idp = config.identity.idp
+    if idp is not None:
+        prefix = urlsplit(idp.issuer).path.rstrip("/")
+        if not prefix or backend_of(config.store.url) != "sqlite":
+            problem = (
+                "the embedded IdP needs an issuer with a path (e.g. .../idp) and a SQLite store"
+            )
+            raise ConfigError("verity.yaml", [Problem("identity.idp.issuer", problem)])
+        database = SqliteDatabase(sqlite_path(config.store.url))
+        signin.closers.append(database.close)
+        provider = IdentityProvider(
+            idp, users=SqliteUserStore(database), keys=stores.keys,
+            counters=stores.counters, revocations=stores.revocations,
+        )  # fmt: skip
+        signin.mounts.append((prefix, Starlette(routes=[Mount(prefix, app=create_app(provider))])))
+    if config.login.providers:
+        service = LoginService.from_stores(config.login, stores)
+        signin.closers.append(service.close)
+        app = build_login_app(service)
+        signin.mounts.extend((f"{config.login.path_prefix}/{leaf}", app) for leaf in LOGIN_ROUTES)
+        signin.login = service
+    return signin

@@ -11,6 +11,7 @@ from __future__ import annotations
 import enum
 import ipaddress
 import posixpath
+import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -173,7 +174,7 @@ class HttpTarget:
     headers: Mapping[str, str] = field(default_factory=lambda: _EMPTY)
 
     def __post_init__(self) -> None:
-        _set(self, "host", normalize_host(self.host))
+        _set(self, "host", sys.intern(normalize_host(self.host)))
         _set(self, "method", self.method.strip().upper())
         _set(self, "path", normalize_path(self.path))
         _set(self, "headers", MappingProxyType({k.lower(): v for k, v in self.headers.items()}))
@@ -189,6 +190,8 @@ class Resource:
 
     def __post_init__(self) -> None:
         _set(self, "attributes", _freeze(self.attributes))
+        if self.type is not None:  # interned: the policy index finds it by identity
+            _set(self, "type", sys.intern(self.type))
 
 
 _NO_RESOURCE = Resource()

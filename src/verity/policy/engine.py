@@ -19,7 +19,7 @@ from . import ast
 from .checks import Check, Trace
 from .compiler import PASSED, CompiledRule, Compiler
 from .dispatch import ALLOWED, DENIED, DENY_ERROR
-from .index import RuleIndex
+from .index import NAMES, RuleIndex
 
 ALLOW = Effect.ALLOW
 _new = tuple.__new__  # builds a Decision without a Python-level __new__ call
@@ -64,12 +64,12 @@ class Engine:
     def decide(self, request: AccessRequest) -> Decision:
         """Decide one request. Never raises: an internal failure is a deny."""
         try:
-            dispatch, deny_rules, allow_rules, allow_functions = self._candidates(request)
-            kind, i, closest_at, detail = dispatch(request)
-            if kind == ALLOWED:
-                return _new(
-                    Decision, (ALLOW, allow_rules[i].name, new_decision_id(), self.version, (), ())
-                )
+            candidates = self._candidates(request)
+            kind, i, closest_at, detail = candidates[0](request)
+            if kind == ALLOWED:  # the rule names sit in the candidates tuple itself
+                name = candidates[NAMES + i]
+                return _new(Decision, (ALLOW, name, new_decision_id(), self.version, (), ()))
+            deny_rules, allow_functions, allow_rules = candidates[1], candidates[2], candidates[3]
             return self._not_allowed(
                 request, kind, i, closest_at, detail, deny_rules, allow_rules, allow_functions
             )

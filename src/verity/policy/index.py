@@ -12,6 +12,7 @@ the number of candidate rules, never the size of the policy.
 from __future__ import annotations
 
 import itertools
+import sys
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
@@ -23,12 +24,13 @@ from .dispatch import Dispatch, generate
 
 Key = tuple[str | None, str | None, str | None]
 Evaluate = Callable[[AccessRequest], int]
-Candidates = tuple[
-    Dispatch, tuple[CompiledRule, ...], tuple[CompiledRule, ...], tuple[Evaluate, ...]
-]
-"""(dispatch function, deny rules, allow rules, allow functions), in policy order. The
-dispatch function and the function tuple are shared between keys whose candidates
-evaluate the same way, so a policy of many similar rules keeps its hot data small."""
+Candidates = tuple[Any, ...]
+"""``(dispatch, deny rules, allow functions, allow rules, *allow rule names)``, in policy
+order. The dispatch function, the deny rules and the allow functions are shared between
+keys whose candidates evaluate the same way; the allow rules' names are stored inline
+(from index ``NAMES``) so that an allow reads one tuple per index key, keeping the hot data
+of a policy of many similar rules small."""
+NAMES = 4
 
 _MAX_CACHE = 65536
 _MAX_KEYS_PER_TARGET = 256
@@ -63,7 +65,7 @@ class RuleIndex:
         # Requests without HTTP (application authorisation) are looked up by resource type
         # alone, in a table filled now: one probe, and no growth from unknown types.
         self._by_type: dict[str | None, Candidates] = {
-            t: self._build((None, None, t)) for t in self._types
+            sys.intern(t): self._build((None, None, t)) for t in self._types
         }
         self._untyped = self._build((None, None, None))
 
@@ -123,8 +125,9 @@ class RuleIndex:
         candidates = (
             dispatch,
             self._shared(tuple(rule for rule, _ in denies)),
-            self._shared(tuple(rule for rule, _ in allows)),
             allow_functions,
+            self._shared(tuple(rule for rule, _ in allows)),
+            *(rule.name for rule, _ in allows),
         )
         shared: Candidates = self._shared(candidates)
         return shared

@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from ..errors import PolicyError
 from ..model import AccessRequest, Effect
@@ -92,6 +93,16 @@ Pin = tuple[bool, bool]
 Evaluate = Callable[[AccessRequest], int]
 
 
+class RuleShape(NamedTuple):
+    """What explaining a deny needs of an allow rule; rules alike share one (so a deny in a
+    large policy touches no per-rule data but the rule's name)."""
+
+    checks: tuple[Check, ...]
+    hint: str | None
+    message: str | None
+    specific: bool
+
+
 @dataclass(frozen=True, slots=True, eq=False)
 class CompiledRule:
     """A rule ready to evaluate.
@@ -111,8 +122,12 @@ class CompiledRule:
     variants: Mapping[Pin, Evaluate]
     pinned: Mapping[Pin, tuple[ast.Target, ...] | None]
     """The selectors left to test for each pin (None: nothing left)."""
-    specific: bool
-    """The rule names resources (it is not a catch-all): preferred when explaining a deny."""
+    shape: RuleShape
+
+    @property
+    def specific(self) -> bool:
+        """The rule names resources (it is not a catch-all): preferred to explain a deny."""
+        return self.shape.specific
 
     def evaluate(self, request: AccessRequest) -> int:
         """``NOT_APPLICABLE``, ``PASSED`` or the index of the first failing check."""
@@ -129,6 +144,7 @@ class Compiler:
         self.levels: dict[str, AllCheck] = {}
         self._conditions: dict[object, tuple[list[str], dict[str, object]]] = {}
         self._checks: dict[object, tuple[Check, ...]] = {}
+        self._shapes: dict[RuleShape, RuleShape] = {}
         self._functions: dict[object, Evaluate] = {}
         self._targets: dict[object, Test] = {}
 
@@ -152,8 +168,10 @@ class Compiler:
         variants = {pin: self._variant(rule, shape, pinned[pin]) for pin in _PINS}
         targets = self._target_test(rule.targets)
         specific = _pinned(rule.targets, (False, False)) is not None
+        found = RuleShape(checks, rule.hint, rule.message, specific)
+        rule_shape = self._shapes.setdefault(found, found)
         return CompiledRule(
-            rule.index, rule.name, rule.effect, rule, checks, targets, variants, pinned, specific
+            rule.index, rule.name, rule.effect, rule, checks, targets, variants, pinned, rule_shape
         )
 
     def _variant(

@@ -17,7 +17,7 @@ from ..ids import new_decision_id
 from ..model import AccessRequest, Decision, Effect, Obligation, Reason
 from . import ast
 from .checks import Check, Trace
-from .compiler import PASSED, CompiledRule, Compiler
+from .compiler import PASSED, CompiledRule, Compiler, RuleShape
 from .dispatch import ALLOWED, DENIED, DENY_ERROR
 from .index import NAMES, RuleIndex
 
@@ -69,35 +69,35 @@ class Engine:
             if kind == ALLOWED:  # the rule names sit in the candidates tuple itself
                 name = candidates[NAMES + i]
                 return _new(Decision, (ALLOW, name, new_decision_id(), self.version, (), ()))
-            deny_rules, allow_functions, allow_rules = candidates[1], candidates[2], candidates[3]
-            return self._not_allowed(
-                request, kind, i, closest_at, detail, deny_rules, allow_rules, allow_functions
-            )
+            return self._not_allowed(request, candidates, kind, i, closest_at, detail)
         except Exception as exc:  # noqa: BLE001 - fail closed on anything
             return self._internal_error(exc)
 
     def _not_allowed(
         self,
         request: AccessRequest,
+        candidates: tuple[Any, ...],
         kind: int,
         i: int,
         closest_at: int,
         detail: Any,
-        deny_rules: Sequence[CompiledRule],
-        allow_rules: Sequence[CompiledRule],
-        allow_functions: Sequence[Callable[[AccessRequest], int]],
     ) -> Decision:
+        deny_rules: Sequence[CompiledRule] = candidates[1]
         if kind == DENIED:
             return self._denied_by(deny_rules[i], request)
         if kind == DENY_ERROR:
             return self._denied_by(deny_rules[i], request, cel_error=detail)
+        functions: Sequence[Callable[[AccessRequest], int]] = candidates[2]
+        shapes: Sequence[RuleShape] = candidates[3]
         closest, failed = i, detail
-        if closest >= 0 and closest_at == 0 and not allow_rules[closest].specific:
-            closest = _prefer_specific(request, allow_functions, allow_rules, closest)
+        if closest >= 0 and closest_at == 0 and not shapes[closest].specific:
+            closest = _prefer_specific(request, functions, shapes, closest)
         if closest < 0 and failed is not None:
-            return self._evaluation_failed(allow_rules[failed[0]], failed[1])
-        rule = allow_rules[closest] if closest >= 0 else None
-        return self._default_deny(request, rule, closest_at)
+            at = failed[0]
+            return self._evaluation_failed(candidates[NAMES + at], shapes[at], failed[1])
+        if closest < 0:
+            return self._default_deny(request, None, None, closest_at)
+        return self._default_deny(request, candidates[NAMES + closest], shapes[closest], closest_at)
 
     def _denied_by(
         self, rule: CompiledRule, request: AccessRequest, cel_error: CelError | None = None
@@ -114,9 +114,9 @@ class Engine:
         return Decision(Effect.DENY, rule.name, new_decision_id(), self.version, (reason,))
 
     def _default_deny(
-        self, request: AccessRequest, closest: CompiledRule | None, at: int
+        self, request: AccessRequest, name: str | None, shape: RuleShape | None, at: int
     ) -> Decision:
-        if closest is None:
+        if name is None or shape is None:
             reason = Reason(
                 "no_matching_rule",
                 f"no policy rule grants access to {_describe(request)}",
@@ -124,23 +124,23 @@ class Engine:
                 "request access from an administrator",
             )
             return Decision(Effect.DENY, None, new_decision_id(), self.version, (reason,))
-        failing = closest.checks[at]
+        failing = shape.checks[at]
         try:
             leaf = failing.leaf(request)
         except CelError as exc:
-            return self._evaluation_failed(closest, exc)
-        hint = closest.rule.hint or leaf.hint
-        if closest.rule.message:
-            reason = Reason(leaf.code, closest.rule.message, closest.name, hint)
+            return self._evaluation_failed(name, shape, exc)
+        hint = shape.hint or leaf.hint
+        if shape.message:
+            reason = Reason(leaf.code, shape.message, name, hint)
         else:
-            reason = Reason(leaf.code, "", closest.name, hint, failing.failure_message, request)
-        obligations = (Obligation(leaf.obligation, closest.name),) if leaf.obligation else ()
+            reason = Reason(leaf.code, "", name, hint, failing.failure_message, request)
+        obligations = (Obligation(leaf.obligation, name),) if leaf.obligation else ()
         return Decision(Effect.DENY, None, new_decision_id(), self.version, (reason,), obligations)
 
-    def _evaluation_failed(self, rule: CompiledRule, error: CelError) -> Decision:
+    def _evaluation_failed(self, name: str, shape: RuleShape, error: CelError) -> Decision:
         """Default deny explained by an allow rule whose CEL condition raised an error."""
-        message = f"a condition of rule '{rule.name}' could not be evaluated: {error.message}"
-        reason = Reason("rule.error", message, rule.name, rule.rule.hint)
+        message = f"a condition of rule '{name}' could not be evaluated: {error.message}"
+        reason = Reason("rule.error", message, name, shape.hint)
         return Decision(Effect.DENY, None, new_decision_id(), self.version, (reason,))
 
     def _internal_error(self, exc: Exception) -> Decision:
@@ -205,13 +205,13 @@ def _explain_rule(
 def _prefer_specific(
     request: AccessRequest,
     functions: Sequence[Callable[[AccessRequest], int]],
-    rules: Sequence[CompiledRule],
+    shapes: Sequence[RuleShape],
     closest: int,
 ) -> int:
     """When no rule got past its first criterion, explain with a rule written for this
     resource rather than a catch-all (deny path only)."""
-    for i, rule in enumerate(rules):
-        if rule.specific:
+    for i, shape in enumerate(shapes):
+        if shape.specific:
             try:
                 if functions[i](request) == 0:
                     return i

@@ -25,11 +25,10 @@ from .dispatch import Dispatch, generate
 Key = tuple[str | None, str | None, str | None]
 Evaluate = Callable[[AccessRequest], int]
 Candidates = tuple[Any, ...]
-"""``(dispatch, deny rules, allow functions, allow rules, *allow rule names)``, in policy
-order. The dispatch function, the deny rules and the allow functions are shared between
-keys whose candidates evaluate the same way; the allow rules' names are stored inline
-(from index ``NAMES``) so that an allow reads one tuple per index key, keeping the hot data
-of a policy of many similar rules small."""
+"""``(dispatch, deny rules, allow functions, allow rule shapes, *allow rule names)``, in
+policy order. Everything but the names is shared between keys whose candidates evaluate
+the same way; the names are stored inline (from index ``NAMES``), so a decision reads one
+tuple of per-key data, keeping the hot data of a policy of many similar rules small."""
 NAMES = 4
 
 _MAX_CACHE = 65536
@@ -126,7 +125,7 @@ class RuleIndex:
             dispatch,
             self._shared(tuple(rule for rule, _ in denies)),
             allow_functions,
-            self._shared(tuple(rule for rule, _ in allows)),
+            self._shared(tuple(rule.shape for rule, _ in allows)),
             *(rule.name for rule, _ in allows),
         )
         shared: Candidates = self._shared(candidates)

@@ -186,19 +186,32 @@ def summarise(sizes: dict[str, dict[str, Any]]) -> dict[str, Any]:
         if h and v:
             entry["verity_over_handwritten"] = round(v / h, 2)
         out[f"at_{size}"] = entry
-    v10, v10k = median("10", "verity"), median("10000", "verity")
-    if v10 and v10k:
-        out["verity_10000_over_10"] = round(v10k / v10, 2)
-    control = median("10000-control", "verity")
-    if v10 and control:
-        out["verity_10000_same_mix_as_10_over_10"] = round(control / v10, 2)
+    ratios = {
+        engine: _ratio(median("10000", engine), median("10", engine))
+        for engine in ("verity", "handwritten")
+    }
+    same_mix = {
+        engine: _ratio(median("10000-control", engine), median("10", engine))
+        for engine in ("verity", "handwritten")
+    }
+    # The issue asks for one seeded mix decided at every size: the control run decides the
+    # very mix of N=10 (3 resource types) against the 10,000-rule policy. The main 10,000
+    # run also spreads its mix over all 2,500 types, which costs every engine (the
+    # hand-written floor included) memory locality; both are reported.
+    out["10000_over_10_same_mix"] = same_mix
+    out["10000_over_10_mix_spread_over_all_types"] = ratios
     at = out.get("at_1000", {})
     out["targets"] = {
         "fastest_peer_over_verity_at_1000 >= 3": at.get("fastest_peer_over_verity", 0) >= 3,
         "verity_over_handwritten_at_1000 <= 2.5": 0 < at.get("verity_over_handwritten", 99) <= 2.5,
-        "verity_10000_over_10 <= 1.5": 0 < out.get("verity_10000_over_10", 99) <= 1.5,
+        "verity_10000_over_10_same_mix <= 1.5": 0 < (same_mix["verity"] or 99) <= 1.5,
+        "verity_10000_over_10_spread_mix <= 1.5": 0 < (ratios["verity"] or 99) <= 1.5,
     }
     return out
+
+
+def _ratio(numerator: float | None, denominator: float | None) -> float | None:
+    return round(numerator / denominator, 3) if numerator and denominator else None
 
 
 def versions() -> dict[str, str]:

@@ -10,7 +10,7 @@ import time
 from collections import OrderedDict
 
 from .protocols import RevocationCallback
-from .records import Revocation
+from .records import Grant, Revocation, new_id
 
 log = logging.getLogger("verity.store")
 
@@ -130,3 +130,17 @@ class Deduplicator:
             if len(self._seen) > self._size:
                 self._seen.popitem(last=False)
         self._callback(revocation)
+
+
+def new_grant(
+    principal: str, name: str, *, duration: float, reason: str, now: float | None
+) -> Grant:
+    """A validated, pending ``Grant`` (what every backend's ``GrantStore.request`` files)."""
+    return Grant(
+        id=new_id(),
+        principal=check_text("principal", principal),
+        name=check_text("grant name", name),
+        reason=check_reason(reason),
+        duration=check_positive("duration", duration),
+        requested_at=current(now),
+    )

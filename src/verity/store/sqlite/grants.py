@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import sqlite3
 
-from .._common import check_positive, check_reason, check_text, current
+from .._common import check_text, current, new_grant
 from ..errors import GrantNotFoundError, GrantStateError, SelfApprovalError
-from ..records import Grant, GrantStatus, grant_from_row, new_id, same_principal
+from ..records import Grant, GrantStatus, grant_from_row, same_principal
 from .db import SqliteDatabase
 
 _SELECT = (
@@ -31,14 +31,7 @@ class SqliteGrants:
         now: float | None = None,
     ) -> Grant:
         """File a pending request."""
-        grant = Grant(
-            id=new_id(),
-            principal=check_text("principal", principal),
-            name=check_text("grant name", name),
-            reason=check_reason(reason),
-            duration=check_positive("duration", duration),
-            requested_at=current(now),
-        )
+        grant = new_grant(principal, name, duration=duration, reason=reason, now=now)
         with self._db.write() as conn:
             conn.execute(
                 "insert into verity_grants (id, principal, name, reason, duration, requested_at, "

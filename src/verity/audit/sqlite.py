@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Literal, TypeVar
 
+from .._sqlite import enable_wal
 from .chain import Receipt, Row
 from .errors import AuditStoreError, ChainConflictError
 from .keys import Checkpoint
@@ -128,7 +129,7 @@ class SQLiteStore:
     def _setup(self, *, create: bool) -> None:
         conn = self._conn
         conn.execute(f"pragma busy_timeout = {int(self._timeout * 1000)}")
-        mode = conn.execute("pragma journal_mode = wal").fetchone()[0]
+        mode = enable_wal(conn, self._timeout)
         if mode != "wal":
             raise AuditStoreError(f"{self.path}: cannot enable WAL (journal_mode={mode})")
         conn.execute(f"pragma synchronous = {self._synchronous}")

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from ..._sqlite import enable_wal
 from ..errors import StoreUnavailableError
 
 Row = tuple[Any, ...]
@@ -40,31 +40,11 @@ class SqliteDatabase:
             conn = sqlite3.connect(
                 self.path, timeout=self._timeout, isolation_level=None, check_same_thread=False
             )
-            self._enable_wal(conn)
+            enable_wal(conn, self._timeout)
             conn.execute("pragma synchronous=full")
         except sqlite3.Error as exc:
             raise StoreUnavailableError(f"sqlite:///{self.path}", str(exc)) from None
         return conn
-
-    def _enable_wal(self, conn: sqlite3.Connection) -> None:
-        """Switch to WAL, retrying while another connection holds the lock.
-
-        Changing the journal mode of a new file needs an exclusive lock, and SQLite may
-        answer "database is locked" at once instead of calling the busy handler when
-        several connections open the same fresh file together.
-        """
-        deadline = time.monotonic() + self._timeout
-        delay = 0.005
-        while True:
-            try:
-                conn.execute("pragma journal_mode=wal")
-            except sqlite3.OperationalError as exc:
-                if "locked" not in str(exc) or time.monotonic() > deadline:
-                    raise
-                time.sleep(delay)
-                delay = min(delay * 2, 0.1)
-            else:
-                return
 
     def connection(self) -> sqlite3.Connection:
         """This thread's connection (opened on first use)."""

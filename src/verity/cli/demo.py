@@ -21,7 +21,7 @@ from ..errors import VerityError
 from ..observability import configure_logging
 from ..store import open_stores
 from . import render
-from .serve import build_from_config, open_audit, uvicorn_options
+from .serve import audit_sink, build_from_config, open_audit, uvicorn_options
 from .signin import build_signin
 
 app = typer.Typer(help="Run the demo: gateway, sign-in and a protected app.", add_completion=False)
@@ -82,7 +82,7 @@ async def _serve(setup: DemoSetup) -> None:  # pragma: no cover - blocks until s
     config = load_config(setup.config_path)
     audit = open_audit(config, base=setup.folder)
     stores = open_stores(config.store)
-    signin = build_signin(config, stores)
+    signin = build_signin(config, stores, events=audit_sink(config, audit))
     try:
         gateway = build_from_config(config, audit=audit, signin=signin)
         gateway.on_shutdown(audit.close)

@@ -10,6 +10,10 @@ and a graceful shutdown that lets in-flight requests finish.
 Every decision is audited into the log of ``audit:`` (default: ``<store>-audit.db`` next
 to a SQLite store, or the store's PostgreSQL database), which is closed, with a final
 signed checkpoint, after the server stops. Logs are JSON lines on stderr (structlog).
+
+With ``gateway.tls`` the gateway is served over TLS (>= 1.2, HSTS on every response) and,
+with ``gateway.tls.redirect_http_port``, a plain-HTTP listener in the same process
+redirects to it (308); see ``verity.gateway.tls``.
 """
 
 from __future__ import annotations
@@ -23,9 +27,17 @@ import typer
 
 from ..audit import AuditLog, CheckpointSigner, open_store
 from ..audit.backends import sqlite_path
+from ..audit.sink import AuditSink
 from ..config import CONFIG_ENV, DEFAULT_FILE, VerityConfig, load_config
 from ..errors import VerityError
 from ..gateway import Gateway, build_gateway
+from ..gateway.tls import (
+    HttpsRedirect,
+    check_tls,
+    redirect_hosts,
+    resolve_tls_paths,
+    uvicorn_tls_options,
+)
 from ..observability import configure_logging, log_security_event
 from ..policy import LivePolicy
 from ..store import open_stores
@@ -40,8 +52,13 @@ app = typer.Typer(
 
 
 def load_serve_config(path: Path) -> VerityConfig:
-    """Load and validate ``path`` (``verity.config.load_config``); ``ConfigError`` on problems."""
-    return load_config(path)
+    """Load and validate ``path`` (``verity.config.load_config``); ``ConfigError`` on problems,
+    also when the ``gateway.tls`` certificate or key (relative to ``path``) does not load."""
+    config = load_config(path)
+    gateway = resolve_tls_paths(config.gateway, Path(path).resolve().parent)
+    if gateway.tls is not None:
+        check_tls(gateway.tls, source=str(path))
+    return config.model_copy(update={"gateway": gateway})
 
 
 def audit_url(config: VerityConfig, *, base: Path | None = None) -> str:
@@ -96,7 +113,14 @@ def build_from_config(
         metrics=config.metrics,
         login=signin.login,
         mounts=signin.mounts,
+        # policy reloads (new version or failure) become audit events
+        security_events=audit_sink(config, audit) if audit is not None else None,
     )
+
+
+def audit_sink(config: VerityConfig, audit: AuditLog) -> AuditSink:
+    """The security-event sink writing into ``audit`` (logins, lockouts, reloads)."""
+    return AuditSink(audit, timeout_seconds=config.audit.timeout_seconds)
 
 
 def needs_stores(config: VerityConfig) -> bool:
@@ -105,9 +129,11 @@ def needs_stores(config: VerityConfig) -> bool:
 
 
 def uvicorn_options(config: VerityConfig, *, access_log: bool) -> dict[str, Any]:
-    """uvicorn settings: fastest installed loop/parser, no proxy-header rewriting."""
+    """uvicorn settings: fastest installed loop/parser, no proxy-header rewriting, and TLS
+    (files plus a TLS >= 1.2 context factory) when ``gateway.tls`` is set."""
     has = importlib.util.find_spec
-    return {
+    tls = config.gateway.tls
+    return (uvicorn_tls_options(tls) if tls is not None else {}) | {
         "host": config.server.host,
         "port": config.server.port,
         "loop": "uvloop" if has("uvloop") else "asyncio",
@@ -122,6 +148,19 @@ def uvicorn_options(config: VerityConfig, *, access_log: bool) -> dict[str, Any]
         "h11_max_incomplete_event_size": config.gateway.max_header_bytes,
         "log_config": None,
     }
+
+
+def redirect_options(config: VerityConfig, gateway: Gateway) -> dict[str, Any] | None:
+    """uvicorn settings of the plain-HTTP redirect listener, or None when there is none."""
+    tls = config.gateway.tls
+    if tls is None or tls.redirect_http_port is None:
+        return None
+    hosts = redirect_hosts(config.gateway, bind_host=config.server.host)
+    redirect = HttpsRedirect(hosts=hosts, https_port=config.server.port, health=gateway)
+    base = uvicorn_options(config, access_log=False)
+    for key in [key for key in base if key.startswith("ssl_")]:
+        del base[key]
+    return base | {"app": redirect, "port": tls.redirect_http_port, "lifespan": "off"}
 
 
 def _summary(config: VerityConfig, gateway: Gateway) -> None:
@@ -169,10 +208,11 @@ def serve(
     try:
         if needs_stores(config):
             stores = open_stores(config.store)
-            signin = build_signin(config, stores)
+            signin = build_signin(config, stores, events=audit_sink(config, audit))
         gateway = build_from_config(config, audit=audit, signin=signin)
         gateway.on_shutdown(audit.close)  # before uvicorn re-raises SIGTERM
-        _run(gateway, uvicorn_options(config, access_log=access_log))
+        options = uvicorn_options(config, access_log=access_log)
+        _run(gateway, options, redirect_options(config, gateway))
     except VerityError as exc:
         render.print_error(exc, as_json=False)
         raise typer.Exit(1) from None
@@ -183,10 +223,39 @@ def serve(
             stores.close()
 
 
-def _run(gateway: Gateway, options: dict[str, Any]) -> None:  # pragma: no cover - blocks
-    import uvicorn  # noqa: PLC0415 - the server is needed only to serve
+def _run(
+    gateway: Gateway, options: dict[str, Any], redirect: dict[str, Any] | None
+) -> None:  # pragma: no cover - blocks
+    import asyncio  # noqa: PLC0415 - the server is needed only to serve
+    import contextlib  # noqa: PLC0415
+    from collections.abc import Iterator  # noqa: PLC0415
 
-    uvicorn.Server(uvicorn.Config(gateway, **options)).run()
+    import uvicorn  # noqa: PLC0415
+
+    main = uvicorn.Server(uvicorn.Config(gateway, **options))
+    if redirect is None:
+        main.run()
+        return
+
+    class SecondServer(uvicorn.Server):
+        """A uvicorn server that leaves the signals to the gateway's and stops with it."""
+
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            yield
+
+    second = SecondServer(uvicorn.Config(**redirect))
+
+    async def both() -> None:
+        task = asyncio.create_task(second.serve())
+        try:
+            await main.serve()
+        finally:
+            second.should_exit = True
+            await task
+
+    with asyncio.Runner(loop_factory=main.config.get_loop_factory()) as runner:
+        runner.run(both())
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ from starlette.applications import Starlette
 from starlette.routing import Mount
 from starlette.types import ASGIApp
 
+from ..audit.sink import SecurityEventSink
 from ..config import VerityConfig
 from ..errors import ConfigError, Problem
 from ..identity.idp import IdentityProvider, create_app
@@ -43,8 +44,11 @@ class SignIn:
         self.closers.clear()
 
 
-def build_signin(config: VerityConfig, stores: Stores) -> SignIn:
-    """The embedded IdP and browser login configured in ``config`` (either may be off)."""
+def build_signin(
+    config: VerityConfig, stores: Stores, *, events: SecurityEventSink | None = None
+) -> SignIn:
+    """The embedded IdP and browser login configured in ``config`` (either may be off);
+    ``events`` (e.g. an ``AuditSink``) records logins, logouts, MFA failures, lockouts."""
     signin = SignIn()
     idp = config.identity.idp
     if idp is not None:
@@ -58,11 +62,11 @@ def build_signin(config: VerityConfig, stores: Stores) -> SignIn:
         signin.closers.append(database.close)
         provider = IdentityProvider(
             idp, users=SqliteUserStore(database), keys=stores.keys,
-            counters=stores.counters, revocations=stores.revocations,
+            counters=stores.counters, revocations=stores.revocations, events=events,
         )  # fmt: skip
         signin.mounts.append((prefix, Starlette(routes=[Mount(prefix, app=create_app(provider))])))
     if config.login.providers:
-        service = LoginService.from_stores(config.login, stores)
+        service = LoginService.from_stores(config.login, stores, events=events)
         signin.closers.append(service.close)
         app = build_login_app(service)
         signin.mounts.extend((f"{config.login.path_prefix}/{leaf}", app) for leaf in LOGIN_ROUTES)

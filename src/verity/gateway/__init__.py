@@ -28,6 +28,7 @@ from .settings import AssertionConfig as AssertionConfig
 from .settings import ForwardAuthConfig as ForwardAuthConfig
 from .settings import GatewayConfig as GatewayConfig
 from .settings import RouteConfig as RouteConfig
+from .settings import TlsConfig as TlsConfig
 from .settings import UpstreamPoolConfig as UpstreamPoolConfig
 
 __all__ = [
@@ -49,6 +50,7 @@ __all__ = [
     "GatewayError",
     "Outcome",
     "RouteConfig",
+    "TlsConfig",
     "UpstreamPoolConfig",
     "Verdict",
     "build_gateway",

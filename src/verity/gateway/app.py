@@ -47,6 +47,7 @@ from .proxy import UpstreamProxy, forwarding_headers, identity_pairs
 from .readiness import Readiness
 from .routing import RouteTable
 from .settings import GatewayConfig
+from .tls import with_hsts
 
 log = logging.getLogger("verity.gateway")
 
@@ -111,6 +112,7 @@ class Gateway:
             self._internal[metrics_config.path] = self._metrics
         self._background: list[asyncio.Task[None]] = []
         self._shutdown_hooks: list[Callable[[], None]] = []
+        self._hsts = config.tls.hsts_header if config.tls is not None else None
 
     def on_shutdown(self, hook: Callable[[], None]) -> None:
         """Run ``hook`` (in a worker thread) at lifespan shutdown, after in-flight requests
@@ -121,6 +123,8 @@ class Gateway:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
         if kind == "http":
+            if self._hsts is not None and scope.get("scheme") == "https":
+                send = with_hsts(send, self._hsts)  # every response over TLS
             await self._http(scope, receive, send)
         elif kind == "lifespan":
             await self._lifespan(receive, send)

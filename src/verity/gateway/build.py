@@ -23,6 +23,7 @@ from .settings import GatewayConfig
 
 if TYPE_CHECKING:  # verity.config imports verity.gateway.settings: no import at run time
     from ..audit import AuditLog
+    from ..audit.sink import SecurityEventSink
     from ..config import ServerConfig
 
 
@@ -44,6 +45,7 @@ def build_gateway(
     metrics: MetricsConfig | None = None,
     login: BrowserLogin | None = None,
     mounts: Sequence[tuple[str, ASGIApp]] = (),
+    security_events: SecurityEventSink | None = None,
 ) -> Gateway:
     """The gateway for ``config``.
 
@@ -88,6 +90,7 @@ def build_gateway(
         policy=decider if isinstance(decider, LivePolicy) else None,
         reload_seconds=reload_seconds,
         max_stale_seconds=config.jwks_max_stale_seconds,
+        events=security_events,
     )
     return Gateway(
         config,

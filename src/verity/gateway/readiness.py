@@ -9,16 +9,22 @@ the first request does not pay for it; a policy file is re-read every ``reload_s
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..identity import IdentityError, TokenVerifier
 from ..policy import LivePolicy
+from ..policy.live import ReloadResult
+
+if TYPE_CHECKING:  # verity.audit imports verity.config, which imports this package
+    from ..audit.sink import SecurityEventSink
 
 log = logging.getLogger("verity.gateway")
 Clock = Callable[[], float]
+GATEWAY_ACTOR = "verity-gateway"
 
 
 class Readiness:
@@ -32,7 +38,10 @@ class Readiness:
         reload_seconds: float = 0.0,
         max_stale_seconds: float = 3600.0,
         clock: Clock = time.time,
+        events: SecurityEventSink | None = None,
     ) -> None:
+        """``events`` records every policy reload that changed or failed (audit log)."""
+        self.events = events
         self.verifiers = tuple(verifiers)
         self.policy = policy
         self.reload_seconds = reload_seconds
@@ -76,12 +85,45 @@ class Readiness:
     async def _reload_loop(self, policy: LivePolicy) -> None:
         while True:
             await asyncio.sleep(self.reload_seconds)
-            try:
-                result = await asyncio.to_thread(policy.reload)
-            except Exception:
-                log.exception("policy reload failed; the previous policy stays in force")
-                continue
-            if result.problems:
-                log.error("policy %s invalid; kept %s", policy.path, result.version)
-            elif result.changed:
-                log.info("policy %s reloaded: version %s", policy.path, result.version)
+            await self.reload_once(policy)
+
+    async def reload_once(self, policy: LivePolicy) -> ReloadResult | None:
+        """Reload ``policy`` once; a new version or a failure is one security event."""
+        old = policy.version
+        try:
+            result = await asyncio.to_thread(policy.reload)
+        except Exception as exc:
+            log.exception("policy reload failed; the previous policy stays in force")
+            await self._reloaded(policy, old, None, (type(exc).__name__,))
+            return None
+        if result.problems:
+            log.error("policy %s invalid; kept %s", policy.path, result.version)
+            problems = tuple(str(p) for p in result.problems)
+            await self._reloaded(policy, old, None, problems)
+        elif result.changed:
+            log.info("policy %s reloaded: version %s", policy.path, result.version)
+            await self._reloaded(policy, old, result.version, ())
+        return result
+
+    async def _reloaded(
+        self, policy: LivePolicy, old: str, new: str | None, problems: tuple[str, ...]
+    ) -> None:
+        from ..audit import EventKind, Severity, Status, UserRef, session_event  # noqa: PLC0415
+        from ..audit.ocsf import UserType  # noqa: PLC0415 - see the import note above
+        from ..audit.sink import publish  # noqa: PLC0415
+
+        ok = new is not None
+        event = session_event(
+            EventKind.POLICY_RELOADED, resource=("policy", new or old),
+            actor=UserRef(uid=GATEWAY_ACTOR, type=UserType.SYSTEM),
+            message=f"policy reloaded: {old} -> {new}" if ok else f"policy reload failed: {old}",
+            detail={"path": str(policy.path), "old_version": old, "new_version": new,
+                    "ok": ok, "problems": "; ".join(problems)[:2000] or None},
+        )  # fmt: skip
+        if not ok:
+            event = dataclasses.replace(
+                event, status=Status.FAILURE, severity=Severity.MEDIUM,
+                status_detail="policy_invalid",
+            )  # fmt: skip
+        await publish(self.events, event, name="policy.reloaded" if ok else "policy.reload_failed",
+                      level="info" if ok else "error")  # fmt: skip

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Literal
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -142,6 +143,40 @@ class UpstreamPoolConfig(_Section):
     keepalive_expiry_seconds: float = Field(default=30.0, ge=0, description="Idle lifetime.")
 
 
+class TlsConfig(_Section):
+    """TLS termination (``gateway.tls``): certificate, HSTS, and the plain-HTTP redirect.
+
+    Relative paths are relative to the configuration file; ``verity serve`` checks that
+    the certificate and key load (a clean error names the key path otherwise).
+    """
+
+    cert_file: Path = Field(description="PEM certificate chain, leaf first.")
+    key_file: Path = Field(description="PEM private key of the certificate (unencrypted).")
+    client_ca_file: Path | None = Field(
+        default=None,
+        description="PEM CA bundle for client certificates (mTLS); none = not requested.",
+    )
+    min_version: Literal["1.2", "1.3"] = Field(
+        default="1.2", description="Oldest TLS version accepted (never below 1.2)."
+    )
+    hsts_max_age: int = Field(
+        default=31536000, ge=0, le=63072000, description="Strict-Transport-Security max-age."
+    )
+    hsts_include_subdomains: bool = Field(default=True, description="HSTS includeSubDomains.")
+    redirect_http_port: int | None = Field(
+        default=None,
+        ge=1,
+        le=65535,
+        description="Also listen on this plain-HTTP port, answering 308 to the https URL.",
+    )
+
+    @property
+    def hsts_header(self) -> str:
+        """The ``Strict-Transport-Security`` value sent on every TLS response."""
+        value = f"max-age={self.hsts_max_age}"
+        return value + "; includeSubDomains" if self.hsts_include_subdomains else value
+
+
 class GatewayConfig(_Section):
     """The ``gateway:`` section: public URL, routes, assertion, forward-auth, limits."""
 
@@ -153,6 +188,7 @@ class GatewayConfig(_Section):
     assertion: AssertionConfig = Field(default_factory=AssertionConfig)
     forward_auth: ForwardAuthConfig = Field(default_factory=ForwardAuthConfig)
     upstream_pool: UpstreamPoolConfig = Field(default_factory=UpstreamPoolConfig)
+    tls: TlsConfig | None = Field(default=None, description="TLS termination; none = plain HTTP.")
     max_header_bytes: int = Field(
         default=32768, ge=1024, le=1048576, description="Request headers larger: 431."
     )

@@ -12,10 +12,14 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 
+from ...audit.builders import authentication_event, session_event
+from ...audit.ocsf import EventKind, UserType
+from ...audit.schema import UserRef
+from ...audit.sink import SecurityEventSink, publish_sync
 from ...store.protocols import CounterStore, KeyStore, RevocationStore
 from .authorize import add_query, check_request, registered_client
 from .config import IdpConfig
-from .guard import LoginGuard
+from .guard import LoginGuard, account_key
 from .keys import SigningKeys
 from .passwords import hash_password, needs_rehash, verify_dummy, verify_password
 from .state import (
@@ -67,9 +71,12 @@ class IdentityProvider:
         state: FlowState | None = None,
         revocations: RevocationStore | None = None,
         clock: Clock = time.time,
+        events: SecurityEventSink | None = None,
     ) -> None:
-        """Wire the provider to its stores; ``revocations`` receives revoked token ids."""
+        """Wire the provider to its stores; ``revocations`` receives revoked token ids;
+        ``events`` records MFA failures and lockouts (audit log)."""
         self.config = config
+        self.events = events
         self.users = users
         self.state: FlowState = state if state is not None else MemoryFlowState()
         self.revocations = revocations
@@ -123,6 +130,7 @@ class IdentityProvider:
         """Check the e-mail address and password (lockout first)."""
         now = self.clock()
         if self.guard.locked(email, ip, now=now):
+            self._locked_out(UserRef(uid=f"account:{account_key(email)}"), ip)
             return LoginStep(error=LOCKED_OUT, status=429)
         user = self.users.by_email(email)
         if user is None or user.disabled:
@@ -151,12 +159,22 @@ class IdentityProvider:
             return LoginStep(error=EXPIRED, status=400)
         if self.guard.locked(user.email, ip, now=now):
             self.state.drop_transaction(tx.id)
+            self._locked_out(_ref(user), ip)
             return LoginStep(error=LOCKED_OUT, status=429)
         step = matching_step(user.totp_secret, code, now=now)
         if step is None or not self.users.use_totp_step(user.id, step):
             self.guard.failed(user.email, ip, reason="otp", now=now)
+            event = session_event(EventKind.MFA_FAILURE, user=_ref(user), src_ip=ip)
+            publish_sync(self.events, event, name="idp.mfa_failed", level="warning")
             return LoginStep(need_otp=True, error=INVALID_CODE, status=401)
         return self._complete(tx, user, amr=("pwd", "otp", "mfa"), ip=ip, now=now)
+
+    def _locked_out(self, who: UserRef, ip: str) -> None:
+        event = authentication_event(
+            who, success=False, src_ip=ip, status_detail="locked_out",
+            message=f"login refused, locked out: {who.uid}",
+        )  # fmt: skip
+        publish_sync(self.events, event, name="idp.locked_out", level="warning")
 
     def _complete(
         self, tx: LoginTransaction, user: User, *, amr: tuple[str, ...], ip: str, now: float
@@ -179,3 +197,9 @@ class IdentityProvider:
             params["state"] = tx.state
         params["iss"] = self.config.issuer
         return LoginStep(redirect=add_query(tx.redirect_uri, params), status=303)
+
+
+def _ref(user: User) -> UserRef:
+    """The audit identity of a local user (no password hash, no TOTP secret)."""
+    kind = UserType.UNKNOWN if user.disabled else UserType.USER
+    return UserRef(uid=user.id, email=user.email, type=kind)

@@ -17,6 +17,10 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
+from ...audit.builders import authentication_event
+from ...audit.ocsf import UserType
+from ...audit.schema import UserRef
+from ...audit.sink import publish
 from .cookies import clear_cookie, cookie_values, set_cookie
 from .errors import LoginError, LogoutTokenError
 from .redirects import safe_return_url
@@ -24,6 +28,7 @@ from .service import LoginService
 
 log = logging.getLogger("verity.identity.oidc")
 MAX_LOGOUT_BODY = 16384
+_NOBODY = UserRef(uid="unknown", type=UserType.UNKNOWN)
 _NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache", "Referrer-Policy": "no-referrer"}
 
 
@@ -41,6 +46,16 @@ def _redirect(location: str, *cookies: str) -> Response:
     for cookie in cookies:
         response.headers.append("set-cookie", cookie)
     return response
+
+
+def _client_ip(request: Request) -> str | None:
+    return request.client.host if request.client else None
+
+
+def _failure_code(exc: LoginError) -> str:
+    """A stable code for a failed login: the class name in snake_case, never its text."""
+    name = type(exc).__name__.removesuffix("Error")
+    return "".join(f"_{c.lower()}" if c.isupper() else c for c in name).lstrip("_")
 
 
 def _one_cookie(request: Request, name: str) -> str | None:
@@ -104,9 +119,16 @@ class _Routes:
                 untrusted_code=query.get("code"),
                 untrusted_error=query.get("error"),
                 previous_session=_one_cookie(request, session_name),
+                client_ip=_client_ip(request),
             )
         except LoginError as exc:
             log.warning("login callback failed: %s", exc)
+            code = _failure_code(exc)
+            event = authentication_event(
+                _NOBODY, success=False, src_ip=_client_ip(request), status_detail=code,
+                message=f"browser login failed: {code}",
+            )  # fmt: skip
+            await publish(service.events, event, name="login.failed", level="warning")
             response = self.failed(exc)
             response.headers.append("set-cookie", clear_cookie(tx_name, secure=secure))
             return response
@@ -117,7 +139,9 @@ class _Routes:
     async def logout(self, request: Request) -> Response:
         service, base = self.service, self.base_of(request)
         name = service.cookie_name(base)
-        location = await service.logout(session_cookie=_one_cookie(request, name), base=base)
+        location = await service.logout(
+            session_cookie=_one_cookie(request, name), base=base, client_ip=_client_ip(request)
+        )
         return _redirect(location, clear_cookie(name, secure=service.secure(base)))
 
     async def backchannel(self, request: Request) -> Response:

@@ -11,6 +11,10 @@ from urllib.parse import quote, urlencode, urlsplit
 
 import httpx
 
+from ...audit.builders import session_event, user_ref
+from ...audit.ocsf import EventKind, UserType
+from ...audit.schema import UserRef
+from ...audit.sink import SecurityEventSink, publish
 from ...model import Principal
 from ...store import CounterStore, KeyStore, RevocationStore, SessionStore, Stores
 from ..config import is_loopback_host
@@ -47,9 +51,12 @@ class LoginService:
         revocations: RevocationStore | None = None,
         clock: Callable[[], float] = time.time,
         transport: httpx.AsyncBaseTransport | None = None,
+        events: SecurityEventSink | None = None,
     ) -> None:
-        """Stores come from ``verity.store.open_stores``; ``transport`` is for tests."""
+        """Stores come from ``verity.store.open_stores``; ``transport`` is for tests;
+        ``events`` records logins, logouts and back-channel logouts (audit log)."""
         self.config = config
+        self.events = events
         configured = config.cookie_key.get_secret_value().encode() if config.cookie_key else None
         signer = signer_from_store(keys, configured=configured)
         self.sessions = SessionManager(
@@ -154,11 +161,13 @@ class LoginService:
         untrusted_code: str | None,
         untrusted_error: str | None = None,
         previous_session: str | None = None,
+        client_ip: str | None = None,
     ) -> tuple[str, str]:
         """Finish a login at the callback: (new session cookie value, return URL).
 
         The transaction is used up first, whatever happens next; a session the browser
-        had before is revoked, and the new one always has a new id (no fixation).
+        had before is revoked, and the new one always has a new id (no fixation). A
+        success is one security event (the login routes record failures).
         """
         tx = self.sessions.finish(login_cookie, untrusted_state)
         if untrusted_error is not None:
@@ -187,7 +196,11 @@ class LoginService:
             **self.refresher.token_data(provider, token, tokens, previous_refresh=None),
         }
         cookie, record = self.sessions.create(principal, data)
-        log.info("login: session %s... for %s via %s", record.id[:12], principal.id, provider.name)
+        event = session_event(
+            EventKind.LOGIN, user=user_ref(principal), session_id=record.id, src_ip=client_ip,
+            detail={"provider": provider.name, "mfa": principal.mfa},
+        )  # fmt: skip
+        await publish(self.events, event, name="login.succeeded")
         return cookie, tx["return_url"]
 
     # -- per request ----------------------------------------------------------------------
@@ -214,15 +227,21 @@ class LoginService:
         return principal
 
     # -- logout ---------------------------------------------------------------------------
-    async def logout(self, *, session_cookie: str | None, base: str) -> str:
+    async def logout(
+        self, *, session_cookie: str | None, base: str, client_ip: str | None = None
+    ) -> str:
         """End the session; returns where to send the browser (the IdP's end-session
         endpoint with ``id_token_hint`` and ``post_logout_redirect_uri`` when it has one)."""
         found = self.sessions.lookup(session_cookie)
         after = self.config.post_logout_path
         if found is None:
             return after
-        record = found[0]
+        record, principal = found
         self.sessions.revoke(record, reason="logout")
+        event = session_event(
+            EventKind.LOGOUT, user=user_ref(principal), session_id=record.id, src_ip=client_ip
+        )
+        await publish(self.events, event, name="logout")
         provider = self.providers.get(str(record.data.get("provider")))
         try:
             metadata = await provider.metadata() if provider is not None else None
@@ -257,7 +276,15 @@ class LoginService:
             except LogoutTokenError as exc:
                 error = exc
                 continue
-            return self.sessions.revoke_matching(
+            count = self.sessions.revoke_matching(
                 issuer=request.issuer, sub=request.sub, sid=request.sid
             )
+            event = session_event(
+                EventKind.SESSION_REVOKED, user=UserRef(uid=request.sub or "unknown"),
+                actor=UserRef(uid=provider.name, name=request.issuer, type=UserType.SYSTEM),
+                message=f"back-channel logout from {provider.name}: {count} session(s) revoked",
+                detail={"revoked": count, "by_sid": request.sid is not None, "reason": "logout"},
+            )  # fmt: skip
+            await publish(self.events, event, name="session.revoked")
+            return count
         raise error or LogoutTokenError("logout token rejected")

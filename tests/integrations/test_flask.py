@@ -2,20 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import httpx
 import pytest
-
-pytest.importorskip("flask", reason="the flask extra is not installed")
-
 from cryptography.hazmat.primitives.asymmetric import ec
 from flask import Flask, g
 from flask.testing import FlaskClient
@@ -23,44 +16,20 @@ from werkzeug.serving import make_server
 
 from verity.gateway import AssertionSigner
 from verity.gateway.assertion import AssertionFacts
-from verity.identity import IssuerConfig, TokenVerifier, keyset_from_jwks
-from verity.identity.dev import generate_private_key, mint, public_jwk
+from verity.identity.dev import generate_private_key, mint
 from verity.integrations.flask import AssertionSource, Verity, require
 from verity.model import AccessRequest, Decision, Principal
-from verity.policy import compile_policy, load_policy_file
 
-APPS = Path(__file__).resolve().parents[2] / "examples" / "apps"
-ISSUER, AUDIENCE, GATEWAY = "https://dev.local", "invoices", "https://gateway.test"
-KEY = generate_private_key("ES256")
-ENGINE = compile_policy(load_policy_file(APPS / "invoices.policy.yaml"))
-
-
-def example(name: str) -> ModuleType:
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, APPS / f"{name}.py")
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-def verifier() -> TokenVerifier:
-    jwks = {"keys": [public_jwk(KEY, "ES256", "k1")]}
-    config = IssuerConfig(issuer=ISSUER, audiences=[AUDIENCE], algorithms=("ES256",))
-    return TokenVerifier(config, keys=keyset_from_jwks(jwks, ("ES256",)))
-
-
-def token(subject: str = "alice", *, roles: tuple[str, ...] = (), **options: Any) -> str:
-    claims = {"roles": list(roles), "groups": ["employees"]}
-    options = {"issuer": ISSUER, "audience": AUDIENCE, **options}
-    return mint(KEY, alg="ES256", kid="k1", subject=subject, claims=claims, **options)
-
-
-def auth(value: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {value}"}
+from .apps_support import (
+    AUDIENCE,
+    ENGINE,
+    GATEWAY,
+    ISSUER,
+    auth,
+    example,
+    token,
+    verifier,
+)
 
 
 @pytest.fixture

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
 import sys
-from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import httpx
@@ -18,34 +15,21 @@ from starlette.testclient import TestClient
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from tests.gateway.servers import ThreadServer
-from verity.identity import IssuerConfig, TokenVerifier, keyset_from_jwks
-from verity.identity.dev import generate_private_key, mint, public_jwk
+from verity.identity import TokenVerifier
+from verity.identity.dev import mint
 from verity.integrations.starlette import VerityMiddleware, path_excluded
 from verity.model import AccessRequest, Decision
 from verity.policy import compile_policy, load_policy, load_policy_file
 
-APPS = Path(__file__).resolve().parents[2] / "examples" / "apps"
-ISSUER, AUDIENCE = "https://dev.local", "reports"
-KEY = generate_private_key("ES256")
+from . import apps_support
+from .apps_support import APPS, ISSUER, KEY, example
+
+AUDIENCE = "reports"
 ENGINE = compile_policy(load_policy_file(APPS / "starlette.policy.yaml"))
 
 
-def example(name: str) -> ModuleType:
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, APPS / f"{name}.py")
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
 def verifier() -> TokenVerifier:
-    jwks = {"keys": [public_jwk(KEY, "ES256", "k1")]}
-    config = IssuerConfig(issuer=ISSUER, audiences=[AUDIENCE], algorithms=("ES256",))
-    return TokenVerifier(config, keys=keyset_from_jwks(jwks, ("ES256",)))
+    return apps_support.verifier(AUDIENCE)
 
 
 def auth(subject: str = "alice", **claims: Any) -> dict[str, str]:

@@ -1,7 +1,8 @@
 """Browser sign-in for ``verity serve``: the embedded identity provider and the OIDC
 relying party, built from ``identity.idp`` and ``login`` and mounted on the gateway.
 
-    identity.idp  -> the embedded OIDC provider, served under its issuer's path (/idp)
+    identity.idp  -> the embedded OIDC provider, served under its issuer's path (/idp);
+                     users and login state in store.url (SQLite or PostgreSQL)
     login         -> /verity/login, /callback, /logout, /backchannel-logout, and session
                      cookies that authenticate browsers (unauthenticated ones are sent to
                      the login page)
@@ -20,12 +21,9 @@ from starlette.types import ASGIApp
 from ..audit.sink import SecurityEventSink
 from ..config import VerityConfig
 from ..errors import ConfigError, Problem
-from ..identity.idp import IdentityProvider, create_app
-from ..identity.idp.sqlite_users import SqliteUserStore
+from ..identity.idp import IdentityProvider, create_app, open_idp_storage
 from ..identity.oidc import LoginService, build_login_app
 from ..store import Stores
-from ..store.factory import backend_of, sqlite_path
-from ..store.sqlite.db import SqliteDatabase
 
 LOGIN_ROUTES = ("login", "callback", "logout", "backchannel-logout")
 
@@ -45,30 +43,53 @@ class SignIn:
 
 
 def build_signin(
-    config: VerityConfig, stores: Stores, *, events: SecurityEventSink | None = None
+    config: VerityConfig,
+    stores: Stores,
+    *,
+    events: SecurityEventSink | None = None,
+    schema: str | None = None,
 ) -> SignIn:
     """The embedded IdP and browser login configured in ``config`` (either may be off);
-    ``events`` (e.g. an ``AuditSink``) records logins, logouts, MFA failures, lockouts."""
+    ``events`` (e.g. an ``AuditSink``) records logins, logouts, MFA failures, lockouts.
+
+    The IdP keeps users and flow state in ``store.url``'s database (SQLite: one host;
+    PostgreSQL: shared by every node; ``schema`` as given to ``open_stores``), and keys
+    and lockout counters in ``stores`` (counters in Redis when it is configured)."""
     signin = SignIn()
-    idp = config.identity.idp
-    if idp is not None:
-        prefix = urlsplit(idp.issuer).path.rstrip("/")
-        if not prefix or backend_of(config.store.url) != "sqlite":
-            problem = (
-                "the embedded IdP needs an issuer with a path (e.g. .../idp) and a SQLite store"
-            )
-            raise ConfigError("verity.yaml", [Problem("identity.idp.issuer", problem)])
-        database = SqliteDatabase(sqlite_path(config.store.url))
-        signin.closers.append(database.close)
-        provider = IdentityProvider(
-            idp, users=SqliteUserStore(database), keys=stores.keys,
-            counters=stores.counters, revocations=stores.revocations, events=events,
-        )  # fmt: skip
-        signin.mounts.append((prefix, Starlette(routes=[Mount(prefix, app=create_app(provider))])))
-    if config.login.providers:
-        service = LoginService.from_stores(config.login, stores, events=events)
-        signin.closers.append(service.close)
-        app = build_login_app(service)
-        signin.mounts.extend((f"{config.login.path_prefix}/{leaf}", app) for leaf in LOGIN_ROUTES)
-        signin.login = service
+    try:
+        _add_idp(signin, config, stores, events=events, schema=schema)
+        if config.login.providers:
+            service = LoginService.from_stores(config.login, stores, events=events)
+            signin.closers.append(service.close)
+            app = build_login_app(service)
+            routes = ((f"{config.login.path_prefix}/{leaf}", app) for leaf in LOGIN_ROUTES)
+            signin.mounts.extend(routes)
+            signin.login = service
+    except BaseException:
+        signin.close()
+        raise
     return signin
+
+
+def _add_idp(
+    signin: SignIn,
+    config: VerityConfig,
+    stores: Stores,
+    *,
+    events: SecurityEventSink | None,
+    schema: str | None,
+) -> None:
+    idp = config.identity.idp
+    if idp is None:
+        return
+    prefix = urlsplit(idp.issuer).path.rstrip("/")
+    if not prefix:
+        problem = "the embedded IdP needs an issuer with a path (e.g. .../idp)"
+        raise ConfigError("verity.yaml", [Problem("identity.idp.issuer", problem)])
+    storage = open_idp_storage(config.store.url, schema=schema)
+    signin.closers.append(storage.close)
+    provider = IdentityProvider(
+        idp, users=storage.users, state=storage.state, keys=stores.keys,
+        counters=stores.counters, revocations=stores.revocations, events=events,
+    )  # fmt: skip
+    signin.mounts.append((prefix, Starlette(routes=[Mount(prefix, app=create_app(provider))])))

@@ -1,6 +1,7 @@
 """``verity users add|list|disable|enable|reset-mfa|set-password``: the embedded IdP's users.
 
-The database is ``--url``, else ``store.url`` of ``verity.yaml``. Passwords are never
+The database is ``--url``, else ``store.url`` of ``verity.yaml`` (``sqlite:///PATH`` or
+``postgresql://...``; the provider's tables are migrated on first use). Passwords are never
 command-line arguments: they are read with a hidden prompt, or one line from standard
 input with ``--password-stdin``. ``add --mfa`` and ``reset-mfa --enroll`` print the
 ``otpauth://`` URI once; it is not stored anywhere else and never logged.
@@ -34,7 +35,11 @@ app = typer.Typer(
 
 UrlOption = Annotated[
     str | None,
-    typer.Option("--url", help="sqlite:///PATH (default: store.url).", show_default=False),
+    typer.Option(
+        "--url",
+        help="sqlite:///PATH or postgresql://... (default: store.url).",
+        show_default=False,
+    ),
 ]
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON document.")]
 StdinFlag = Annotated[

@@ -1,4 +1,5 @@
-"""A real provider on 127.0.0.1 (uvicorn, random port), its stores, and a scripted browser."""
+"""A real provider on 127.0.0.1 (uvicorn, random port) on SQLite or PostgreSQL, its stores,
+and a scripted browser; several providers sharing one database are several nodes."""
 
 from __future__ import annotations
 
@@ -11,8 +12,9 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
+from http.cookiejar import CookieJar
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -28,13 +30,14 @@ from verity.identity.idp import (
     IdentityProvider,
     IdpClient,
     IdpConfig,
-    SqliteUserStore,
+    IdpStorage,
+    UserStore,
     create_app,
     hash_password,
+    open_idp_storage,
 )
 from verity.identity.idp.totp import new_secret
 from verity.store.factory import Stores, open_stores
-from verity.store.sqlite.db import SqliteDatabase
 
 PASSWORD = "correct horse battery staple"
 CLIENT_SECRET = "s" * 40
@@ -89,7 +92,7 @@ class Idp:
     base: str
     issuer: str
     provider: IdentityProvider
-    users: SqliteUserStore
+    users: UserStore
     stores: Stores
     clock: Clock
     client: httpx.Client
@@ -123,33 +126,82 @@ def idp_overrides() -> dict[str, Any]:
     return {}
 
 
-@pytest.fixture
-def idp(tmp_path: Path, clock: Clock, idp_overrides: dict[str, Any]) -> Iterator[Idp]:
+def bind() -> tuple[socket.socket, str]:
+    """A listening socket on 127.0.0.1 (random port) and its base URL."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))
-    base = f"http://127.0.0.1:{sock.getsockname()[1]}"
-    issuer = base + "/idp"
-    stores = open_stores(StoreConfig(url=f"sqlite:///{tmp_path / 'verity.db'}"))
-    db = SqliteDatabase(tmp_path / "verity.db")
-    users = SqliteUserStore(db)
+    return sock, f"http://127.0.0.1:{sock.getsockname()[1]}"
+
+
+@contextmanager
+def backend(
+    request: pytest.FixtureRequest, kind: str, *, redis: bool = False
+) -> Iterator[tuple[Stores, IdpStorage]]:
+    """One node's stores and IdP storage: ``sqlite`` (a file in tmp_path) or ``postgresql``
+    (the test's schema); nodes opened in one test share the database. ``redis`` moves
+    counters (lockout) to Redis, under the test's key prefix."""
+    schema: str | None = None
+    if kind == "sqlite":
+        url = f"sqlite:///{request.getfixturevalue('tmp_path') / 'verity.db'}"
+    else:
+        url = request.getfixturevalue("postgres_dsn")
+        schema = request.getfixturevalue("pg_schema")
+    redis_url = request.getfixturevalue("redis_url") if redis else None
+    prefix = request.getfixturevalue("redis_prefix") if redis else "verity:"
+    config = StoreConfig(url=url, redis_url=redis_url)
+    with open_stores(config, schema=schema, redis_prefix=prefix) as stores:
+        storage = open_idp_storage(url, schema=schema, max_size=4)
+        try:
+            yield stores, storage
+        finally:
+            storage.close()
+
+
+@contextmanager
+def running_idp(
+    stores: Stores,
+    storage: IdpStorage,
+    clock: Clock,
+    overrides: dict[str, Any],
+    *,
+    issuer: str | None = None,
+    cookies: CookieJar | None = None,
+) -> Iterator[Idp]:
+    """A provider on its own uvicorn server (one node); ``issuer`` defaults to its URL,
+    ``cookies`` lets several nodes' clients share one browser's cookie jar."""
+    sock, base = bind()
+    issuer = issuer or base + "/idp"
     provider = IdentityProvider(
-        make_config(issuer, **idp_overrides),
-        users=users,
+        make_config(issuer, **overrides),
+        users=storage.users,
+        state=storage.state,
         keys=stores.keys,
         counters=stores.counters,
         revocations=stores.revocations,
         clock=clock,
     )
     server = Server(sock, Starlette(routes=[Mount("/idp", app=create_app(provider))]))
-    client = httpx.Client(base_url=base, timeout=10, follow_redirects=False, trust_env=False)
+    client = httpx.Client(
+        base_url=base, timeout=10, follow_redirects=False, trust_env=False, cookies=cookies
+    )
     try:
-        yield Idp(base, issuer, provider, users, stores, clock, client)
+        yield Idp(base, issuer, provider, storage.users, stores, clock, client)
     finally:
         client.close()
         server.stop()
         sock.close()
-        db.close()
-        stores.close()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def idp(
+    request: pytest.FixtureRequest, clock: Clock, idp_overrides: dict[str, Any]
+) -> Iterator[Idp]:
+    """The provider on SQLite (users and flow state in the store's file) or PostgreSQL."""
+    with (
+        backend(request, request.param) as (stores, storage),
+        running_idp(stores, storage, clock, idp_overrides) as node,
+    ):
+        yield node
 
 
 _HIDDEN = re.compile(r'name="(tx|csrf)" value="([^"]*)"')

@@ -1,23 +1,30 @@
-"""``verity users``: passwords never as arguments, secrets printed once, JSON listing."""
+"""``verity users``: passwords never as arguments, secrets printed once, JSON listing; on a
+SQLite file and on PostgreSQL (a schema chosen through the URL, as an operator would)."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 from typer.testing import CliRunner
 
 from verity.cli.users import app
-from verity.identity.idp import SqliteUserStore, User, verify_password
-from verity.store.sqlite.db import SqliteDatabase
+from verity.identity.idp import User, open_user_store, verify_password
 
 PASSWORD = "a sufficiently long password"
 
 
-@pytest.fixture
-def url(tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path / 'verity.db'}"
+@pytest.fixture(params=["sqlite", "postgresql"])
+def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'verity.db'}"
+    return _pg_url(request.getfixturevalue("postgres_dsn"), request.getfixturevalue("pg_schema"))
+
+
+def _pg_url(dsn: str, schema: str) -> str:
+    return f"{dsn}?options={quote(f'-csearch_path={schema}')}"
 
 
 def run(*args: str, input: str | None = None) -> tuple[int, str]:
@@ -26,11 +33,8 @@ def run(*args: str, input: str | None = None) -> tuple[int, str]:
 
 
 def _user(url: str, email: str) -> User:
-    db = SqliteDatabase(url.removeprefix("sqlite:///"))
-    try:
-        user = SqliteUserStore(db).by_email(email)
-    finally:
-        db.close()
+    with open_user_store(url) as store:
+        user = store.by_email(email)
     assert user is not None
     return user
 
@@ -97,3 +101,29 @@ def test_errors_exit_1_without_secrets(url: str) -> None:
     assert code == 1
     assert "exists" in out
     assert run("disable", "ghost@example.com", "--url", url)[0] == 1
+
+
+def test_postgres_users_are_in_the_schema_of_the_url(postgres_dsn: str, pg_schema: str) -> None:
+    url = _pg_url(postgres_dsn, pg_schema)
+    assert run("add", "pg@example.com", "--password-stdin", "--url", url, input=PASSWORD)[0] == 0
+    import psycopg
+
+    with psycopg.connect(postgres_dsn) as conn:
+        row = conn.execute(
+            f'select email from "{pg_schema}".verity_idp_users'  # noqa: S608 - test schema
+        ).fetchone()
+    assert row == ("pg@example.com",)
+    code, out = run("list", "--url", url)
+    assert code == 0
+    assert "pg@example.com" in out
+
+
+def test_unreachable_postgres_exits_1_without_the_password(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    code, out = run("list", "--url", f"postgresql://verity:s3cret-pw@127.0.0.1:{port}/x")
+    assert code == 1
+    assert "s3cret-pw" not in out

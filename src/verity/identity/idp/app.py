@@ -24,6 +24,7 @@ from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Re
 from starlette.routing import Route
 
 from ..errors import TokenError
+from ..unavailable import EXCEPTION_HANDLERS
 from ._templates import render
 from .authorize import RedirectableError
 from .errors import OAuthError
@@ -273,6 +274,7 @@ class IdpApp:
                 Route("/token", self.token, methods=["POST"]),
                 Route("/userinfo", self.userinfo, methods=["GET", "POST"]),
             ],
+            exception_handlers=EXCEPTION_HANDLERS,  # store down: 503, nothing half-done
         )
 
 

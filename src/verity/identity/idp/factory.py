@@ -1,25 +1,74 @@
-"""Opening the user store named by ``store.url`` (SQLite today)."""
+"""Opening the provider's durable storage (users and flow state) named by ``store.url``.
+
+    sqlite:///PATH    SqliteUserStore + SqliteFlowState in the store's file (one host)
+    postgresql://...  PostgresUserStore + PostgresFlowState (many nodes share them)
+
+Both apply the provider's own migration track (``verity_idp_schema_migrations``).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 
 from ...store.factory import backend_of, sqlite_path
+from ...store.postgres.db import PostgresDatabase
 from ...store.sqlite.db import SqliteDatabase
+from .postgres_users import PostgresUserStore
+from .sql_state import PostgresFlowState, SqliteFlowState
 from .sqlite_users import SqliteUserStore
+from .state import FlowState
 from .users import UserStore
 
 
-@contextmanager
-def open_user_store(url: str) -> Iterator[UserStore]:
-    """The user store in the database at ``url`` (migrated), closed on exit.
+@dataclass
+class IdpStorage:
+    """The provider's users and flow state in one database; ``close()`` releases it."""
 
-    Raises ``ValueError`` for a URL whose backend has no user store yet (PostgreSQL)."""
-    if backend_of(url) != "sqlite":
-        raise ValueError("the embedded identity provider stores users in SQLite only (for now)")
-    db = SqliteDatabase(sqlite_path(url))
+    backend: str
+    users: UserStore
+    state: FlowState
+    _close: Callable[[], None] = field(repr=False)
+
+    def close(self) -> None:
+        """Close the database connections (idempotent)."""
+        close, self._close = self._close, _nothing
+        close()
+
+
+def _nothing() -> None:
+    return None
+
+
+def open_idp_storage(url: str, *, schema: str | None = None, max_size: int = 10) -> IdpStorage:
+    """Users and flow state in the database at ``url``, migrated.
+
+    ``schema`` confines PostgreSQL to one schema (as ``open_stores(schema=...)`` does);
+    ``max_size`` bounds its connection pool. Raises ``ValueError`` for a bad URL and
+    ``StoreUnavailableError`` when the database cannot be reached."""
+    if backend_of(url) == "sqlite":
+        sdb = SqliteDatabase(sqlite_path(url))
+        try:
+            local = SqliteUserStore(sdb)
+            return IdpStorage("sqlite", local, SqliteFlowState(sdb, migrate=False), sdb.close)
+        except BaseException:
+            sdb.close()
+            raise
+    pdb = PostgresDatabase(url, schema=schema, max_size=max_size)
     try:
-        yield SqliteUserStore(db)
+        shared = PostgresUserStore(pdb)
+        return IdpStorage("postgresql", shared, PostgresFlowState(pdb, migrate=False), pdb.close)
+    except BaseException:
+        pdb.close()
+        raise
+
+
+@contextmanager
+def open_user_store(url: str, *, schema: str | None = None) -> Iterator[UserStore]:
+    """The user store in the database at ``url`` (migrated), closed on exit."""
+    storage = open_idp_storage(url, schema=schema, max_size=2)
+    try:
+        yield storage.users
     finally:
-        db.close()
+        storage.close()

@@ -1,4 +1,5 @@
-"""``SqliteUserStore``: local users in the store's SQLite file (own migration track)."""
+"""``SqliteUserStore``: local users in the store's SQLite file (the provider's own
+migration track, ``verity.store.sqlite.idp_schema``)."""
 
 from __future__ import annotations
 
@@ -6,35 +7,13 @@ import json
 import sqlite3
 
 from ...store._common import current
-from ...store.migrations import Migration, check_sequence
 from ...store.records import new_id
 from ...store.sqlite.db import Row, SqliteDatabase
-from ...store.sqlite.schema import migrate
+from ...store.sqlite.idp_schema import MIGRATIONS, migrate
 from .errors import UnknownUserError, UserExistsError
 from .users import User, check_names, normalize_email
 
-MIGRATIONS: tuple[Migration, ...] = (
-    Migration(
-        1,
-        "idp users",
-        (
-            """create table verity_idp_users (
-                id text primary key,
-                email text not null unique,
-                display_name text not null default '',
-                groups text not null default '[]',
-                roles text not null default '[]',
-                password_hash text not null,
-                totp_secret text,
-                totp_last_step integer not null default 0,
-                disabled integer not null default 0,
-                created real not null,
-                updated real not null
-            )""",
-        ),
-    ),
-)
-check_sequence(MIGRATIONS)
+__all__ = ["MIGRATIONS", "SqliteUserStore", "migrate_users"]
 
 _COLUMNS = (
     "id, email, display_name, groups, roles, password_hash, totp_secret, totp_last_step, "
@@ -60,7 +39,7 @@ def _user(row: Row) -> User:
 
 def migrate_users(db: SqliteDatabase) -> list[int]:
     """Apply the provider's pending migrations (idempotent); returns the versions applied."""
-    return migrate(db, MIGRATIONS, table="verity_idp_schema_migrations")
+    return migrate(db)
 
 
 class SqliteUserStore:

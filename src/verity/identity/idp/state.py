@@ -3,7 +3,9 @@
 Codes and refresh tokens are kept by their SHA-256 only. A code is redeemed at most once;
 redeeming it again marks it ``reused`` so the provider can revoke what it issued. A
 refresh token is rotated on use; presenting a used one revokes its whole family (the
-OAuth 2.0 Security BCP's reuse detection). ``MemoryFlowState`` serves one process.
+OAuth 2.0 Security BCP's reuse detection). ``MemoryFlowState`` serves one process;
+``SqliteFlowState`` and ``PostgresFlowState`` (``sql_state``) are shared by every process
+or node using the same database.
 """
 
 from __future__ import annotations
@@ -88,7 +90,11 @@ class FlowState(Protocol):
     def drop_transaction(self, tx_id: str) -> None: ...
     def put_code(self, code_hash: str, grant: CodeGrant) -> None: ...
     def redeem_code(self, code_hash: str, *, now: float) -> CodeGrant | None: ...
-    def record_code_result(self, code_hash: str, *, family: str, jtis: tuple[str, ...]) -> None: ...
+    def record_code_result(self, code_hash: str, *, family: str, jtis: tuple[str, ...]) -> bool:
+        """Remember what a code produced; ``True`` if the code was presented again
+        meanwhile (the family is then revoked, and the caller revokes ``jtis``)."""
+        ...
+
     def put_refresh(self, token_hash: str, grant: RefreshGrant) -> None: ...
     def redeem_refresh(self, token_hash: str, *, now: float) -> RefreshGrant | None: ...
     def revoke_family(self, family: str) -> None: ...
@@ -103,10 +109,12 @@ class MemoryFlowState:
         self._codes: dict[str, CodeGrant] = {}
         self._refresh: dict[str, RefreshGrant] = {}
         self._revoked_families: set[str] = set()
+        self._reused_codes: set[str] = set()
 
     def _purge(self, now: float) -> None:
         self._tx = {k: v for k, v in self._tx.items() if v.expires > now}
         self._codes = {k: v for k, v in self._codes.items() if v.expires > now}
+        self._reused_codes = {k for k in self._reused_codes if k in self._codes}
         self._refresh = {k: v for k, v in self._refresh.items() if v.expires > now}
 
     def put_transaction(self, tx: LoginTransaction) -> None:
@@ -138,15 +146,22 @@ class MemoryFlowState:
             grant = self._codes.get(code_hash)
             if grant is None or grant.expires <= now:
                 return None
+            if grant.used:
+                self._reused_codes.add(code_hash)
             self._codes[code_hash] = replace(grant, used=True)
             return grant
 
-    def record_code_result(self, code_hash: str, *, family: str, jtis: tuple[str, ...]) -> None:
-        """Remember the refresh family and token ids a code produced."""
+    def record_code_result(self, code_hash: str, *, family: str, jtis: tuple[str, ...]) -> bool:
+        """Remember the refresh family and token ids a code produced; ``True`` (and the
+        family revoked) if the code was presented again meanwhile."""
         with self._lock:
             grant = self._codes.get(code_hash)
             if grant is not None:
                 self._codes[code_hash] = replace(grant, family=family, jtis=jtis)
+            if code_hash in self._reused_codes:
+                self._revoked_families.add(family)
+                return True
+            return False
 
     def put_refresh(self, token_hash: str, grant: RefreshGrant) -> None:
         """Store a new refresh token."""

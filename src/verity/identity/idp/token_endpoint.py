@@ -2,8 +2,9 @@
 
 Client secrets are compared in constant time. A code is redeemed once; presenting it
 again is answered ``invalid_grant`` and revokes the refresh family and access tokens it
-produced (RFC 6749 4.1.2). Refresh tokens are rotated on every use; a used one presented
-again revokes its family.
+produced (RFC 6749 4.1.2), also when the second presentation races the first one on
+another node (then neither gets usable tokens). Refresh tokens are rotated on every use;
+a used one presented again revokes its family.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import base64
 import binascii
 import hmac
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 from urllib.parse import unquote_plus
 
@@ -108,7 +110,10 @@ def _exchange_code(
         raise OAuthError("invalid_grant", "PKCE verification failed.")
     family = new_secret()
     body, jti = _issue(provider, client, grant.scope, grant.auth, grant.nonce, family)
-    provider.state.record_code_result(code_hash, family=family, jtis=(jti,))
+    if provider.state.record_code_result(code_hash, family=family, jtis=(jti,)):
+        # presented again (on this node or another) while these tokens were minted
+        _revoke_results(provider, replace(grant, family=family, jtis=(jti,)))
+        raise OAuthError("invalid_grant", _INVALID_GRANT)
     return body
 
 

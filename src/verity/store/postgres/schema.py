@@ -11,12 +11,13 @@ from ..errors import MigrationError
 from ..migrations import AppliedMigration, Migration, MigrationStatus, check_sequence, compare
 from .db import MIGRATIONS_LOCK, Conn, PostgresDatabase
 
-_TRACKING = """create table if not exists verity_schema_migrations (
+_TRACKING = """create table if not exists {} (
     version integer primary key,
     name text not null,
     checksum text not null,
     applied_at double precision not null
 )"""
+_TABLE = "verity_schema_migrations"
 
 _INITIAL = (
     """create table verity_sessions (
@@ -114,50 +115,62 @@ _UNLOCK = sql.SQL("select pg_advisory_unlock({}, hashtext(current_schema()))").f
 )
 
 
-def _applied(conn: Conn) -> list[AppliedMigration]:
-    exists = conn.execute("select to_regclass('verity_schema_migrations')").fetchone()
+def _applied(conn: Conn, table: str = _TABLE) -> list[AppliedMigration]:
+    exists = conn.execute("select to_regclass(%s)", (table,)).fetchone()
     if exists is None or exists[0] is None:
         return []
-    rows = conn.execute(
-        "select version, name, checksum, applied_at from verity_schema_migrations order by version"
-    ).fetchall()
+    query = sql.SQL("select version, name, checksum, applied_at from {} order by version")
+    rows = conn.execute(query.format(sql.Identifier(table))).fetchall()
     return [AppliedMigration(int(v), str(n), str(c), float(a)) for v, n, c, a in rows]
 
 
-def status(db: PostgresDatabase) -> MigrationStatus:
+def status(
+    db: PostgresDatabase,
+    migrations: tuple[Migration, ...] = MIGRATIONS,
+    *,
+    table: str = _TABLE,
+) -> MigrationStatus:
     """Applied and pending migrations (read-only)."""
     with db.connection() as conn:
-        return compare("postgresql", MIGRATIONS, _applied(conn))
+        return compare("postgresql", migrations, _applied(conn, table))
 
 
-def migrate(db: PostgresDatabase) -> list[int]:
+def migrate(
+    db: PostgresDatabase,
+    migrations: tuple[Migration, ...] = MIGRATIONS,
+    *,
+    table: str = _TABLE,
+) -> list[int]:
     """Apply pending migrations, each in its own transaction; returns the versions applied.
 
     Idempotent and safe under concurrency: a session advisory lock (per schema) makes
-    concurrent migrators take turns; the later ones find nothing left to do.
+    concurrent migrators take turns; the later ones find nothing left to do. Other
+    components (the embedded IdP) pass their own ``migrations`` and tracking ``table``.
     """
+    if not table.isidentifier():
+        raise ValueError(f"bad migrations table name {table!r}")
     done: list[int] = []
     with db.connection() as conn:
         conn.execute(_LOCK)
         try:
-            conn.execute(_TRACKING)
-            applied = {row.version for row in _applied(conn)}
-            for migration in MIGRATIONS:
+            conn.execute(sql.SQL(_TRACKING).format(sql.Identifier(table)))
+            applied = {row.version for row in _applied(conn, table)}
+            for migration in migrations:
                 if migration.version not in applied:
-                    _apply(conn, migration)
+                    _apply(conn, migration, table)
                     done.append(migration.version)
         finally:
             conn.execute(_UNLOCK)
     return done
 
 
-def _apply(conn: Conn, migration: Migration) -> None:
+def _apply(conn: Conn, migration: Migration, table: str) -> None:
     try:
         with conn.transaction():
             for statement in migration.statements:
                 conn.execute(statement)
             conn.execute(
-                "insert into verity_schema_migrations values (%s, %s, %s, %s)",
+                sql.SQL("insert into {} values (%s, %s, %s, %s)").format(sql.Identifier(table)),
                 (migration.version, migration.name, migration.checksum, time.time()),
             )
     except psycopg.errors.OperationalError:

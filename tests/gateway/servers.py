@@ -10,6 +10,9 @@ from typing import Any
 
 import uvicorn
 
+from verity.cli.serve import uvicorn_options
+from verity.config import VerityConfig
+
 
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that was free a moment ago."""
@@ -49,4 +52,32 @@ class ThreadServer:
     ) -> None:
         self.server.should_exit = True
         self.thread.join(10)
+        self.sock.close()
+
+
+def serve_options(config: VerityConfig) -> dict[str, Any]:
+    """The uvicorn options ``verity serve`` uses for ``config`` (protocols, TLS, WebSocket
+    limits), minus those ``ThreadServer`` sets itself (address, lifespan, logging)."""
+    options = uvicorn_options(config, access_log=False)
+    for key in ("host", "port", "lifespan", "proxy_headers", "timeout_graceful_shutdown",
+                "log_config"):  # fmt: skip
+        options.pop(key, None)
+    return options
+
+
+class SilentServer:
+    """``with SilentServer() as port:`` a TCP listener that accepts and never answers."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.port = int(self.sock.getsockname()[1])
+
+    def __enter__(self) -> int:
+        self.sock.listen(8)
+        return self.port
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.sock.close()

@@ -30,6 +30,7 @@ from .settings import GatewayConfig as GatewayConfig
 from .settings import RouteConfig as RouteConfig
 from .settings import TlsConfig as TlsConfig
 from .settings import UpstreamPoolConfig as UpstreamPoolConfig
+from .settings import WebSocketConfig as WebSocketConfig
 
 __all__ = [
     "JWKS_PATH",
@@ -53,6 +54,7 @@ __all__ = [
     "TlsConfig",
     "UpstreamPoolConfig",
     "Verdict",
+    "WebSocketConfig",
     "build_gateway",
     "is_identity_header",
 ]

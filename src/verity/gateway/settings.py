@@ -13,13 +13,17 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 _HOST = re.compile(
     r"^(\*|[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*)$"
 )
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
+_ORIGIN = re.compile(
+    r"^(\*|https?://[a-z0-9.-]+(:[0-9]{1,5})?|https?://\[[0-9a-f:.]+\](:[0-9]{1,5})?)$"
+)
 _MIB = 1024 * 1024
+MtlsMode = Literal["off", "optional", "required"]
 
 
 class _Section(BaseModel):
@@ -66,6 +70,19 @@ class RouteConfig(_Section):
     max_body_bytes: int = Field(
         default=10 * _MIB, ge=0, description="Largest request body; larger is 413."
     )
+    mtls: MtlsMode = Field(
+        default="off",
+        description="Client certificates (X.509-SVIDs): `off` ignores them; `optional` makes "
+        "a verified SVID the principal; `required` answers 403 without one.",
+    )
+    websocket: bool = Field(
+        default=True, description="Proxy WebSocket upgrades (decided like a GET)."
+    )
+    websocket_origins: tuple[str, ...] = Field(
+        default=(),
+        description="Origins allowed to open WebSockets besides the request's own host "
+        "(`https://app.example.com`; `*` = any). Applies to requests without a bearer token.",
+    )
 
     @field_validator("name")
     @classmethod
@@ -95,6 +112,15 @@ class RouteConfig(_Section):
     @classmethod
     def _upstream(cls, value: str | None) -> str | None:
         return None if value is None else _http_url(value, "upstream")
+
+    @field_validator("websocket_origins")
+    @classmethod
+    def _origins(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        origins = tuple(origin.strip().lower().rstrip("/") for origin in value)
+        for origin in origins:
+            if not _ORIGIN.match(origin):
+                raise ValueError(f"{origin!r} is not an origin (scheme://host[:port]) or *")
+        return origins
 
     @property
     def assertion_audience(self) -> str:
@@ -139,7 +165,11 @@ class UpstreamPoolConfig(_Section):
     """The keep-alive connection pool shared by every route."""
 
     max_connections: int = Field(default=512, ge=1, description="Open connections at most.")
-    max_keepalive_connections: int = Field(default=128, ge=0, description="Idle kept.")
+    max_keepalive_connections: int = Field(
+        default=128, ge=0,
+        description="0 turns keep-alive off; otherwise idle connections (at most "
+        "max_connections) are kept for keepalive_expiry_seconds.",
+    )  # fmt: skip
     keepalive_expiry_seconds: float = Field(default=30.0, ge=0, description="Idle lifetime.")
 
 
@@ -177,6 +207,23 @@ class TlsConfig(_Section):
         return value + "; includeSubDomains" if self.hsts_include_subdomains else value
 
 
+class WebSocketConfig(_Section):
+    """WebSocket pass-through (``gateway.websocket``): limits shared by every route."""
+
+    max_message_bytes: int = Field(
+        default=_MIB,
+        ge=1024,
+        le=64 * _MIB,
+        description="Largest message either way; larger closes the connection with 1009.",
+    )
+    ping_interval_seconds: float | None = Field(
+        default=20.0, gt=0, le=3600, description="Keep-alive pings to clients; none = off."
+    )
+    ping_timeout_seconds: float | None = Field(
+        default=20.0, gt=0, le=3600, description="A ping unanswered this long closes (1011)."
+    )
+
+
 class GatewayConfig(_Section):
     """The ``gateway:`` section: public URL, routes, assertion, forward-auth, limits."""
 
@@ -188,7 +235,10 @@ class GatewayConfig(_Section):
     assertion: AssertionConfig = Field(default_factory=AssertionConfig)
     forward_auth: ForwardAuthConfig = Field(default_factory=ForwardAuthConfig)
     upstream_pool: UpstreamPoolConfig = Field(default_factory=UpstreamPoolConfig)
-    tls: TlsConfig | None = Field(default=None, description="TLS termination; none = plain HTTP.")
+    tls: TlsConfig | None = Field(
+        default=None, validate_default=True, description="TLS termination; none = plain HTTP."
+    )
+    websocket: WebSocketConfig = Field(default_factory=WebSocketConfig)
     max_header_bytes: int = Field(
         default=32768, ge=1024, le=1048576, description="Request headers larger: 431."
     )
@@ -219,3 +269,22 @@ class GatewayConfig(_Section):
         if len(set(places)) != len(places):
             raise ValueError("two routes share a host and path prefix")
         return value
+
+    @field_validator("tls")
+    @classmethod
+    def _mtls_needs_client_ca(
+        cls, value: TlsConfig | None, info: ValidationInfo
+    ) -> TlsConfig | None:
+        routes: tuple[RouteConfig, ...] = info.data.get("routes", ())
+        mtls = [route.name for route in routes if route.mtls != "off"]
+        if mtls and (value is None or value.client_ca_file is None):
+            raise ValueError(
+                f"route {mtls[0]!r} sets mtls: set tls.cert_file, tls.key_file and "
+                "tls.client_ca_file (the CA bundle that client certificates must chain to)"
+            )
+        return value
+
+    @property
+    def mtls_enabled(self) -> bool:
+        """True when some route reads client certificates."""
+        return any(route.mtls != "off" for route in self.routes)

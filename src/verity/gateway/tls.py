@@ -50,13 +50,23 @@ def resolve_tls_paths(gateway: GatewayConfig, base: Path) -> GatewayConfig:
 
 def server_context(tls: TlsConfig) -> ssl.SSLContext:
     """The server ``SSLContext``: certificate and key, TLS >= ``min_version``, and, with a
-    client CA bundle, client certificates requested (optional) and verified against it."""
+    client CA bundle, client certificates requested and verified against it.
+
+    Certificates are optional at the TLS layer (``CERT_OPTIONAL``), so routes without
+    ``mtls`` work without one; a certificate that *is* presented must verify (strict
+    X.509) or the handshake fails. Session tickets are off, so that every connection does
+    a full handshake and the gateway sees the client's chain (see ``verity.gateway.mtls``).
+    """
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = _VERSIONS[tls.min_version]
+    context.options |= ssl.OP_NO_RENEGOTIATION
     context.load_cert_chain(tls.cert_file, tls.key_file)
     if tls.client_ca_file is not None:
         context.load_verify_locations(cafile=tls.client_ca_file)
         context.verify_mode = ssl.CERT_OPTIONAL
+        context.verify_flags |= ssl.VERIFY_X509_STRICT
+        context.options |= ssl.OP_NO_TICKET
+        context.num_tickets = 0
     return context
 
 
@@ -73,11 +83,22 @@ def check_tls(tls: TlsConfig, *, source: str) -> None:
     ]
     if problems:
         raise ConfigError(source, problems)
+    if tls.client_ca_file is not None and not _ca_bundle_loads(tls.client_ca_file):
+        message = "not a PEM bundle of CA certificates"
+        raise ConfigError(source, [Problem("gateway.tls.client_ca_file", message)])
     try:
         server_context(tls)
     except (ssl.SSLError, ValueError, OSError):  # never echo key material or OpenSSL detail
         message = "the certificate and key do not load together (PEM chain, matching key)"
         raise ConfigError(source, [Problem("gateway.tls.key_file", message)]) from None
+
+
+def _ca_bundle_loads(path: Path) -> bool:
+    try:
+        ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_verify_locations(cafile=path)
+    except (ssl.SSLError, ValueError, OSError):
+        return False
+    return True
 
 
 def _readable(path: Path) -> bool:

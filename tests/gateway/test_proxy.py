@@ -8,9 +8,11 @@ import httpx
 import pytest
 
 from verity.config import ServerConfig
+from verity.gateway import AssertionSigner
+from verity.integrations import assertion
 from verity.model import AccessRequest, Decision
 
-from .conftest import Issuer, MakeGateway, RecordingUpstream, bearer, gateway_config
+from .conftest import GATEWAY_URL, Issuer, MakeGateway, RecordingUpstream, bearer, gateway_config
 
 pytestmark = pytest.mark.anyio
 
@@ -272,3 +274,24 @@ async def test_upstream_set_cookie_is_never_replayed_for_another_user(
             response = await c.get("http://app.test/", headers=bearer(issuer.token(user)))
             assert response.headers.get_list("set-cookie") == ["a=1", "b=2"]
     assert not upstream.seen[-1].header("cookie")
+
+
+async def test_assertion_for_a_non_ascii_identity_verifies_and_names_this_decision(
+    client: httpx.AsyncClient, issuer: Issuer, upstream: RecordingUpstream, signer: AssertionSigner
+) -> None:
+    token = issuer.token("j\u00f6rg", ("engineers", "\u00e9quipe"))
+    for _ in range(2):  # two requests, two decisions: never a reused assertion
+        await client.get("/", headers=bearer(token))
+    seen = upstream.seen[-2:]
+    claims = [
+        assertion.verify(
+            request.header("x-verity-assertion")[0], issuer=GATEWAY_URL, audience="app",
+            jwks=signer.jwks(),
+        )
+        for request in seen
+    ]  # fmt: skip
+    assert claims[0].subject == "j\u00f6rg"
+    assert claims[0].groups == {"engineers", "\u00e9quipe"}
+    assert [c.decision_id for c in claims] == [r.header("x-verity-decision-id")[0] for r in seen]
+    assert claims[0].decision_id != claims[1].decision_id
+    assert seen[0].header("x-verity-user") == ["j%C3%B6rg"]

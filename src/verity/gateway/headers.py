@@ -90,6 +90,28 @@ def without_cookies(value: bytes, names: frozenset[str]) -> bytes:
     return "; ".join(kept).encode("latin-1")
 
 
+_DROPPED, _KEPT, _AUTHORIZATION = 0, 1, 2
+_NAMES: dict[bytes, tuple[int, bool, bytes, str]] = {}  # raw name -> what to do with it
+_MAX_NAMES = 1024  # a client may invent names: the cache starts over when it is full
+
+
+def _name(raw_name: bytes) -> tuple[int, bool, bytes, str]:
+    """How a header name is treated: dropped/kept/authorization, hop-by-hop, lower-case."""
+    known = _NAMES.get(raw_name)
+    if known is None:
+        key = raw_name.decode("latin-1").lower()
+        hop = key in HOP_BY_HOP
+        if hop or key in FORWARDING or key in _REPLACED or is_identity_header(key):
+            kind = _DROPPED
+        else:
+            kind = _AUTHORIZATION if key == "authorization" else _KEPT
+        known = (kind, hop, raw_name.lower(), key)
+        if len(_NAMES) >= _MAX_NAMES:
+            _NAMES.clear()
+        _NAMES[raw_name] = known
+    return known
+
+
 def upstream_headers(
     raw: RawHeaders,
     *,
@@ -105,22 +127,18 @@ def upstream_headers(
     dropped = connection_tokens(raw)
     kept: list[tuple[bytes, bytes]] = []
     for name, value in raw:
-        key = name.decode("latin-1").lower()
+        kind, _, lower, key = _name(name)
         if (
-            key in HOP_BY_HOP
-            or key in dropped
-            or key in FORWARDING
-            or key in _REPLACED
-            or is_identity_header(key)
-            or (key == "authorization" and not forward_authorization)
+            kind == _DROPPED
+            or (kind == _AUTHORIZATION and not forward_authorization)
+            or (dropped and key in dropped)
         ):
             continue
-        forwarded = value
-        if key == "cookie" and hidden_cookies:
-            forwarded = without_cookies(value, hidden_cookies)
-            if not forwarded:
+        if hidden_cookies and key == "cookie":
+            value = without_cookies(value, hidden_cookies)  # noqa: PLW2901
+            if not value:
                 continue
-        kept.append((name.lower(), forwarded))
+        kept.append((lower, value))
     return kept
 
 
@@ -128,11 +146,9 @@ def response_headers(raw: Iterable[tuple[bytes, bytes]]) -> list[tuple[bytes, by
     """An upstream response's headers minus hop-by-hop ones and those ``Connection`` names."""
     pairs = list(raw)
     dropped = connection_tokens(pairs)
-    return [
-        (name, value)
-        for name, value in pairs
-        if (key := name.decode("latin-1").lower()) not in HOP_BY_HOP and key not in dropped
-    ]
+    if dropped:
+        return [(n, v) for n, v in pairs if not _name(n)[1] and _name(n)[3] not in dropped]
+    return [(name, value) for name, value in pairs if not _name(name)[1]]
 
 
 def policy_headers(raw: RawHeaders) -> dict[str, str]:
@@ -218,21 +234,37 @@ def _within(ip: IPAddress, networks: Sequence[Network]) -> bool:
 class ClientResolver:
     """Resolves the client IP from the socket peer and trusted ``X-Forwarded-For`` hops."""
 
+    _CACHED_PEERS = 4096
+
     def __init__(self, trusted_proxies: Iterable[str], trusted_hops: int) -> None:
         self.networks = parse_networks(trusted_proxies)
         self.hops = trusted_hops
+        self._peers: dict[str | None, ClientAddress] = {}  # peer host -> its own address
 
     def is_trusted(self, peer: IPAddress | None) -> bool:
         """True when ``peer`` is a configured trusted proxy."""
         return peer is not None and _within(peer, self.networks)
 
+    def _peer(self, peer_host: str | None) -> ClientAddress:
+        """The socket peer as a client address (parsed and checked once per peer)."""
+        known = self._peers.get(peer_host)
+        if known is None:
+            peer = _address(peer_host) if peer_host else None
+            known = ClientAddress(peer, peer, self.is_trusted(peer), (str(peer),) if peer else ())
+            if len(self._peers) >= self._CACHED_PEERS:
+                self._peers.clear()
+            self._peers[peer_host] = known
+        return known
+
     def resolve(self, peer_host: str | None, raw: RawHeaders) -> ClientAddress:
         """The client address for a request from ``peer_host`` with headers ``raw``."""
-        peer = _address(peer_host) if peer_host else None
-        trusted = self.is_trusted(peer)
-        if not trusted or self.hops == 0 or peer is None:
-            return ClientAddress(peer, peer, trusted, (str(peer),) if peer else ())
+        direct = self._peer(peer_host)
+        peer = direct.peer
+        if not direct.peer_trusted or self.hops == 0 or peer is None:
+            return direct
         entries = [item for v in header_values(raw, b"x-forwarded-for") for item in v.split(",")]
+        if not entries:
+            return direct
         client: IPAddress = peer
         chain = [str(peer)]
         for depth, entry in enumerate(reversed(entries), start=1):
@@ -243,4 +275,4 @@ class ClientResolver:
             chain.insert(0, str(address))
             if depth >= self.hops or not _within(address, self.networks):
                 break
-        return ClientAddress(client, peer, trusted, tuple(chain))
+        return ClientAddress(client, peer, True, tuple(chain))

@@ -8,6 +8,7 @@ resolved). A path that decodes to control characters is refused.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -56,8 +57,15 @@ def read_inbound(scope: Scope, resolver: ClientResolver, limits: Limits) -> Inbo
     check_limits(raw, max_bytes=limits.max_header_bytes, max_count=limits.max_header_count)
     peer = scope.get("client")
     client = resolver.resolve(peer[0] if peer else None, raw)
-    html = wants_html(", ".join(header_values(raw, b"accept")))
+    accept = header_values(raw, b"accept")
+    html = _wants_html(accept[0] if len(accept) == 1 else ", ".join(accept)) if accept else False
     return Inbound(raw, client, html)
+
+
+@functools.lru_cache(maxsize=64)
+def _wants_html(accept: str) -> bool:
+    """``wants_html`` for the few distinct ``Accept`` values clients send (bounded cache)."""
+    return wants_html(accept)
 
 
 def canonical_path(untrusted_target: str) -> str:

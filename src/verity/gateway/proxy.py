@@ -1,10 +1,10 @@
-"""Forwarding an allowed request upstream and streaming the answer back (httpx).
+"""Forwarding an allowed request upstream and streaming the answer back.
 
 Bodies stream both ways in chunks: nothing is buffered whole. The request body is
 counted as it streams; a declared ``Content-Length`` over the route's limit is refused
 with 413 before any connection to the upstream, and a chunked body that grows past it is
 cut off (the upstream sees an aborted request, the client 413). A connect failure or an
-upstream that closes early is 502, a timeout 504, an exhausted pool 503.
+upstream that closes early is 502, a timeout 504, an exhausted pool 503 (see ``pool``).
 """
 
 from __future__ import annotations
@@ -20,10 +20,18 @@ from starlette.types import Receive, Scope, Send
 
 from . import responses
 from .headers import RawHeaders, response_headers, upstream_headers
-from .pool import PooledTransport
+from .pool import (
+    Upstream,
+    UpstreamError,
+    UpstreamPool,
+    UpstreamRequest,
+    UpstreamResponse,
+    as_upstream,
+)
 from .settings import RouteConfig, UpstreamPoolConfig
 
 log = logging.getLogger("verity.gateway")
+_TOO_LARGE = "The request body is too large."
 
 
 class BodyTooLargeError(Exception):
@@ -34,17 +42,13 @@ class ClientGoneError(Exception):
     """The client disconnected before its request body was complete."""
 
 
-def new_transport(pool: UpstreamPoolConfig) -> httpx.AsyncBaseTransport:
-    """The upstream transport: an exclusive-checkout keep-alive pool, no proxy from env.
-
-    Requests go to the transport directly, not through ``httpx.AsyncClient``: no cookie
-    jar (an upstream's ``Set-Cookie`` must never be replayed for another user), no
-    redirects, no auth, no default headers.
-    """
-    return PooledTransport(
+def new_transport(pool: UpstreamPoolConfig) -> UpstreamPool:
+    """The upstream connection pool (aiohttp; see ``verity.gateway.pool``)."""
+    return UpstreamPool(
         max_connections=pool.max_connections,
         max_idle=pool.max_keepalive_connections,
         keepalive_expiry=pool.keepalive_expiry_seconds,
+        ssl_context=httpx.create_ssl_context(),  # the same CA bundle as the rest of Verity
     )
 
 
@@ -65,34 +69,58 @@ def has_body(raw: RawHeaders) -> bool:
     return (length is not None and length > 0) or any(n == b"transfer-encoding" for n, _ in raw)
 
 
-async def stream_body(receive: Receive, limit: int) -> AsyncIterator[bytes]:
+class RequestBody:
+    """The client's request body, chunk by chunk, refusing to go past ``limit`` bytes.
+
+    The upstream client reads ``chunks()`` (possibly in a task of its own), so how the
+    body ended is also kept here: ``too_large`` or ``client_gone``.
+    """
+
+    __slots__ = ("client_gone", "limit", "receive", "too_large")
+
+    def __init__(self, receive: Receive, limit: int) -> None:
+        self.receive = receive
+        self.limit = limit
+        self.too_large = False
+        self.client_gone = False
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        total = 0
+        while True:
+            message = await self.receive()
+            if message["type"] == "http.disconnect":
+                self.client_gone = True
+                raise ClientGoneError
+            chunk: bytes = message.get("body", b"")
+            total += len(chunk)
+            if total > self.limit:
+                self.too_large = True
+                raise BodyTooLargeError
+            if chunk:
+                yield chunk
+            if not message.get("more_body", False):
+                return
+
+
+def stream_body(receive: Receive, limit: int) -> AsyncIterator[bytes]:
     """The request body chunk by chunk, refusing to go past ``limit`` bytes."""
-    total = 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise ClientGoneError
-        chunk: bytes = message.get("body", b"")
-        total += len(chunk)
-        if total > limit:
-            raise BodyTooLargeError
-        if chunk:
-            yield chunk
-        if not message.get("more_body", False):
-            return
-
-
-def _timeout(route: RouteConfig) -> dict[str, float]:
-    read = route.read_timeout_seconds
-    connect = route.connect_timeout_seconds
-    return {"connect": connect, "read": read, "write": read, "pool": connect}
+    return RequestBody(receive, limit).chunks()
 
 
 class UpstreamProxy:
-    """Sends allowed requests to their route's upstream through one transport (pool)."""
+    """Sends allowed requests to their route's upstream through one ``Upstream`` (pool)."""
 
-    def __init__(self, transport: httpx.AsyncBaseTransport) -> None:
-        self.transport = transport
+    def __init__(self, transport: Upstream | httpx.AsyncBaseTransport) -> None:
+        self.upstream = as_upstream(transport)
+        self._bases: dict[str, tuple[str, str, int | None, str]] = {}
+
+    def _base(self, upstream: str) -> tuple[str, str, int | None, str]:
+        base = self._bases.get(upstream)
+        if base is None:
+            parts = urlsplit(upstream)
+            base = (parts.scheme, parts.hostname or "", parts.port, parts.path.rstrip("/"))
+            self._bases[upstream] = base
+        return base
 
     def build(
         self,
@@ -103,17 +131,13 @@ class UpstreamProxy:
         query: bytes,
         headers: list[tuple[bytes, bytes]],
         content: AsyncIterator[bytes] | None,
-    ) -> httpx.Request:
+    ) -> UpstreamRequest:
         """The upstream request (``route.upstream`` must be set)."""
-        base = urlsplit(route.upstream or "")
-        target = base.path.rstrip("/") + path
-        url = httpx.URL(
-            scheme=base.scheme, host=base.hostname or "", port=base.port,
-            path=target, query=query,
+        scheme, host, port, prefix = self._base(route.upstream or "")
+        return UpstreamRequest(
+            method, scheme, host, port, prefix + path, query, headers, content,
+            route.connect_timeout_seconds, route.read_timeout_seconds,
         )  # fmt: skip
-        request = httpx.Request(method, url, headers=headers, content=content)
-        request.extensions["timeout"] = _timeout(route)
-        return request
 
     async def forward(
         self,
@@ -128,56 +152,59 @@ class UpstreamProxy:
         html: bool,
         hidden_cookies: frozenset[str] = frozenset(),
     ) -> None:
-        """Forward the request and stream the response; answer errors as 413/502/503/504."""
+        """Forward the request and stream the response; answer errors as 4xx/5xx."""
         length = declared_length(raw)
         if length is not None and length > route.max_body_bytes:
-            await responses.error(413, "The request body is too large.", html=html)(
-                scope, receive, send
-            )
+            await responses.error(413, _TOO_LARGE, html=html)(scope, receive, send)
             return
         headers = upstream_headers(
             raw, forward_authorization=route.forward_authorization, hidden_cookies=hidden_cookies
         )
         headers.extend(added)
-        content = stream_body(receive, route.max_body_bytes) if has_body(raw) else None
+        body = RequestBody(receive, route.max_body_bytes) if has_body(raw) else None
         request = self.build(
             route, method=scope["method"], path=path, query=scope.get("query_string", b""),
-            headers=headers, content=content,
+            headers=headers, content=body.chunks() if body is not None else None,
         )  # fmt: skip
         try:
-            upstream = await self.transport.handle_async_request(request)
-            upstream.request = request
-        except ClientGoneError:
+            upstream = await self.upstream.send(request)
+        except (UpstreamError, BodyTooLargeError, ClientGoneError) as exc:
+            if body is None or not body.client_gone:
+                await self._failure(exc, route, body, html)(scope, receive, send)
             return
-        except (BodyTooLargeError, httpx.HTTPError) as exc:
-            await self._failure(exc, route, html)(scope, receive, send)
+        if body is not None and (body.too_large or body.client_gone):
+            await upstream.aclose()  # answered, but the body was cut off: never relayed
+            if body.too_large:
+                await responses.error(413, _TOO_LARGE, html=html)(scope, receive, send)
             return
         await relay(upstream, route.name, send)
 
-    def _failure(self, exc: Exception, route: RouteConfig, html: bool) -> Response:
-        if isinstance(exc, BodyTooLargeError):
-            return responses.error(413, "The request body is too large.", html=html)
-        if isinstance(exc, httpx.PoolTimeout):
-            status, message = 503, "The service is busy; try again shortly."
-        elif isinstance(exc, httpx.TimeoutException):
-            status, message = 504, "The upstream service did not answer in time."
-        else:
-            status, message = 502, "The upstream service is unavailable."
-        log.warning("upstream %s for route %s: %s", status, route.name, type(exc).__name__)
+    def _failure(
+        self, exc: Exception, route: RouteConfig, body: RequestBody | None, html: bool
+    ) -> Response:
+        if isinstance(exc, BodyTooLargeError) or (body is not None and body.too_large):
+            return responses.error(413, _TOO_LARGE, html=html)
+        status, message = 502, UpstreamError.public_message
+        if isinstance(exc, UpstreamError):
+            status, message = exc.status, exc.public_message
+        if status >= 500:
+            log.warning("upstream %s for route %s: %s", status, route.name, exc)
         return responses.error(status, message, html=html)
 
 
-async def relay(upstream: httpx.Response, route: str, send: Send) -> None:
+async def relay(upstream: UpstreamResponse, route: str, send: Send) -> None:
     """Stream ``upstream`` to the client as it arrives; a failure mid-body aborts it."""
     try:
-        headers = response_headers(upstream.headers.raw)
-        await send({"type": "http.response.start", "status": upstream.status_code,
+        headers = response_headers(upstream.headers)
+        await send({"type": "http.response.start", "status": upstream.status,
                     "headers": headers})  # fmt: skip
-        async for chunk in upstream.aiter_raw():
-            await send({"type": "http.response.body", "body": chunk, "more_body": True})
-        await send({"type": "http.response.body", "body": b"", "more_body": False})
-    except httpx.HTTPError as exc:
-        log.warning("upstream for route %s failed mid-response: %s", route, type(exc).__name__)
+        more = True
+        while more:
+            chunk = await upstream.read()
+            more = not upstream.done()  # the last bytes go with more_body False
+            await send({"type": "http.response.body", "body": chunk, "more_body": more})
+    except UpstreamError as exc:
+        log.warning("upstream for route %s failed mid-response: %s", route, exc)
         raise
     finally:
         await upstream.aclose()

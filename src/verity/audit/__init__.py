@@ -28,6 +28,7 @@ from .errors import AuditStoreError as AuditStoreError
 from .errors import AuditTamperedError as AuditTamperedError
 from .errors import AuditWriteError as AuditWriteError
 from .errors import ChainConflictError as ChainConflictError
+from .health import AuditHealth as AuditHealth
 from .keys import Checkpoint as Checkpoint
 from .keys import CheckpointSigner as CheckpointSigner
 from .keys import generate_key as generate_key
@@ -54,6 +55,7 @@ __all__ = [
     "AuditClosedError",
     "AuditError",
     "AuditEvent",
+    "AuditHealth",
     "AuditKeyError",
     "AuditLog",
     "AuditStore",

@@ -12,10 +12,14 @@ import re
 import time as _time
 from collections.abc import Mapping
 from types import MappingProxyType
+from typing import TYPE_CHECKING
 
-from ..model import AccessRequest, Decision, Effect, Principal, PrincipalKind
+from ..model import AccessRequest, Decision, Device, Effect, Principal, PrincipalKind
 from .ocsf import EventClass, EventKind, Severity, Status, UserType
 from .schema import AuditEvent, DecisionInfo, Endpoint, HttpInfo, ReasonInfo, Scalar, UserRef
+
+if TYPE_CHECKING:
+    from ..store.records import Grant
 
 REDACTED = "[redacted]"
 _DETAIL_KEY = re.compile(r"[a-z][a-z0-9_]{0,63}")
@@ -237,4 +241,121 @@ def session_event(
         is_mfa=True if kind is EventKind.MFA_FAILURE else None,
         status_detail=status_detail,
         detail=redact_detail(detail or {}),
+    )
+
+
+# grant lifecycle -> (class, activity, status, severity); see docs/audit.md and docs/jit-access.md
+_GRANT_KINDS: dict[EventKind, tuple[EventClass, int, Status, Severity]] = {
+    EventKind.GRANT_CREATED: (_AUTHZ, 1, _OK, _LOW),
+    EventKind.GRANT_APPROVED: (_AUTHZ, 1, _OK, _MEDIUM),
+    EventKind.GRANT_DENIED: (_AUTHZ, 1, _FAILED, _LOW),
+    EventKind.GRANT_EXPIRED: (_AUTHZ, 99, _OK, _INFO),
+}
+GRANT_KINDS = frozenset(_GRANT_KINDS)
+_GRANT_VERBS = {
+    EventKind.GRANT_CREATED: "requested",
+    EventKind.GRANT_APPROVED: "approved",
+    EventKind.GRANT_DENIED: "denied",
+    EventKind.GRANT_EXPIRED: "expired",
+}
+
+
+def grant_event(
+    kind: EventKind,
+    grant: Grant,
+    *,
+    actor: UserRef,
+    time: float | None = None,
+) -> AuditEvent:
+    """A step of a just-in-time grant's life (OCSF Authorize Session 3003): requested
+    (``grant_created``), approved, denied, or expired by the sweep.
+
+    ``user`` is the principal the grant is for, ``actor`` who acted (the requester, the
+    approver, or the system for the sweep); ``privileges`` is the grant name,
+    ``resources`` the grant id, ``status_detail`` the grant's status after the step, and
+    ``unmapped.verity.detail`` carries the id, name, principal, duration, reason and times.
+    """
+    if kind not in _GRANT_KINDS:
+        raise ValueError(f"{kind.value} is not a grant event kind (use {GRANT_KINDS})")
+    class_uid, activity, status, severity = _GRANT_KINDS[kind]
+    seconds = int(grant.duration)
+    detail: dict[str, object] = {
+        "grant_id": grant.id,
+        "grant_name": grant.name,
+        "principal": grant.principal,
+        "duration_seconds": seconds,
+        "reason": grant.reason,
+        "status": grant.status.value,
+        "approver": grant.approver,
+        "starts_ms": None if grant.starts is None else _ms(grant.starts),
+        "expires_ms": None if grant.expires is None else _ms(grant.expires),
+    }
+    return AuditEvent(
+        kind=kind,
+        class_uid=class_uid,
+        activity_id=activity,
+        status=status,
+        severity=severity,
+        time_ms=_ms(time),
+        uid=new_event_uid(),
+        message=(
+            f"grant {_GRANT_VERBS[kind]}: '{grant.name}' for {grant.principal} "
+            f"({seconds}s) by {actor.uid}"
+        ),
+        actor=actor,
+        user=UserRef(uid=grant.principal),
+        resources=(("grant", grant.id),),
+        privileges=(grant.name,),
+        status_detail=grant.status.value,
+        detail=redact_detail(detail),
+    )
+
+
+_POSTURE_FIELDS = (
+    "managed", "disk_encrypted", "screen_lock", "firewall", "os_type", "os_version",
+)  # fmt: skip
+
+
+def posture_changes(before: Device | None, after: Device) -> tuple[str, ...]:
+    """The posture fields that differ between two reports (every field when there was
+    none before), in a fixed order."""
+    if before is None:
+        return _POSTURE_FIELDS
+    return tuple(f for f in _POSTURE_FIELDS if getattr(before, f) != getattr(after, f))
+
+
+def device_event(
+    device_id: str,
+    *,
+    actor: UserRef,
+    owner: str | None,
+    change: str,
+    before: Device | None = None,
+    after: Device | None = None,
+    time: float | None = None,
+) -> AuditEvent:
+    """A device registered, re-registered, or whose reported posture changed
+    (``device_state_changed``, OCSF API Activity 6003 Update).
+
+    ``change`` is ``registered``, ``updated`` or ``posture``; for ``posture`` the event's
+    detail names the ``changed`` fields and carries the new value of each and, prefixed
+    ``was_``, the old one (absent on a first report).
+    """
+    detail: dict[str, object] = {"change": change, "device_id": device_id, "owner": owner}
+    if after is not None:
+        changed = posture_changes(before, after)
+        detail["changed"] = ",".join(changed)
+        for name in changed:
+            detail[name] = getattr(after, name)
+            if before is not None:
+                detail[f"was_{name}"] = getattr(before, name)
+    about = f" ({detail['changed']})" if after is not None else ""
+    return session_event(
+        EventKind.DEVICE_STATE_CHANGED,
+        user=UserRef(uid=owner) if owner else None,
+        actor=actor,
+        resource=("device", device_id),
+        message=f"device {change}: {device_id}{about}",
+        time=time,
+        detail=detail,
     )

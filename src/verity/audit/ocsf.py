@@ -44,6 +44,9 @@ class EventKind(enum.Enum):
     SESSION_REVOKED = "session_revoked"
     POLICY_RELOADED = "policy_reloaded"
     GRANT_CREATED = "grant_created"
+    GRANT_APPROVED = "grant_approved"
+    GRANT_DENIED = "grant_denied"
+    GRANT_EXPIRED = "grant_expired"
     DEVICE_STATE_CHANGED = "device_state_changed"
 
 

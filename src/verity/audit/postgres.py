@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
@@ -42,6 +43,8 @@ _DDL = (
     "create index if not exists audit_log_time on audit_log (time_ms)",
     "create table if not exists audit_checkpoint (seq bigint primary key, hash bytea not null,"
     " time_ms bigint not null, key_id text not null, signature bytea not null)",
+    "create table if not exists audit_probe (id integer primary key check (id = 1),"
+    " time_ms bigint not null)",
     "create or replace function verity_audit_append_only() returns trigger language plpgsql"
     " as $$ begin raise exception '% is append-only', tg_table_name; end $$",
     "create or replace trigger audit_log_append_only before update or delete or truncate"
@@ -56,6 +59,10 @@ _COPY = (
 _INSERT_CHECKPOINT = (
     "insert into audit_checkpoint (seq, hash, time_ms, key_id, signature)"
     " values (%s, %s, %s, %s, %s) on conflict (seq) do nothing"
+)
+_PROBE = (
+    "insert into audit_probe (id, time_ms) values (1, %s)"
+    " on conflict (id) do update set time_ms = excluded.time_ms"
 )
 _HEAD = "select seq, hash from audit_log order by seq desc limit 1"
 _SELECT = "select seq, prev_hash, hash, body from audit_log"
@@ -150,6 +157,17 @@ class PostgresStore:
     def _insert_checkpoint(conn: psycopg.Connection[Any], cp: Checkpoint) -> None:
         values = (cp.seq, cp.hash, cp.time_ms, cp.key_id, cp.signature)
         conn.execute(_INSERT_CHECKPOINT, values)
+
+    def probe(self) -> None:
+        """Take the append lock and overwrite the one row of ``audit_probe`` (reconnects
+        a broken connection, as an append would)."""
+        now_ms = int(time.time() * 1000)
+
+        def work(conn: psycopg.Connection[Any]) -> None:
+            conn.execute("lock table audit_log in share row exclusive mode")
+            conn.execute(_PROBE, (now_ms,))
+
+        self._transaction(work)
 
     @staticmethod
     def _head(conn: psycopg.Connection[Any]) -> Receipt | None:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Literal, TypeVar
@@ -46,6 +47,8 @@ create index if not exists audit_log_time on audit_log (time_ms);
 create table if not exists audit_checkpoint (
     seq integer primary key, hash blob not null, time_ms integer not null,
     key_id text not null, signature blob not null);
+create table if not exists audit_probe (
+    id integer primary key check (id = 1), time_ms integer not null);
 {
     "".join(
         f"create trigger if not exists {table}_no_{op} before {op} on {table} "
@@ -65,6 +68,7 @@ _INSERT_CHECKPOINT = (
 )
 _SELECT = "select seq, prev_hash, hash, body from audit_log"
 _CHECKPOINTS = "select seq, hash, time_ms, key_id, signature from audit_checkpoint order by seq"
+_PROBE = "insert or replace into audit_probe (id, time_ms) values (1, ?)"
 _T = TypeVar("_T")
 _HEAD = "select seq, hash from audit_log order by seq desc limit 1"
 
@@ -193,6 +197,13 @@ class SQLiteStore:
         except sqlite3.Error as exc:
             raise AuditStoreError(f"{self.path}: {exc}") from exc
         return result
+
+    def probe(self) -> None:
+        """Overwrite the one row of ``audit_probe`` in a ``BEGIN IMMEDIATE`` transaction
+        (the write lock and the fsync of an append, none of the chain)."""
+        now_ms = int(time.time() * 1000)
+        with self._lock:
+            self._in_write_transaction(lambda: self._conn.execute(_PROBE, (now_ms,)))
 
     def _head(self) -> Receipt | None:
         row = self._conn.execute(_HEAD).fetchone()

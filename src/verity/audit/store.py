@@ -140,6 +140,12 @@ class AuditStore(Protocol):
         """Records matching ``query`` (by their columns), in seq order or newest first."""
         ...
 
+    def probe(self) -> None:
+        """One small durable write outside the chain, under the lock an append takes:
+        returns once the store is writable again, raises ``AuditStoreError`` if not
+        (the writer's health check, see ``AuditLog.health``)."""
+        ...
+
     def close(self) -> None:
         """Release connections; the store cannot be used afterwards."""
         ...

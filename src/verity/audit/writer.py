@@ -11,6 +11,11 @@ Checkpoints are signed in the same transaction as the batch that reaches
 ``checkpoint_every`` events since the last one, by a timer after ``checkpoint_seconds``
 with unsigned events, and on ``close``. On open, the records after the last checkpoint
 (e.g. left by a writer killed with ``kill -9``) are verified and then signed.
+
+``health()`` says whether the writer takes events (see ``verity.audit.health``): a dead
+writer thread, a full queue, a commit that does not complete, or writes that keep failing
+for ``unhealthy_after`` seconds make it not ok; while writes fail, the idle writer probes
+the store every ``probe_seconds`` so that health recovers without traffic.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from ._batch import Batch as _Batch
 from .chain import Receipt
 from .errors import AuditClosedError, AuditTamperedError, AuditWriteError
 from .errors import ChainConflictError as _Conflict
+from .health import AuditHealth, WriterHealth
 from .keys import CheckpointSigner
 from .schema import AuditEvent
 from .store import AuditStore, EncodedEvent, SignFn
@@ -56,6 +62,8 @@ class AuditLog:
         max_pending: int = 100_000,
         commit_delay: float = 0.001,
         close_store: bool = True,
+        unhealthy_after: float = 5.0,
+        probe_seconds: float = 1.0,
     ) -> None:
         """Start the writer thread. Without ``signer`` no checkpoints are written (the
         chain alone then detects edits but not a rewritten or truncated log).
@@ -64,7 +72,11 @@ class AuditLog:
         size of the previous one (PostgreSQL's ``commit_delay``, made adaptive): the
         producers just woken by a commit usually append again at once, and waiting the
         few microseconds it takes them lets one fsync serve them all. A lone producer is
-        never delayed (its previous batch had one event)."""
+        never delayed (its previous batch had one event).
+
+        ``unhealthy_after`` (seconds) is how long writes may fail, or one commit may run,
+        before ``health()`` reports the log as not ok; ``probe_seconds`` is how often the
+        idle writer probes a failing store."""
         self.store = store
         self.stats = WriterStats()
         self.crash: Exception | None = None
@@ -78,6 +90,8 @@ class AuditLog:
         self._cv = threading.Condition()
         self._open = _Batch()
         self._closing = False
+        self._closed = False
+        self._health = WriterHealth(unhealthy_after=unhealthy_after, probe_seconds=probe_seconds)
         self._unsigned = 0
         self._last_checkpoint = time.monotonic()
         if signer is not None:
@@ -96,6 +110,14 @@ class AuditLog:
     def pending(self) -> int:
         """Events waiting for the next commit (queue depth)."""
         return len(self._open.items)
+
+    def health(self) -> AuditHealth:
+        """Whether the log takes events now (cheap; for readiness checks and metrics)."""
+        return self._health.view(
+            running=self._thread.is_alive(),
+            closed=self._closed,
+            full=len(self._open.items) >= self._max_pending,
+        )
 
     def _enqueue(
         self, events: Iterable[EncodedEvent], waiter: threading.Lock | None = None
@@ -179,7 +201,7 @@ class AuditLog:
         while True:
             with self._cv:
                 while not self._open.items and not self._closing:
-                    wait = self._checkpoint_wait()
+                    wait = self._idle_wait()
                     if wait is not None and wait <= 0:
                         break
                     self._cv.wait(wait)
@@ -197,17 +219,43 @@ class AuditLog:
                     return
             elif closing:
                 break
-            elif self._unsigned:
-                self._timed_checkpoint()
+            else:
+                self._upkeep()
         if self._unsigned:
             self._timed_checkpoint()
 
+    def _idle_wait(self) -> float | None:
+        """Seconds until the next timed checkpoint or probe (None: wait for events)."""
+        waits = [w for w in (self._checkpoint_wait(), self._health.probe_wait()) if w is not None]
+        return min(waits) if waits else None
+
+    def _upkeep(self) -> None:
+        """Idle work that is due: the timed checkpoint, else a probe of a failing store."""
+        wait = self._checkpoint_wait()
+        if wait is not None and wait <= 0:
+            self._timed_checkpoint()
+        elif self._health.failing_since is not None:
+            self._probe()
+
     def _timed_checkpoint(self) -> None:
+        self._health.started()
         try:
             self.checkpoint()
-        except Exception:  # noqa: BLE001 - keep the writer alive; retry after the interval
+        except Exception as exc:  # noqa: BLE001 - keep the writer alive; retry after the interval
             self.stats.failures += 1
             self._last_checkpoint = time.monotonic()
+            self._health.failed(exc)
+        else:
+            self._health.succeeded()
+
+    def _probe(self) -> None:
+        self._health.started()
+        try:
+            self.store.probe()
+        except Exception as exc:  # noqa: BLE001 - still failing; probe again later
+            self._health.failed(exc)
+        else:
+            self._health.succeeded()
 
     def _fill_up(self) -> None:
         """Wait (lock held by caller) up to ``commit_delay`` for the open batch to grow
@@ -237,6 +285,7 @@ class AuditLog:
         self._target = min(len(batch.items), self._max_pending)
         sign = self._sign_for(len(batch.items))
         started = time.perf_counter()
+        self._health.started()
         try:
             try:
                 receipts = self.store.append_batch(batch.items, sign=sign)
@@ -244,8 +293,10 @@ class AuditLog:
                 receipts = self.store.append_batch(batch.items, sign=sign)
         except Exception as exc:  # noqa: BLE001 - any failure is reported to every producer
             self.stats.failures += 1
+            self._health.failed(exc)
             batch.finish([], exc)
             return
+        self._health.succeeded()
         self.stats.last_commit_seconds = time.perf_counter() - started
         self.stats.events += len(receipts)
         self.stats.batches += 1
@@ -258,8 +309,10 @@ class AuditLog:
         """Write what is pending and a final checkpoint, stop the writer, close the store."""
         with self._cv:
             if self._closing:
+                self._closed = True
                 return
             self._closing = True
+            self._closed = True
             self._cv.notify_all()
         self._thread.join()
         if self._close_store:

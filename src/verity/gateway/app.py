@@ -9,7 +9,9 @@
     *   everything else                 routed by host + longest path prefix, then proxied
 
 Every request first passes header limits and client-IP resolution; anything malformed is
-a clean 4xx and never reaches an upstream. WebSocket upgrades are refused for now.
+a clean 4xx and never reaches an upstream. WebSocket handshakes take the same path and are
+then relayed (``verity.gateway.websocket``); on routes with ``mtls`` the client
+certificate identifies the caller (``verity.gateway.mtls``).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import ssl
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Protocol
@@ -27,7 +30,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..model import Principal
 from ..observability import GatewayMetrics, MetricsConfig, MetricsEndpoint
-from . import responses
+from . import refusals, responses
 from .assertion import JWKS_PATH, AssertionSigner
 from .enforce import Enforcer, Outcome, Subject, Verdict, internal_deny
 from .errors import BadRequestError
@@ -43,11 +46,15 @@ from .inbound import (
     upstream_path,
 )
 from .inbound import request_host as _request_host
+from .mounts import mount_scope
+from .mtls import ClientCertificates
+from .pool import Upstream
 from .proxy import UpstreamProxy, forwarding_headers, identity_pairs
 from .readiness import Readiness
 from .routing import RouteTable
 from .settings import GatewayConfig
 from .tls import with_hsts
+from .websocket import WebSocketProxy
 
 log = logging.getLogger("verity.gateway")
 
@@ -79,7 +86,7 @@ class Gateway:
         resolver: ClientResolver,
         enforcer: Enforcer,
         signer: AssertionSigner,
-        transport: httpx.AsyncBaseTransport,
+        transport: Upstream | httpx.AsyncBaseTransport,
         readiness: Readiness,
         metrics: GatewayMetrics | None = None,
         metrics_config: MetricsConfig | None = None,
@@ -113,6 +120,14 @@ class Gateway:
         self._background: list[asyncio.Task[None]] = []
         self._shutdown_hooks: list[Callable[[], None]] = []
         self._hsts = config.tls.hsts_header if config.tls is not None else None
+        self.certificates = ClientCertificates.for_gateway(config)
+        self.websockets = WebSocketProxy(
+            config.websocket, routes=self.routes, resolver=resolver, limits=self.limits,
+            enforcer=enforcer, render=self.render, certificates=self.certificates,
+            reserved=self._reserved, metrics=metrics, hsts=self._hsts,
+            hidden_cookies=login.hidden_cookies if login is not None else frozenset(),
+            upstream_tls=_upstream_tls(config),
+        )  # fmt: skip
 
     def on_shutdown(self, hook: Callable[[], None]) -> None:
         """Run ``hook`` (in a worker thread) at lifespan shutdown, after in-flight requests
@@ -129,7 +144,7 @@ class Gateway:
         elif kind == "lifespan":
             await self._lifespan(receive, send)
         elif kind == "websocket":
-            await send({"type": "websocket.close", "code": 1008})
+            await self.websockets(scope, receive, send)
 
     def render(self, outcome: Outcome, html: bool) -> Response:
         """The 401 or 403 response for a non-allowed outcome."""
@@ -154,11 +169,22 @@ class Gateway:
             html = inbound.html
             mounted = self._mounted(path)
             if mounted is not None:  # the gateway's own apps: login routes, embedded IdP
-                await mounted(scope, receive, send)
+                await mounted(mount_scope(scope, inbound.client), receive, send)
                 return
             await self._dispatch(path, scope, receive, send, inbound)
         except BadRequestError as exc:
-            await responses.error(exc.status, exc.public_message, html=html)(scope, receive, send)
+            response = responses.error(exc.status, exc.public_message, html=html)
+            if self.forward_auth.handles(path):  # a check refused unread (431): audited too
+                response = await self.forward_auth.refuse_unread(scope, exc, response)
+            await response(scope, receive, send)
+
+    def _reserved(self, path: str) -> bool:
+        """The gateway's own paths (endpoints, mounts, forward-auth): never proxied."""
+        return (
+            path in self._internal
+            or self._mounted(path) is not None
+            or self.forward_auth.handles(path)
+        )
 
     def _mounted(self, path: str) -> ASGIApp | None:
         for prefix, app in self.mounts:
@@ -181,16 +207,20 @@ class Gateway:
         host = _request_host(inbound, forwarded=False)
         path = canonical_path(raw_target(scope))
         route = self.routes.match(host, path)
-        if route is None or route.upstream is None:
-            response = responses.error(404, "No application is configured here.", html=inbound.html)
-            await response(scope, receive, send)
+        if route is None or route.upstream is None:  # a deny like any other: counted, audited
+            decision = await refusals.unrouted(
+                self.enforcer, inbound.client, host=host, method=scope["method"], path=path,
+                route=route.name if route else refusals.NO_ROUTE,
+            )  # fmt: skip
+            await refusals.not_found(decision, html=inbound.html)(scope, receive, send)
             return
         target = http_target(
             host=host, method=scope["method"], path=path, headers=inbound.headers,
             policy_host=route.policy_host,
         )  # fmt: skip
+        peer = self.certificates.peer(scope) if route.mtls != "off" else None
         outcome = await self.enforcer.authorize(
-            Subject(route, target, inbound.client, inbound.headers)
+            Subject(route, target, inbound.client, inbound.headers, peer)
         )
         if outcome.verdict is not Verdict.ALLOWED:
             redirect = self._login_redirect(scope, inbound, outcome, host)
@@ -286,3 +316,9 @@ class Gateway:
                     await asyncio.to_thread(hook)
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+
+
+def _upstream_tls(config: GatewayConfig) -> ssl.SSLContext | None:
+    """The client TLS context for ``wss://`` upstreams (as for ``https://`` ones)."""
+    secure = any((route.upstream or "").startswith("https:") for route in config.routes)
+    return httpx.create_ssl_context() if secure else None

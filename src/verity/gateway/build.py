@@ -57,7 +57,8 @@ def build_gateway(
     Every decision is counted in the gateway's own ``GatewayMetrics`` (served per
     ``metrics``) and, with ``audit``, appended to the audit log; an allow that the log
     does not acknowledge within ``audit_timeout_seconds`` is answered 503 unless
-    ``audit_fail_closed`` is off. The caller owns ``audit`` (and closes it).
+    ``audit_fail_closed`` is off; ``/readyz`` is 503 while ``audit.health()`` is not ok.
+    The caller owns ``audit`` (and closes it).
 
     With ``login`` (browser sign-in), a session cookie authenticates requests without a
     bearer token and unauthenticated browsers are sent to the login page; ``mounts``
@@ -91,6 +92,7 @@ def build_gateway(
         reload_seconds=reload_seconds,
         max_stale_seconds=config.jwks_max_stale_seconds,
         events=security_events,
+        audit=audit,  # /readyz is 503 while the audit log does not take events
     )
     return Gateway(
         config,

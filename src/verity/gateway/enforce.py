@@ -28,6 +28,7 @@ from .assertion import AssertionFacts, AssertionSigner
 from .authn import Authenticator
 from .facts import FactQuery, Facts, FactSource, gather_facts
 from .headers import ClientAddress, RawHeaders
+from .mtls import PeerCertificate, certificate_identity
 from .settings import RouteConfig
 
 log = logging.getLogger("verity.gateway")
@@ -104,6 +105,7 @@ class Subject:
     http: HttpTarget
     client: ClientAddress
     headers: RawHeaders = field(repr=False)
+    peer: PeerCertificate | None = None  # the client certificate (routes with ``mtls``)
 
 
 def header_value(value: str) -> str:
@@ -141,6 +143,12 @@ class Enforcer:
 
     async def authorize(self, subject: Subject) -> Outcome:
         """The outcome for ``subject``. Never raises."""
+        if subject.route.mtls != "off":
+            return await self._authorize_mtls(subject)
+        return await self._authorize_token(subject)
+
+    async def _authorize_token(self, subject: Subject) -> Outcome:
+        """Identify by bearer token or session, then decide. Never raises."""
         try:
             principal = await self.authenticator.authenticate(
                 subject.headers, subject.route.issuers
@@ -160,6 +168,39 @@ class Enforcer:
             return await self._decide(subject, principal)
         except Exception:  # noqa: BLE001 - fail closed on anything
             return await self._failed(subject, "decision", principal)
+
+    async def _authorize_mtls(self, subject: Subject) -> Outcome:
+        """A route with ``mtls``: the certificate's workload, a refusal, or (``optional``
+        without a certificate) the token path. Never raises."""
+        try:
+            identity = certificate_identity(subject.route.mtls, subject.peer, subject.headers)
+        except Exception:  # noqa: BLE001 - fail closed on anything
+            return await self._failed(subject, "identity")
+        if identity is None:
+            return await self._authorize_token(subject)
+        if isinstance(identity, Reason):
+            return await self.refuse(subject, identity)
+        try:
+            return await self._decide(subject, identity)
+        except Exception:  # noqa: BLE001 - fail closed on anything
+            return await self._failed(subject, "decision", identity)
+
+    async def refuse(self, subject: Subject, reason: Reason) -> Outcome:
+        """An audited deny decided before the policy (no acceptable client certificate,
+        a cross-site WebSocket). Never raises."""
+        decision = Decision(Effect.DENY, None, new_decision_id(), "", (reason,))
+        log.info("403 route=%s: %s (decision %s)", subject.route.name, reason.code,
+                 decision.decision_id)  # fmt: skip
+        request = AccessRequest(
+            principal=Principal.anonymous(), time=self._clock(), http=subject.http,
+            network=NetworkContext(ip=subject.client.ip),
+            context=MappingProxyType({"route": subject.route.name}),
+        )  # fmt: skip
+        self._notify(request, decision, subject.route.name)
+        if self.observer is not None:
+            self.observer.decided(request, decision, subject.route.name, None)
+            await self.observer.audit_decision(request, decision, subject.route.name)
+        return Outcome(Verdict.DENIED, decision)
 
     async def _failed(
         self, subject: Subject, stage: str, principal: Principal | None = None

@@ -1,9 +1,13 @@
 """Readiness and background upkeep: the policy in force and the issuers' keys.
 
-Ready means: a policy is loaded, and every issuer that fetches keys has usable keys that
+Ready means: a policy is loaded, every issuer that fetches keys has usable keys that
 are fresh or have been stale for at most ``max_stale_seconds`` (the IdP may be briefly
-unreachable; cached keys keep verifying). Startup fetches every issuer's keys once so
-the first request does not pay for it; a policy file is re-read every ``reload_seconds``.
+unreachable; cached keys keep verifying), and the audit log (when there is one) takes
+events: its writer runs, its queue is not full, and its writes have not been failing or
+stuck for longer than its ``unhealthy_after`` (``AuditLog.health``); an allow that cannot
+be audited is refused anyway, so a gateway whose log is down is taken out of rotation.
+Startup fetches every issuer's keys once so the first request does not pay for it; a
+policy file is re-read every ``reload_seconds``.
 """
 
 from __future__ import annotations
@@ -13,18 +17,27 @@ import dataclasses
 import logging
 import time
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..identity import IdentityError, TokenVerifier
 from ..policy import LivePolicy
 from ..policy.live import ReloadResult
 
 if TYPE_CHECKING:  # verity.audit imports verity.config, which imports this package
+    from ..audit.health import AuditHealth
     from ..audit.sink import SecurityEventSink
 
 log = logging.getLogger("verity.gateway")
 Clock = Callable[[], float]
 GATEWAY_ACTOR = "verity-gateway"
+
+
+class AuditHealthSource(Protocol):
+    """What readiness needs of an ``AuditLog``."""
+
+    def health(self) -> AuditHealth:
+        """Whether the log takes events now."""
+        ...
 
 
 class Readiness:
@@ -39,9 +52,12 @@ class Readiness:
         max_stale_seconds: float = 3600.0,
         clock: Clock = time.time,
         events: SecurityEventSink | None = None,
+        audit: AuditHealthSource | None = None,
     ) -> None:
-        """``events`` records every policy reload that changed or failed (audit log)."""
+        """``events`` records every policy reload that changed or failed (audit log);
+        ``audit`` (the gateway's ``AuditLog``) must be healthy for the gateway to be ready."""
         self.events = events
+        self.audit = audit
         self.verifiers = tuple(verifiers)
         self.policy = policy
         self.reload_seconds = reload_seconds
@@ -66,6 +82,12 @@ class Readiness:
         issuers = {v.config.issuer: self._issuer(v, now) for v in self.verifiers}
         checks["issuers"] = issuers
         ready = all(item["ok"] for item in issuers.values())
+        if self.audit is not None:
+            health = self.audit.health()
+            checks["audit"] = {"ok": health.ok, "status": health.status}
+            if health.reason:
+                checks["audit"]["reason"] = health.reason
+            ready = ready and health.ok
         return ready, checks
 
     async def warm_up(self) -> None:

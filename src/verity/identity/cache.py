@@ -4,7 +4,9 @@
 entries go first when full, entries leave at their token's ``exp``, and ``revoke`` (by
 hash, ``jti`` or subject) or a removed signing key evicts them at once. Revocation is
 also remembered in a ``RevocationList``, so a revoked token that is presented again fails
-its fresh verification instead of being cached anew.
+its fresh verification instead of being cached anew. Revocations read from the shared
+store keep their own times (``revoked_at``, ``until``); see
+``verity.identity.revocation_sync``.
 """
 
 from __future__ import annotations
@@ -112,14 +114,27 @@ class VerifiedTokenCache:
             return len(doomed)
 
     def revoke(
-        self, *, token_hash: str | None = None, jti: str | None = None, subject: str | None = None
+        self,
+        *,
+        token_hash: str | None = None,
+        jti: str | None = None,
+        subject: str | None = None,
+        issued_before: float | None = None,
     ) -> int:
-        """Evict at once the tokens with this hash, ``jti`` or subject (any that is given)."""
+        """Evict at once the tokens with this hash, ``jti`` or subject (any that is given);
+        with ``issued_before``, only the subject's tokens issued at or before that time
+        (and those without ``iat``), as ``RevocationList`` rejects them."""
+
+        def of_subject(t: VerifiedToken) -> bool:
+            if subject is None or t.subject != subject:
+                return False
+            return issued_before is None or t.issued_at is None or t.issued_at <= issued_before
+
         return self.evict(
             lambda t: (
                 (token_hash is not None and t.token_hash == token_hash)
                 or (jti is not None and t.jti == jti)
-                or (subject is not None and t.subject == subject)
+                or of_subject(t)
             )
         )
 
@@ -134,10 +149,14 @@ class VerifiedTokenCache:
 
 
 class RevocationList:
-    """Revoked token hashes, ``jti`` values and subjects, remembered for ``ttl`` seconds.
+    """Revoked token hashes, ``jti`` values and subjects, each remembered until its
+    ``until`` (default: ``ttl`` seconds from now); expired entries are dropped by every
+    ``add`` and by ``purge``, so the list never outgrows the revocations in force.
 
-    A subject revocation rejects that subject's tokens issued at or before the moment of
-    revocation (and its tokens without ``iat``); tokens issued later are accepted.
+    A subject revocation rejects that subject's tokens issued at or before ``revoked_at``
+    (default: now; a revocation read from the store keeps the store's time) and its
+    tokens without ``iat``; tokens issued later are accepted. Revoking a subject again
+    keeps the later ``revoked_at`` and the later ``until``.
     """
 
     def __init__(self, *, ttl: float = 86400, clock: Clock = time.time) -> None:
@@ -152,21 +171,40 @@ class RevocationList:
         return len(self._hashes) + len(self._jtis) + len(self._subjects)
 
     def add(
-        self, *, token_hash: str | None = None, jti: str | None = None, subject: str | None = None
+        self,
+        *,
+        token_hash: str | None = None,
+        jti: str | None = None,
+        subject: str | None = None,
+        revoked_at: float | None = None,
+        until: float | None = None,
     ) -> None:
-        """Remember a revocation; at least one of the three must be given."""
+        """Remember a revocation; at least one of the three selectors must be given.
+
+        ``revoked_at`` (default now) is when a subject was revoked; ``until`` (default
+        ``ttl`` seconds from now) is when the entry is forgotten. A revocation that has
+        already expired is not remembered."""
         if token_hash is None and jti is None and subject is None:
             raise ValueError("revoke needs token_hash, jti or subject")
         now = self._clock()
-        until = now + self._ttl
+        until = now + self._ttl if until is None else until
+        at = now if revoked_at is None else revoked_at
         with self._lock:
             self._purge(now)
+            if until <= now:
+                return
             if token_hash is not None:
-                self._hashes[token_hash] = until
+                self._hashes[token_hash] = max(until, self._hashes.get(token_hash, until))
             if jti is not None:
-                self._jtis[jti] = until
+                self._jtis[jti] = max(until, self._jtis.get(jti, until))
             if subject is not None:
-                self._subjects[subject] = (now, until)
+                old_at, old_until = self._subjects.get(subject, (at, until))
+                self._subjects[subject] = (max(at, old_at), max(until, old_until))
+
+    def purge(self) -> None:
+        """Forget the entries that have expired."""
+        with self._lock:
+            self._purge(self._clock())
 
     def _purge(self, now: float) -> None:
         for table in (self._hashes, self._jtis):

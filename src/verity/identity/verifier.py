@@ -137,12 +137,29 @@ class TokenVerifier:
         return principal_from_token(token, self.config.claims)
 
     def revoke(
-        self, *, token_hash: str | None = None, jti: str | None = None, subject: str | None = None
+        self,
+        *,
+        token_hash: str | None = None,
+        jti: str | None = None,
+        subject: str | None = None,
+        revoked_at: float | None = None,
+        until: float | None = None,
     ) -> int:
         """Revoke by token hash, ``jti`` or subject: evicted from the cache at once and
-        rejected on later verification. Returns the number of cache entries evicted."""
-        self.revocations.add(token_hash=token_hash, jti=jti, subject=subject)
-        return self.cache.revoke(token_hash=token_hash, jti=jti, subject=subject)
+        rejected on later verification. Returns the number of cache entries evicted.
+
+        A subject's tokens issued at or before ``revoked_at`` (default now) are revoked;
+        the revocation is remembered until ``until`` (default: the ``RevocationList``'s
+        ttl). A revocation read from the shared store passes both of its own times."""
+        self.revocations.add(
+            token_hash=token_hash, jti=jti, subject=subject, revoked_at=revoked_at, until=until
+        )
+        if until is not None and until <= self._clock():
+            return 0
+        issued_before = self._clock() if revoked_at is None else revoked_at
+        return self.cache.revoke(
+            token_hash=token_hash, jti=jti, subject=subject, issued_before=issued_before
+        )
 
     def jwks_status(self) -> JwksStatus | None:
         """The key source's fetch state (``stale``, counters), or ``None`` for fixed keys."""

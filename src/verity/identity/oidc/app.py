@@ -21,6 +21,7 @@ from ...audit.builders import authentication_event
 from ...audit.ocsf import UserType
 from ...audit.schema import UserRef
 from ...audit.sink import publish
+from ..unavailable import EXCEPTION_HANDLERS
 from .cookies import clear_cookie, cookie_values, set_cookie
 from .errors import LoginError, LogoutTokenError
 from .redirects import safe_return_url
@@ -175,5 +176,6 @@ def build_login_app(service: LoginService) -> Starlette:
             Route(f"{prefix}/callback", routes.callback, methods=["GET"]),
             Route(f"{prefix}/logout", routes.logout, methods=["GET", "POST"]),
             Route(f"{prefix}/backchannel-logout", routes.backchannel, methods=["POST"]),
-        ]
+        ],
+        exception_handlers=EXCEPTION_HANDLERS,  # store down: 503, nothing half-done
     )

@@ -8,6 +8,12 @@ a successful login always creates a new session under a new random secret.
 
 Back-channel logout finds sessions through small index records per IdP ``sid`` and per
 ``sub`` (their ``data`` lists session ids), so it works on every store backend.
+
+Revocations from the ``RevocationStore`` (``apply``): a ``SESSION`` revocation evicts that
+session from this node's cache; a ``SUBJECT`` revocation ends the subject's sessions
+created at or before its ``revoked_at``: an in-memory table subject -> (revoked_at, until)
+is consulted on every lookup (one dictionary read), and a refused session is deleted from
+the store. The subject is matched against the session's principal id and its IdP ``sub``.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from ...store import (
     RevocationStore,
     SessionRecord,
     SessionStore,
+    StoreError,
 )
 from .config import LoginConfig
 from .cookies import CookieSigner
@@ -90,13 +97,15 @@ class SessionManager:
         revocations: RevocationStore | None = None,
         clock: Clock = time.time,
     ) -> None:
-        """``revocations`` (optional) fans revocations out to other nodes' caches."""
+        """``revocations`` (optional) fans this node's session revocations out to the
+        other nodes, and theirs (``SESSION``, ``SUBJECT``) in to this one (``apply``)."""
         self.store = store
         self.signer = signer
         self.config = config
         self.revocations = revocations
         self._clock = clock
         self._cache: OrderedDict[str, tuple[SessionRecord, Principal, float]] = OrderedDict()
+        self._revoked_subjects: dict[str, tuple[float, float]] = {}  # -> (revoked_at, until)
         self._lock = threading.Lock()
         self._subscription = revocations.subscribe(self._on_revocation) if revocations else None
 
@@ -186,7 +195,9 @@ class SessionManager:
         return None if secret is None else _digest(secret)
 
     def lookup(self, cookie: str | None) -> tuple[SessionRecord, Principal] | None:
-        """The live session and principal of a cookie value; cached ``cache_seconds``."""
+        """The live session and principal of a cookie value; cached ``cache_seconds``.
+
+        A session of a revoked subject (created at or before the revocation) is ``None``."""
         session_id = self.session_id(cookie)
         if session_id is None:
             return None
@@ -194,12 +205,38 @@ class SessionManager:
         with self._lock:
             hit = self._cache.get(session_id)
         if hit is not None and now - hit[2] < self.config.cache_seconds and now < hit[0].expires:
+            if self._revoked_subjects and self._subject_revoked(hit[0], now):
+                self._refuse(hit[0])
+                return None
             return hit[0], hit[1]
         record = self.store.get(session_id, now=now)
         if record is None or record.user_id in (TRANSACTION_USER, INDEX_USER):
             self.evict(session_id)
             return None
+        if self._revoked_subjects and self._subject_revoked(record, now):
+            self._refuse(record)
+            return None
         return self.remember(record)
+
+    def _subject_revoked(self, record: SessionRecord, now: float) -> bool:
+        """Whether the session's subject was revoked at or after the session was created."""
+        revoked = self._revoked_subjects
+        sub = record.data.get("sub")
+        for subject in (record.user_id, sub if isinstance(sub, str) else None):
+            entry = revoked.get(subject) if subject is not None else None
+            if entry is not None and record.created <= entry[0] and now < entry[1]:
+                return True
+        return False
+
+    def _refuse(self, record: SessionRecord) -> None:
+        """End a session of a revoked subject: off the cache, and deleted from the store."""
+        self.evict(record.id)
+        try:
+            self.store.revoke(record.id)
+        except StoreError as exc:  # refused anyway, for as long as the revocation lasts
+            log.warning("session %s... of a revoked subject not deleted: %s", record.id[:12], exc)
+        else:
+            log.info("session %s... ended: its subject was revoked", record.id[:12])
 
     def remember(self, record: SessionRecord) -> tuple[SessionRecord, Principal]:
         """Cache a freshly read or updated session."""
@@ -217,8 +254,48 @@ class SessionManager:
             self._cache.pop(session_id, None)
 
     def _on_revocation(self, revocation: Revocation) -> None:
+        self.apply(revocation)
+
+    def apply(self, revocation: Revocation) -> None:
+        """Obey a revocation from the store (idempotent): ``SESSION`` evicts the session
+        from this node's cache; ``SUBJECT`` ends the subject's sessions created at or
+        before ``revoked_at``, until the revocation expires. Other kinds name tokens."""
         if revocation.kind is RevocationKind.SESSION:
             self.evict(revocation.value)
+        elif revocation.kind is RevocationKind.SUBJECT:
+            self.revoke_subject(
+                revocation.value, revoked_at=revocation.revoked_at, until=revocation.expires
+            )
+
+    def revoke_subject(self, subject: str, *, revoked_at: float, until: float) -> int:
+        """Refuse ``subject``'s sessions created at or before ``revoked_at`` until ``until``;
+        evicts the cached ones at once. Returns how many were evicted from the cache."""
+        now = self._clock()
+        with self._lock:
+            self._purge(now)
+            if until <= now:
+                return 0
+            old_at, old_until = self._revoked_subjects.get(subject, (revoked_at, until))
+            entry = (max(revoked_at, old_at), max(until, old_until))
+            self._revoked_subjects[subject] = entry
+            doomed = [
+                session_id
+                for session_id, (record, _, _) in self._cache.items()
+                if self._subject_revoked(record, now)
+            ]
+            for session_id in doomed:
+                del self._cache[session_id]
+        return len(doomed)
+
+    def purge(self) -> None:
+        """Forget subject revocations that have expired."""
+        with self._lock:
+            self._purge(self._clock())
+
+    def _purge(self, now: float) -> None:
+        expired = [s for s, (_, until) in self._revoked_subjects.items() if until <= now]
+        for subject in expired:
+            del self._revoked_subjects[subject]
 
     def revoke(self, record: SessionRecord, *, reason: str) -> bool:
         """Delete a session at once, here and (through revocations) on every node."""

@@ -1,0 +1,275 @@
+"""Revocations from the shared store, obeyed by this node's token verifiers and sessions.
+
+    sync = start_revocation_sync(stores, verifiers=verifiers, sessions=login.sessions)
+    ...
+    sync.close()
+
+``RevocationSync`` loads every revocation in force from the node's ``RevocationStore``
+(``active()``), subscribes, and reads ``active()`` once more, so nothing stored in between
+is missed; after that each delivered revocation is applied at once, and ``active()`` is
+read again every
+``poll_seconds`` to catch what a subscription cannot deliver (a SQLite store written by
+another process, e.g. ``verity revoke``; a pub/sub message lost while disconnected).
+
+    TOKEN   (value: SHA-256 hex of the token, ``verity.store.token_hash``)
+            -> every verifier: ``revoke(token_hash=...)``
+    JTI     -> every verifier: ``revoke(jti=...)``
+    SUBJECT -> every verifier: ``revoke(subject=..., revoked_at=...)``, the subject's
+               tokens issued at or before ``revoked_at`` (or without ``iat``); and the
+               subject's browser sessions created at or before ``revoked_at`` end
+    SESSION -> the session leaves this node's session cache
+
+Each revocation is remembered until its ``expires`` and then forgotten (here, in the
+verifiers' ``RevocationList`` and in the ``SessionManager``), so memory follows the
+revocations in force. Applying is idempotent and only new or extended revocations are
+applied, so a poll that finds nothing new costs no cache eviction.
+
+Fail closed: ``start`` raises ``RevocationsUnavailableError`` when the revocations in
+force cannot be read after a few bounded retries; ``verity serve`` then refuses to start
+rather than serve as if nothing were revoked. A later failed poll keeps what is known
+(the subscription still delivers) and is logged; the next poll retries.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING
+
+from ..store import (
+    Revocation,
+    RevocationKind,
+    RevocationStore,
+    SessionStore,
+    StoreError,
+    Subscription,
+)
+from .verifier import TokenVerifier
+
+if TYPE_CHECKING:
+    from ..store import Stores
+    from .oidc.sessions import SessionManager
+
+log = logging.getLogger("verity.identity")
+Clock = Callable[[], float]
+Sleep = Callable[[float], None]
+POLL_SQLITE = 2.0  # the only way another process's revocation reaches this one
+POLL_SHARED = 30.0  # NOTIFY / pub/sub deliver at once; the poll is a safety net
+RETRY_DELAYS = (0.5, 1.0, 2.0, 4.0)  # before giving up at start: about 7.5 s in all
+
+
+class RevocationsUnavailableError(StoreError):
+    """The revocations in force could not be read: the node must not serve without them."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(
+            f"cannot load the revocations in force from the store ({reason}); "
+            "refusing to serve as if nothing were revoked"
+        )
+
+
+def apply_to_verifier(verifier: TokenVerifier, revocation: Revocation) -> int:
+    """Apply one stored revocation to a verifier; returns the cache entries evicted."""
+    kind, value, until = revocation.kind, revocation.value, revocation.expires
+    if kind is RevocationKind.TOKEN:
+        return verifier.revoke(token_hash=value, until=until)
+    if kind is RevocationKind.JTI:
+        return verifier.revoke(jti=value, until=until)
+    if kind is RevocationKind.SUBJECT:
+        return verifier.revoke(subject=value, revoked_at=revocation.revoked_at, until=until)
+    return 0  # SESSION: a browser session, not a token
+
+
+class RevocationSync:
+    """Keeps a node's verifiers and sessions in step with the shared revocation store."""
+
+    def __init__(
+        self,
+        store: RevocationStore,
+        *,
+        verifiers: Sequence[TokenVerifier],
+        sessions: SessionManager | None = None,
+        poll_seconds: float = POLL_SHARED,
+        clock: Clock = time.time,
+    ) -> None:
+        """``poll_seconds`` <= 0 turns the periodic re-read off (tests)."""
+        self.store = store
+        self.verifiers = tuple(verifiers)
+        self.sessions = sessions
+        self.poll_seconds = poll_seconds
+        self._clock = clock
+        self._seen: dict[tuple[RevocationKind, str], tuple[float, float]] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._subscription: Subscription | None = None
+        self._thread: threading.Thread | None = None
+        self.loaded = False
+        self.applied = 0
+
+    def __len__(self) -> int:
+        """How many revocations in force this node knows of."""
+        return len(self._seen)
+
+    def start(
+        self, *, retry_delays: Iterable[float] = RETRY_DELAYS, sleep: Sleep = time.sleep
+    ) -> int:
+        """Load every revocation in force and subscribe (retrying after each of
+        ``retry_delays``), then start polling. Returns how many were applied; raises
+        ``RevocationsUnavailableError`` (after closing what it opened) if that fails."""
+        try:
+            count = self._load(tuple(retry_delays), sleep)
+        except BaseException:
+            self.close()
+            raise
+        self.loaded = True
+        if self.poll_seconds > 0:
+            self._thread = threading.Thread(
+                target=self._poll, name="verity-revocation-sync", daemon=True
+            )
+            self._thread.start()
+        log.info("revocations in force loaded: %d", count)
+        return count
+
+    def _load(self, delays: tuple[float, ...], sleep: Sleep) -> int:
+        count = 0
+        for delay in (*delays, None):
+            try:
+                count += self.reconcile()
+                if self._subscription is None:
+                    self._subscription = self.store.subscribe(self._deliver)
+                    count += self.reconcile()  # stored while the subscription started
+            except (StoreError, ValueError) as exc:
+                if delay is None:
+                    raise RevocationsUnavailableError(str(exc)) from None
+                log.warning("revocations not loaded (%s); retrying", exc)
+                sleep(delay)
+            else:
+                return count
+        raise RevocationsUnavailableError("no attempt made")  # pragma: no cover
+
+    def reconcile(self) -> int:
+        """Read every revocation in force and apply the new ones; forget expired ones.
+        Returns how many were applied. Raises ``StoreError`` if the store fails."""
+        revocations = self.store.active()
+        applied = sum(self.apply(revocation) for revocation in revocations)
+        self.purge()
+        return applied
+
+    def _deliver(self, revocation: Revocation) -> None:
+        self.apply(revocation)
+
+    def apply(self, revocation: Revocation) -> bool:
+        """Apply one revocation unless it is expired or already applied (the same or a
+        later ``revoked_at`` and ``expires``). Returns whether it was applied. Never
+        raises: it runs on the store's delivery threads."""
+        key = (revocation.kind, revocation.value)
+        with self._lock:
+            if revocation.expires <= self._clock():
+                return False
+            known = self._seen.get(key)
+            if (
+                known is not None
+                and known[0] >= revocation.revoked_at
+                and known[1] >= revocation.expires
+            ):
+                return False
+            at, until = known or (revocation.revoked_at, revocation.expires)
+            self._seen[key] = (max(at, revocation.revoked_at), max(until, revocation.expires))
+            self.applied += 1
+        try:
+            evicted = sum(apply_to_verifier(v, revocation) for v in self.verifiers)
+            if self.sessions is not None:
+                self.sessions.apply(revocation)
+        except Exception:  # a delivery thread must survive; the next poll applies it again
+            with self._lock:
+                self._seen.pop(key, None)
+            log.exception("revocation of kind %s not applied", revocation.kind.value)
+            return False
+        log.info("revocation applied: kind=%s evicted=%d", revocation.kind.value, evicted)
+        return True
+
+    def purge(self) -> None:
+        """Forget expired revocations here, in the verifiers and in the sessions."""
+        now = self._clock()
+        with self._lock:
+            for key in [k for k, (_, until) in self._seen.items() if until <= now]:
+                del self._seen[key]
+        for verifier in self.verifiers:
+            verifier.revocations.purge()
+        if self.sessions is not None:
+            self.sessions.purge()
+
+    def _poll(self) -> None:
+        while not self._stop.wait(self.poll_seconds):
+            try:
+                self.reconcile()
+            except (StoreError, ValueError) as exc:
+                log.warning("revocations not re-read (%s); the subscription still delivers", exc)
+
+    def close(self) -> None:
+        """Stop the subscription and the poll thread (idempotent)."""
+        self._stop.set()
+        subscription, self._subscription = self._subscription, None
+        if subscription is not None:
+            subscription.close()
+        thread, self._thread = self._thread, None
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout=5)
+
+
+def start_revocation_sync(
+    stores: Stores,
+    *,
+    verifiers: Sequence[TokenVerifier],
+    sessions: SessionManager | None = None,
+    retry_delays: Iterable[float] = RETRY_DELAYS,
+) -> RevocationSync:
+    """A started ``RevocationSync`` on the node's stores (polling every ``POLL_SQLITE``
+    seconds on SQLite, ``POLL_SHARED`` on PostgreSQL); raises
+    ``RevocationsUnavailableError`` when the revocations in force cannot be loaded."""
+    poll = POLL_SQLITE if stores.backend == "sqlite" else POLL_SHARED
+    sync = RevocationSync(
+        stores.revocations, verifiers=verifiers, sessions=sessions, poll_seconds=poll
+    )
+    sync.start(retry_delays=retry_delays)
+    return sync
+
+
+def record_revocation(
+    revocations: RevocationStore,
+    kind: RevocationKind,
+    value: str,
+    *,
+    expires: float,
+    reason: str = "",
+    sessions: SessionStore | None = None,
+) -> tuple[Revocation, int]:
+    """Store a revocation (every node obeys it), then, with ``sessions``, delete what it
+    ends from the session store at once: the session itself, or the subject's sessions
+    created at or before ``revoked_at``. Returns (the stored revocation, sessions deleted).
+
+    Raises ``ValueError`` for a bad value or expiry, ``StoreError`` if the store is
+    down (before the revocation is stored, nothing is deleted)."""
+    revocation = revocations.revoke(kind, value, expires=expires, reason=reason)
+    ended = 0
+    if sessions is not None and kind is RevocationKind.SESSION:
+        ended = int(sessions.revoke(value))
+    elif sessions is not None and kind is RevocationKind.SUBJECT:
+        for record in sessions.list_for_user(value):
+            if record.created <= revocation.revoked_at:
+                ended += int(sessions.revoke(record.id))
+    return revocation, ended
+
+
+__all__ = [
+    "POLL_SHARED",
+    "POLL_SQLITE",
+    "RevocationSync",
+    "RevocationsUnavailableError",
+    "apply_to_verifier",
+    "record_revocation",
+    "start_revocation_sync",
+]

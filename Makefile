@@ -38,6 +38,7 @@ bench: $(BENCH_STAMP)
 	$(BIN)/python benchmarks/identity.py
 	$(BIN)/python benchmarks/gateway.py
 	$(BIN)/python benchmarks/audit.py
+	$(BIN)/python benchmarks/scale.py
 	$(BIN)/python benchmarks/cel_libraries.py
 
 clean:

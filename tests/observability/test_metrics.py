@@ -97,3 +97,30 @@ def test_jwks_fetches_and_staleness_come_from_the_verifier(idp: IdP) -> None:
     stale = parse(metrics)
     assert stale["verity_jwks_fetches_total"][(("issuer", idp.issuer), ("outcome", "error"))] == 1
     assert stale["verity_jwks_stale"][(("issuer", idp.issuer),)] == 1
+
+
+def test_store_health_and_revocation_delivery_are_read_at_scrape_time() -> None:
+    from verity.store.delivery import DeliveryStats
+
+    health = {"postgresql": True, "redis": True}
+    stats = DeliveryStats()
+    metrics = GatewayMetrics()
+    metrics.watch_stores(lambda: health, stats.snapshot)
+    samples = parse(metrics)
+    assert samples["verity_store_channel_up"] == {
+        (("channel", "postgresql"),): 1.0, (("channel", "redis"),): 1.0,
+    }  # fmt: skip
+    assert samples["verity_degraded"] == {(): 0.0}
+    assert samples["verity_revocation_delivery_seconds_count"] == {(): 0.0}
+    health["redis"] = False
+    stats.observe(0.002)
+    stats.observe(0.04)
+    samples = parse(metrics)
+    assert samples["verity_store_channel_up"][(("channel", "redis"),)] == 0.0
+    assert samples["verity_degraded"] == {(): 1.0}
+    buckets = samples["verity_revocation_delivery_seconds_bucket"]
+    assert buckets[(("le", "0.001"),)] == 0.0
+    assert buckets[(("le", "0.0025"),)] == 1.0
+    assert buckets[(("le", "0.05"),)] == 2.0
+    assert buckets[(("le", "+Inf"),)] == 2.0
+    assert samples["verity_revocation_delivery_seconds_sum"][()] == pytest.approx(0.042)

@@ -14,6 +14,7 @@ from verity.store import (
     StoreUnavailableError,
     open_stores,
 )
+from verity.store.delivery import TimedRevocations
 from verity.store.factory import sqlite_path
 from verity.store.fanout import FanoutRevocations
 from verity.store.memory import MemoryTokenCache
@@ -38,7 +39,8 @@ def test_postgres_with_redis_shares_counters_cache_and_fanout(
     config = StoreConfig(url=postgres_dsn, redis_url=redis_url)
     with open_stores(config, schema=pg_schema, redis_prefix=redis_prefix) as stores:
         assert (stores.backend, stores.shared) == ("postgresql", "redis")
-        assert isinstance(stores.revocations, FanoutRevocations)
+        assert isinstance(stores.revocations, TimedRevocations)
+        assert isinstance(stores.revocations.inner, FanoutRevocations)
         assert isinstance(stores.counters, RedisCounters)
         assert isinstance(stores.token_cache, RedisTokenCache)
         stores.revocations.revoke(RevocationKind.JTI, "j1", expires=time.time() + 60)

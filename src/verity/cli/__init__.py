@@ -1,7 +1,9 @@
 """The ``verity`` command line: ``verity policy check|test|explain``, ``verity db
 migrate|status``, ``verity token mint|verify``, ``verity serve``, ``verity audit
 verify|tail|query|export|keygen``, ``verity users``, ``verity identity ca init|issue-svid|
-issue-jwt-svid|verify-svid``, ``verity version``.
+issue-jwt-svid|verify-svid``, ``verity revoke session|subject|token|jti|list``,
+``verity grants request|approve|deny|list|expire``, ``verity devices register|report|list``,
+``verity version``.
 
 Exit codes: 0 success, 1 invalid input or failed tests, 2 usage error. Human output is
 rendered with Rich; ``--json`` prints one machine-readable document. Errors go to stderr
@@ -20,8 +22,11 @@ from . import render
 from .audit import app as audit_app
 from .db import app as db_app
 from .demo import app as demo_app
+from .devices import app as devices_app
+from .grants import app as grants_app
 from .identity import app as identity_app
 from .policy import policy_app
+from .revoke import app as revoke_app
 from .serve import app as serve_app
 from .token import app as token_app
 from .users import app as users_app
@@ -41,6 +46,9 @@ app.add_typer(audit_app, name="audit")
 app.add_typer(users_app, name="users")
 app.add_typer(identity_app, name="identity")
 app.add_typer(demo_app, name="demo")
+app.add_typer(revoke_app, name="revoke")
+app.add_typer(grants_app, name="grants")
+app.add_typer(devices_app, name="devices")
 
 
 def package_version() -> str:

@@ -18,10 +18,11 @@ from ..demo import DemoSetup, prepare
 from ..demo.app import create_demo_app
 from ..demo.setup import PEOPLE
 from ..errors import VerityError
+from ..identity.revocation_sync import RevocationSync
 from ..observability import configure_logging
 from ..store import open_stores
 from . import render
-from .serve import audit_sink, build_from_config, open_audit, uvicorn_options
+from .serve import audit_sink, build_from_config, open_audit, sync_revocations, uvicorn_options
 from .signin import build_signin
 
 app = typer.Typer(help="Run the demo: gateway, sign-in and a protected app.", add_completion=False)
@@ -83,9 +84,11 @@ async def _serve(setup: DemoSetup) -> None:  # pragma: no cover - blocks until s
     audit = open_audit(config, base=setup.folder)
     stores = open_stores(config.store)
     signin = build_signin(config, stores, events=audit_sink(config, audit))
+    revocations: RevocationSync | None = None
     try:
         gateway = build_from_config(config, audit=audit, signin=signin)
         gateway.on_shutdown(audit.close)
+        revocations = sync_revocations(stores, gateway, signin)  # `verity revoke` reaches it
         options: dict[str, Any] = uvicorn_options(config, access_log=False)
         upstream = create_demo_app(gateway_url=setup.gateway_url, audience="demo")
         servers = [
@@ -97,5 +100,7 @@ async def _serve(setup: DemoSetup) -> None:  # pragma: no cover - blocks until s
         await asyncio.gather(*(server.serve() for server in servers))
     finally:
         audit.close()
+        if revocations is not None:
+            revocations.close()
         signin.close()
         stores.close()

@@ -14,12 +14,18 @@ signed checkpoint, after the server stops. Logs are JSON lines on stderr (struct
 With ``gateway.tls`` the gateway is served over TLS (>= 1.2, HSTS on every response) and,
 with ``gateway.tls.redirect_http_port``, a plain-HTTP listener in the same process
 redirects to it (308); see ``verity.gateway.tls``.
+
+The stores of ``store:`` are always opened: revocations stored by any node or by
+``verity revoke`` reach this node's token verifiers and sessions through them
+(``verity.identity.revocation_sync``); a node that cannot read the revocations in force
+at start exits 1 instead of serving.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -30,7 +36,10 @@ from ..audit.backends import sqlite_path
 from ..audit.sink import AuditSink
 from ..config import CONFIG_ENV, DEFAULT_FILE, VerityConfig, load_config
 from ..errors import VerityError
-from ..gateway import Gateway, build_gateway
+from ..gateway import FactSource, Gateway, build_gateway
+from ..gateway.device_facts import DeviceFacts
+from ..gateway.grant_facts import GrantFacts
+from ..gateway.mtls import ClientCertificates
 from ..gateway.tls import (
     HttpsRedirect,
     check_tls,
@@ -38,9 +47,11 @@ from ..gateway.tls import (
     resolve_tls_paths,
     uvicorn_tls_options,
 )
+from ..identity.revocation_sync import RevocationSync, start_revocation_sync
 from ..observability import configure_logging, log_security_event
 from ..policy import LivePolicy
-from ..store import open_stores
+from ..store import Stores, open_stores
+from ..store.factory import sqlite_path as store_sqlite_path
 from . import render
 from .signin import SignIn, build_signin
 
@@ -53,12 +64,31 @@ app = typer.Typer(
 
 def load_serve_config(path: Path) -> VerityConfig:
     """Load and validate ``path`` (``verity.config.load_config``); ``ConfigError`` on problems,
-    also when the ``gateway.tls`` certificate or key (relative to ``path``) does not load."""
-    config = load_config(path)
+    also when the ``gateway.tls`` certificate or key (relative to ``path``) does not load.
+    A relative SQLite ``store.url`` is relative to ``path``'s folder too (``resolve_store``)."""
+    config = resolve_store(load_config(path), Path(path).resolve().parent)
     gateway = resolve_tls_paths(config.gateway, Path(path).resolve().parent)
     if gateway.tls is not None:
         check_tls(gateway.tls, source=str(path))
+        ClientCertificates.for_gateway(gateway, source=str(path))  # mtls routes: a SPIFFE root
     return config.model_copy(update={"gateway": gateway})
+
+
+def resolve_store(config: VerityConfig, base: Path) -> VerityConfig:
+    """``config`` with a relative SQLite ``store.url`` made relative to ``base`` (the
+    configuration file's folder), like every other path in the file; ``verity serve`` and
+    ``verity revoke --config`` so open the same database from any working directory."""
+    url = config.store.url
+    if not url.startswith("sqlite:"):
+        return config
+    try:
+        path = store_sqlite_path(url)
+    except ValueError:
+        return config  # open_stores reports it
+    if path.is_absolute():
+        return config
+    store = config.store.model_copy(update={"url": f"sqlite:///{base / path}"})
+    return config.model_copy(update={"store": store})
 
 
 def audit_url(config: VerityConfig, *, base: Path | None = None) -> str:
@@ -87,17 +117,23 @@ def open_audit(config: VerityConfig, *, base: Path | None = None) -> AuditLog:
     return AuditLog(
         store, signer=signer, checkpoint_every=section.checkpoint_every,
         checkpoint_seconds=section.checkpoint_seconds,
+        unhealthy_after=section.timeout_seconds,  # /readyz: failing this long = not ready
     )  # fmt: skip
 
 
 def build_from_config(
-    config: VerityConfig, *, audit: AuditLog | None = None, signin: SignIn | None = None
+    config: VerityConfig,
+    *,
+    audit: AuditLog | None = None,
+    signin: SignIn | None = None,
+    facts: Sequence[FactSource] = (),
 ) -> Gateway:
     """The gateway for a loaded configuration (loads and compiles the policy).
 
     ``audit`` (from ``open_audit``) receives one event per decision; the caller closes it.
     ``audit.fail_closed`` (default on) answers 503 for an allow the log did not take.
     ``signin`` (from ``build_signin``) adds browser login and the embedded IdP.
+    ``facts`` (from ``fact_sources``) give the policy what it cannot see in the request.
     """
     policy = LivePolicy(config.policy.path)
     signin = signin or SignIn()
@@ -113,9 +149,18 @@ def build_from_config(
         metrics=config.metrics,
         login=signin.login,
         mounts=signin.mounts,
+        fact_sources=facts,
         # policy reloads (new version or failure) become audit events
         security_events=audit_sink(config, audit) if audit is not None else None,
     )
+
+
+def fact_sources(stores: Stores) -> list[FactSource]:
+    """The facts each decision gathers from the node's stores: the principal's active
+    just-in-time grants (``jit:`` rules) and the posture of the device named by the
+    verified ``device_id`` claim (``device:`` rules); each cached 2 s, none if the store
+    fails."""
+    return [GrantFacts(stores.grants), DeviceFacts(stores.devices)]
 
 
 def audit_sink(config: VerityConfig, audit: AuditLog) -> AuditSink:
@@ -123,22 +168,41 @@ def audit_sink(config: VerityConfig, audit: AuditLog) -> AuditSink:
     return AuditSink(audit, timeout_seconds=config.audit.timeout_seconds)
 
 
-def needs_stores(config: VerityConfig) -> bool:
-    """Sign-in keeps sessions, keys and counters in the stores."""
-    return config.identity.idp is not None or bool(config.login.providers)
+def sync_revocations(stores: Stores, gateway: Gateway, signin: SignIn) -> RevocationSync:
+    """Make the gateway's token verifiers and sessions obey the store's revocations (all
+    in force now, then each as it is stored); raises ``RevocationsUnavailableError``
+    when the revocations in force cannot be read, so the node does not start."""
+    verifiers = list(gateway.enforcer.authenticator.verifiers.values())
+    sessions = signin.login.sessions if signin.login is not None else None
+    return start_revocation_sync(stores, verifiers=verifiers, sessions=sessions)
 
 
 def uvicorn_options(config: VerityConfig, *, access_log: bool) -> dict[str, Any]:
     """uvicorn settings: fastest installed loop/parser, no proxy-header rewriting, and TLS
-    (files plus a TLS >= 1.2 context factory) when ``gateway.tls`` is set."""
+    (files plus a TLS >= 1.2 context factory) when ``gateway.tls`` is set.
+
+    WebSockets use uvicorn's websockets sans-I/O protocol (it answers refused handshakes
+    with the ASGI ``websocket.http.response`` extension), with the gateway's message size
+    limit and keep-alive pings. Over TLS, the protocol classes of ``verity.gateway.asgi_tls``
+    hand the client certificate to the gateway (the ASGI TLS extension)."""
     has = importlib.util.find_spec
     tls = config.gateway.tls
+    ws = config.gateway.websocket
+    http: Any = "httptools" if has("httptools") else "h11"
+    ws_protocol: Any = "websockets-sansio"
+    if tls is not None:
+        from ..gateway.asgi_tls import TlsWebSocketProtocol, http_protocol  # noqa: PLC0415
+
+        http, ws_protocol = http_protocol(), TlsWebSocketProtocol
     return (uvicorn_tls_options(tls) if tls is not None else {}) | {
         "host": config.server.host,
         "port": config.server.port,
         "loop": "uvloop" if has("uvloop") else "asyncio",
-        "http": "httptools" if has("httptools") else "h11",
-        "ws": "none",
+        "http": http,
+        "ws": ws_protocol,
+        "ws_max_size": ws.max_message_bytes,
+        "ws_ping_interval": ws.ping_interval_seconds,
+        "ws_ping_timeout": ws.ping_timeout_seconds,
         "lifespan": "on",
         "proxy_headers": False,
         "server_header": False,
@@ -205,12 +269,17 @@ def serve(
         raise typer.Exit(1) from None
     stores = None
     signin = SignIn()
+    revocations: RevocationSync | None = None
     try:
-        if needs_stores(config):
-            stores = open_stores(config.store)
-            signin = build_signin(config, stores, events=audit_sink(config, audit))
-        gateway = build_from_config(config, audit=audit, signin=signin)
+        stores = open_stores(config.store)  # sign-in state; revocations from every node
+        signin = build_signin(config, stores, events=audit_sink(config, audit))
+        facts = fact_sources(stores)
+        gateway = build_from_config(config, audit=audit, signin=signin, facts=facts)
         gateway.on_shutdown(audit.close)  # before uvicorn re-raises SIGTERM
+        revocations = sync_revocations(stores, gateway, signin)  # fail closed: none, no start
+        if stores is not None and gateway.metrics is not None:
+            # verity_degraded, per channel; revocation delivery delays
+            gateway.metrics.watch_stores(stores.health, stores.deliveries.snapshot)
         options = uvicorn_options(config, access_log=access_log)
         _run(gateway, options, redirect_options(config, gateway))
     except VerityError as exc:
@@ -218,6 +287,8 @@ def serve(
         raise typer.Exit(1) from None
     finally:
         audit.close()  # no-op after the lifespan closed it; else pending + final checkpoint
+        if revocations is not None:
+            revocations.close()
         signin.close()
         if stores is not None:
             stores.close()

@@ -93,6 +93,7 @@ def prepare(
     folder: Path, *, port: int = 8080, app_port: int = 8081, reset: bool = False
 ) -> DemoSetup:
     """Create (or reuse) the demo folder; returns where everything is."""
+    folder = folder.resolve()  # verity.yaml names absolute paths: any cwd, any command
     if reset and folder.exists():
         shutil.rmtree(folder)
     folder.mkdir(mode=0o700, parents=True, exist_ok=True)

@@ -11,6 +11,11 @@
     verity_audit_write_failures_total                   appends not acknowledged
     verity_audit_queue_depth                            events waiting for the next commit
     verity_audit_events_total / _batches_total          committed by the writer
+    verity_audit_writer_up                              1 while the audit log takes events
+    verity_store_channel_up{channel}                    1 while a shared channel (redis,
+                                                        postgresql) delivers, 0 while down
+    verity_degraded                                     1 while any shared channel is down
+    verity_revocation_delivery_seconds                  revoked (any node) -> delivered here
 
 Label values are bounded: ``effect`` is an enum, ``outcome`` a ``RejectionReason``,
 ``route``/``issuer`` come from configuration, and ``rule`` from the policy, capped at
@@ -21,12 +26,17 @@ scrape time from ``TokenVerifier.jwks_status()`` and ``AuditLog.stats``/``pendin
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
-from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.metrics_core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector
 
 from ..identity import TokenVerifier
@@ -34,12 +44,17 @@ from ..model import Decision
 
 if TYPE_CHECKING:  # verity.audit imports verity.config, which imports the gateway and us
     from ..audit import AuditLog
+    from ..store.delivery import DeliverySnapshot
 
 DECISION_BUCKETS = (1e-6, 2.5e-6, 5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 5e-3)
 UPSTREAM_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 AUDIT_BUCKETS = (1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5)
 NO_RULE = "none"
 OTHER_RULE = "other"
+
+
+def _bound(bound: float) -> str:
+    return "+Inf" if bound == float("inf") else repr(bound)
 
 
 def status_class(status: int) -> str:
@@ -107,7 +122,52 @@ class AuditCollector(Collector):
             "verity_audit_writer_failures", "Failed audit commits or checkpoints.",
             value=stats.failures,
         )  # fmt: skip
-        return [depth, events, batches, failures]
+        up = GaugeMetricFamily(  # the same health /readyz reports (AuditLog.health)
+            "verity_audit_writer_up", "1 while the audit log takes events, 0 while not.",
+            value=1.0 if self.audit.health().ok else 0.0,
+        )  # fmt: skip
+        return [depth, events, batches, failures, up]
+
+    def describe(self) -> Iterable[Metric]:
+        """Nothing to pre-declare."""
+        return []
+
+
+class StoreCollector(Collector):
+    """Reads the shared stores' channel health and revocation delivery delays at scrape
+    time (``Stores.health``, ``Stores.deliveries``)."""
+
+    def __init__(
+        self,
+        health: Callable[[], Mapping[str, bool]],
+        deliveries: Callable[[], DeliverySnapshot] | None = None,
+    ) -> None:
+        self.health = health
+        self.deliveries = deliveries
+
+    def collect(self) -> Iterable[Metric]:
+        """One sample per channel in use, and the node-wide degraded flag."""
+        report = self.health()
+        up = GaugeMetricFamily(
+            "verity_store_channel_up", "1 while a shared state channel works, 0 while down.",
+            labels=["channel"],
+        )  # fmt: skip
+        for channel, working in sorted(report.items()):
+            up.add_metric([channel], 1.0 if working else 0.0)
+        degraded = GaugeMetricFamily(
+            "verity_degraded", "1 while any shared channel is down (decisions continue).",
+            value=0.0 if all(report.values()) else 1.0,
+        )  # fmt: skip
+        if self.deliveries is None:
+            return [up, degraded]
+        snapshot = self.deliveries()
+        delivery = HistogramMetricFamily(
+            "verity_revocation_delivery_seconds",
+            "Revoked on any node -> delivered to this one (first channel to arrive).",
+            buckets=[(_bound(b), float(n)) for b, n in snapshot.buckets],
+            sum_value=snapshot.total_seconds,
+        )
+        return [up, degraded, delivery]
 
     def describe(self) -> Iterable[Metric]:
         """Nothing to pre-declare."""
@@ -153,6 +213,15 @@ class GatewayMetrics:
     def watch_audit(self, audit: AuditLog) -> None:
         """Export the queue depth and counters of ``audit`` (read at every scrape)."""
         self.registry.register(AuditCollector(audit))
+
+    def watch_stores(
+        self,
+        health: Callable[[], Mapping[str, bool]],
+        deliveries: Callable[[], DeliverySnapshot] | None = None,
+    ) -> None:
+        """Export the shared stores' channel health (``Stores.health``) and revocation
+        delivery delays (``Stores.deliveries.snapshot``), read at every scrape."""
+        self.registry.register(StoreCollector(health, deliveries))
 
     def rule_label(self, rule: str | None) -> str:
         """The ``rule`` label: the policy's rule name, ``none``, or ``other`` past the cap."""

@@ -16,10 +16,12 @@ from urllib.parse import unquote, urlsplit
 from ..config import StoreConfig
 from . import postgres, sqlite
 from . import redis as backend
+from .delivery import DeliveryStats, TimedRevocations
 from .errors import StoreUnavailableError
 from .fanout import FanoutRevocations
 from .memory import MemoryTokenCache
 from .migrations import MigrationStatus
+from .postgres import idp_schema as postgres_idp
 from .protocols import (
     CounterStore,
     DeviceStore,
@@ -31,6 +33,7 @@ from .protocols import (
     TokenCache,
 )
 from .redis.client import ping
+from .sqlite import idp_schema as sqlite_idp
 
 
 @dataclass
@@ -48,6 +51,22 @@ class Stores:
     token_cache: TokenCache
     shared: str | None = None
     _closers: list[Callable[[], None]] = field(default_factory=list, repr=False)
+    _probes: dict[str, Callable[[], bool | None]] = field(default_factory=dict, repr=False)
+    deliveries: DeliveryStats = field(default_factory=DeliveryStats, repr=False)
+    """How long revocations took to reach this node (``TimedRevocations``)."""
+
+    def health(self) -> dict[str, bool]:
+        """Whether each shared channel works right now, by name: ``postgresql`` (the
+        NOTIFY listener that delivers revocations) and ``redis`` (the pub/sub subscriber, or
+        without one the last publish). A channel nobody subscribed to is left out. Reads state the
+        background listeners keep (no I/O), so a metrics scrape never blocks on it."""
+        report = {name: probe() for name, probe in self._probes.items()}
+        return {name: up for name, up in report.items() if up is not None}
+
+    @property
+    def degraded(self) -> bool:
+        """True while any shared channel is down (the node still decides)."""
+        return not all(self.health().values())
 
     def close(self) -> None:
         """Stop subscriptions and close connections (idempotent)."""
@@ -107,6 +126,7 @@ def open_stores(
         except BaseException:
             stores.close()
             raise
+    stores.revocations = TimedRevocations(stores.revocations, stores.deliveries)
     return stores
 
 
@@ -153,6 +173,7 @@ def _open_postgres(url: str, *, schema: str | None, migrate: bool) -> Stores:
         keys=postgres.PostgresKeys(db),
         token_cache=MemoryTokenCache(),
         _closers=[db.close, revocations.close],
+        _probes={"postgresql": lambda: revocations.connected if revocations.subscribed else None},
     )
 
 
@@ -162,7 +183,10 @@ def _add_redis(stores: Stores, url: str, prefix: str) -> None:
     ping(client, url)
     bus = backend.RedisRevocations(client, url=url, prefix=prefix)
     stores._closers.append(bus.close)
-    stores.revocations = FanoutRevocations(stores.revocations, bus)
+    fanout = FanoutRevocations(stores.revocations, bus)
+    stores.revocations = fanout
+    # the subscriber's live connection says it best; without one, the last publish
+    stores._probes["redis"] = lambda: bus.connected if bus.subscribed else not fanout.degraded
     stores.counters = backend.RedisCounters(client, url=url, prefix=prefix)
     stores.token_cache = backend.RedisTokenCache(client, prefix=prefix)
     stores.shared = "redis"
@@ -187,15 +211,21 @@ def migration_status(url: str, *, schema: str | None = None) -> MigrationStatus:
 
 
 def apply_migrations(url: str, *, schema: str | None = None) -> list[int]:
-    """Apply pending migrations to the database at ``url``; returns the versions applied."""
+    """Apply pending migrations to the database at ``url``; returns the store track's
+    versions applied. The embedded IdP's own track (its users and flow state) is brought
+    up to date as well, so one ``verity db migrate`` prepares every table a node opens."""
     if backend_of(url) == "sqlite":
         sdb = sqlite.SqliteDatabase(sqlite_path(url))
         try:
-            return sqlite.migrate(sdb)
+            done = sqlite.migrate(sdb)
+            sqlite_idp.migrate(sdb)
+            return done
         finally:
             sdb.close()
     pdb = postgres.PostgresDatabase(url, schema=schema, max_size=1)
     try:
-        return postgres.migrate(pdb)
+        done = postgres.migrate(pdb)
+        postgres_idp.migrate(pdb)
+        return done
     finally:
         pdb.close()

@@ -35,7 +35,14 @@ def channel_name(schema: str) -> str:
 
 
 class PostgresDatabase:
-    """A pooled PostgreSQL database, optionally confined to one schema (``search_path``)."""
+    """A pooled PostgreSQL database, optionally confined to one schema (``search_path``).
+
+    Outages are bounded on both sides: a caller waits at most ``timeout`` seconds for a
+    connection before ``StoreUnavailableError`` (a request must not hang on a database
+    that is gone), and the pool gives up a reconnection attempt after ``reconnect_seconds``
+    so that the next caller tries a fresh connection at once instead of waiting out the
+    pool's growing backoff: a database that comes back is used again within a request.
+    """
 
     def __init__(
         self,
@@ -44,7 +51,8 @@ class PostgresDatabase:
         schema: str | None = None,
         min_size: int = 1,
         max_size: int = 10,
-        timeout: float = 10.0,
+        timeout: float = 3.0,
+        reconnect_seconds: float = 2.0,
     ) -> None:
         self.url = url
         self._schema = schema
@@ -54,6 +62,7 @@ class PostgresDatabase:
             min_size=min_size,
             max_size=max_size,
             timeout=timeout,
+            reconnect_timeout=reconnect_seconds,
             configure=self._configure,
             check=ConnectionPool.check_connection,
             name="verity-store",

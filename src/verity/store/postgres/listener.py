@@ -50,6 +50,11 @@ class NotifyListener:
             self.stop()
             raise StoreUnavailableError(self._db.url, "could not LISTEN for revocations")
 
+    @property
+    def connected(self) -> bool:
+        """Whether LISTEN is in effect on a live connection right now."""
+        return self._ready.is_set() and self._lost is None and self._thread.is_alive()
+
     def stop(self) -> None:
         """Stop the thread (within about 0.2 s)."""
         self._stop.set()

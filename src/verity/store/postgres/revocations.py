@@ -107,6 +107,17 @@ class PostgresRevocations:
                 self._listener = listener
         return self._bus.add(callback)
 
+    @property
+    def subscribed(self) -> bool:
+        """Whether ``subscribe`` started the NOTIFY listener (which then keeps reconnecting)."""
+        return self._listener is not None
+
+    @property
+    def connected(self) -> bool:
+        """Whether the NOTIFY listener is live (``False`` before ``subscribe``)."""
+        listener = self._listener
+        return listener is not None and listener.connected
+
     def _payload(self, payload: str) -> None:
         try:
             revocation = Revocation.from_json(payload)

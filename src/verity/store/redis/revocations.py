@@ -165,6 +165,11 @@ class RedisRevocations:
         return self._bus.add(callback)
 
     @property
+    def subscribed(self) -> bool:
+        """Whether ``subscribe`` started the pub/sub listener (which then keeps reconnecting)."""
+        return self._listener is not None
+
+    @property
     def connected(self) -> bool:
         """Whether the pub/sub subscription is live (``False`` before ``subscribe``)."""
         return self._listener is not None and self._listener.connected

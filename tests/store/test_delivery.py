@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -82,3 +83,24 @@ def test_shared_channels_report_up_once_subscribed(
         assert not stores.degraded
         subscription.close()
     # a Redis that stops: tests/e2e/test_multinode.py (a private redis-server, killed)
+
+
+def test_a_revocation_is_timed_once_per_node_whatever_the_number_of_subscribers(
+    tmp_path: Path,
+) -> None:
+    arrivals: list[str] = []
+
+    def subscriber(name: str) -> Callable[[Revocation], None]:
+        return lambda revocation: arrivals.append(name)
+
+    with open_stores(StoreConfig(url=f"sqlite:///{tmp_path}/v.db")) as stores:
+        first = stores.revocations.subscribe(subscriber("sessions"))
+        second = stores.revocations.subscribe(subscriber("tokens"))
+        stores.revocations.revoke(RevocationKind.SUBJECT, "alice", expires=time.time() + 60)
+        deadline = time.monotonic() + 5
+        while len(arrivals) < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        first.close()
+        second.close()
+        assert sorted(arrivals) == ["sessions", "tokens"]  # every subscriber is served
+        assert stores.deliveries.snapshot().count == 1  # the node is timed once

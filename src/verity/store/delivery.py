@@ -1,9 +1,10 @@
 """How long revocations take to reach this node: the revoking node's ``revoked_at`` to the
 first delivery here, by whichever channel came first (Redis pub/sub or PostgreSQL NOTIFY).
 
-``TimedRevocations`` wraps a node's ``RevocationStore``; every revocation delivered to a
-subscriber is measured once, logged (kind and delay, never the value) and counted in
-``DeliveryStats``, which ``/metrics`` exports as ``verity_revocation_delivery_seconds``.
+``TimedRevocations`` wraps a node's ``RevocationStore``; every revocation that reaches the
+node is measured once (whatever the number of subscribers), logged (kind and delay, never
+the value) and counted in ``DeliveryStats``, which ``/metrics`` exports as
+``verity_revocation_delivery_seconds``.
 Delays compare two clocks (the revoking node's and this one's), so on several machines
 they are as good as their clock synchronisation; a negative delay counts as zero.
 """
@@ -14,6 +15,7 @@ import bisect
 import logging
 import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 
 from .protocols import RevocationCallback, RevocationStore, Subscription
@@ -59,11 +61,24 @@ class DeliveryStats:
 
 
 class TimedRevocations:
-    """``RevocationStore`` that measures each delivery to its subscribers."""
+    """``RevocationStore`` that measures when each revocation reaches this node: the first
+    delivery of a revocation id to any of its subscribers is timed and logged once."""
 
-    def __init__(self, inner: RevocationStore, stats: DeliveryStats) -> None:
+    def __init__(self, inner: RevocationStore, stats: DeliveryStats, *, size: int = 4096) -> None:
         self.inner = inner
         self.stats = stats
+        self._seen: OrderedDict[str, None] = OrderedDict()
+        self._size = size
+        self._lock = threading.Lock()
+
+    def _first_arrival(self, revocation: Revocation) -> bool:
+        with self._lock:
+            if revocation.id in self._seen:
+                return False
+            self._seen[revocation.id] = None
+            if len(self._seen) > self._size:
+                self._seen.popitem(last=False)
+            return True
 
     def revoke(
         self,
@@ -99,10 +114,11 @@ class TimedRevocations:
         """Subscribe ``callback``; each delivery is timed before it is handed over."""
 
         def timed(revocation: Revocation) -> None:
-            delay = time.time() - revocation.revoked_at
-            self.stats.observe(delay)
-            log.info("revocation delivered: kind=%s delay_ms=%.3f",
-                     revocation.kind.value, delay * 1000)  # fmt: skip
+            if self._first_arrival(revocation):
+                delay = time.time() - revocation.revoked_at
+                self.stats.observe(delay)
+                log.info("revocation delivered: kind=%s delay_ms=%.3f",
+                         revocation.kind.value, delay * 1000)  # fmt: skip
             callback(revocation)
 
         return self.inner.subscribe(timed)

@@ -46,6 +46,40 @@ def test_load_resolves_policy_path_relative_to_the_file(tmp_path: Path) -> None:
     assert config.server.port == 9000
 
 
+def test_relative_sqlite_store_and_audit_urls_are_relative_to_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("VERITY_STORE_URL", raising=False)
+    (tmp_path / "verity.yaml").write_text(
+        "store: {url: 'sqlite:///state/verity.db'}\naudit: {url: 'sqlite:///audit.db'}\n"
+    )
+    monkeypatch.chdir("/")  # any working directory: the same files
+    config = load_config(tmp_path / "verity.yaml")
+    assert config.store.url == f"sqlite:///{tmp_path}/state/verity.db"
+    assert config.audit.url == f"sqlite:///{tmp_path}/audit.db"
+
+
+def test_absolute_and_server_store_urls_are_kept(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("VERITY_STORE_URL", raising=False)
+    (tmp_path / "verity.yaml").write_text(
+        "store: {url: 'sqlite:////var/lib/verity.db'}\n"
+        "audit: {url: 'postgresql://verity@db/verity'}\n"
+    )
+    config = load_config(tmp_path / "verity.yaml")
+    assert config.store.url == "sqlite:////var/lib/verity.db"
+    assert config.audit.url == "postgresql://verity@db/verity"
+
+
+def test_a_store_url_from_the_environment_stays_relative_to_the_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("VERITY_STORE_URL", "sqlite:///here.db")
+    (tmp_path / "verity.yaml").write_text("server: {port: 9000}\n")
+    assert load_config(tmp_path / "verity.yaml").store.url == "sqlite:///here.db"
+
+
 def test_env_var_names_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     (tmp_path / "other.yaml").write_text("server: {port: 9100}\n")
     monkeypatch.setenv("VERITY_CONFIG", str(tmp_path / "other.yaml"))

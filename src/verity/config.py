@@ -165,7 +165,8 @@ def load_config(path: str | Path | None = None) -> VerityConfig:
     ``store.redis_url`` (so database passwords need not be written into the file).
 
     Relative paths inside the file (``policy.path``, issuers' ``jwks_file``, the gateway's
-    assertion ``signing_key``) are resolved against its folder.
+    assertion ``signing_key``, SQLite ``store.url`` and ``audit.url``) are resolved
+    against its folder.
     """
     chosen = path or os.environ.get(CONFIG_ENV)
     if chosen is None:
@@ -210,8 +211,28 @@ def _resolve_paths(config: VerityConfig, base: Path) -> VerityConfig:
     audit = config.audit
     if audit.signing_key is not None:
         audit = audit.model_copy(update={"signing_key": resolved(audit.signing_key)})
-    update = {"policy": policy, "identity": identity, "gateway": gateway, "audit": audit}
+    if audit.url is not None:
+        audit = audit.model_copy(update={"url": _sqlite_url_under(audit.url, base)})
+    store = config.store
+    if "VERITY_STORE_URL" not in os.environ:  # from the environment: relative to the cwd
+        store = store.model_copy(update={"url": _sqlite_url_under(store.url, base)})
+    update = {
+        "policy": policy, "identity": identity, "gateway": gateway, "audit": audit,
+        "store": store,
+    }  # fmt: skip
     return config.model_copy(update=update)
+
+
+def _sqlite_url_under(url: str, base: Path) -> str:
+    """``sqlite:///relative.db`` -> ``sqlite:////<base>/relative.db`` (every command that
+    reads this file then opens the same database, whatever its working directory)."""
+    prefix = "sqlite:///"
+    if not url.startswith(prefix):
+        return url
+    rest = url[len(prefix) :]
+    if not rest or rest.startswith("/"):
+        return url
+    return prefix + str(base / rest)
 
 
 def mask_url(url: str) -> str:

@@ -36,8 +36,13 @@ def test_migrate_then_status_on_sqlite(tmp_path: Path) -> None:
     assert body["ok"]
     assert body["pending"] == []
     assert [m["version"] for m in body["applied"]] == [1]
+    # migrate also brought the embedded IdP's tables up to date; status reports them
+    assert body["idp"]["ok"]
+    assert body["idp"]["pending"] == []
+    assert [m["version"] for m in body["idp"]["applied"]] == [1, 2]
     human = invoke("status", "--url", url)
     assert "applied    1  initial" in human.stdout
+    assert "(sqlite, embedded IdP tables)" in human.stdout
     assert "up to date" in human.stdout
 
 
@@ -46,8 +51,25 @@ def test_status_on_postgres_lists_pending_then_applied(postgres_dsn: str, pg_sch
     pending = invoke("status", "--url", url, "--json")
     assert pending.exit_code == 0, pending.output
     assert json.loads(pending.stdout)["pending"] == [{"version": 1, "name": "initial"}]
+    assert len(json.loads(pending.stdout)["idp"]["pending"]) == 2
     assert invoke("migrate", "--url", url).exit_code == 0
-    assert json.loads(invoke("status", "--url", url, "--json").stdout)["pending"] == []
+    after = json.loads(invoke("status", "--url", url, "--json").stdout)
+    assert after["pending"] == []
+    assert after["idp"]["pending"] == []
+
+
+def test_status_exits_1_when_the_idp_tables_drifted(tmp_path: Path) -> None:
+    import sqlite3
+
+    url = f"sqlite:///{tmp_path}/v.db"
+    invoke("migrate", "--url", url)
+    with sqlite3.connect(tmp_path / "v.db") as conn:
+        conn.execute("update verity_idp_schema_migrations set checksum = 'edited'")
+    result = invoke("status", "--url", url, "--json")
+    assert result.exit_code == 1
+    body = json.loads(result.stdout)
+    assert body["ok"]  # the store's own track is intact
+    assert not body["idp"]["ok"]
 
 
 def test_status_exits_1_on_drift(tmp_path: Path) -> None:

@@ -105,21 +105,25 @@ def _iso(t: float) -> str:
 
 @app.command("status")
 def status(url: UrlOption = None, as_json: JsonFlag = False) -> None:
-    """List applied and pending migrations; exit 1 if the schema has drifted."""
+    """List applied and pending migrations of the store and of the embedded IdP's tables;
+    exit 1 if either schema has drifted."""
     with _reporting_errors(as_json=as_json):
         target = _url(url)
         result = migration_status(target)
+        idp = migration_status(target, track="idp")
     if as_json:
-        render.print_json(_status_json(target, result))
+        render.print_json({**_status_json(target, result), "idp": _status_json(target, idp)})
     else:
         _print_status(target, result)
-    if not result.ok:
+        _print_status(target, idp, title="embedded IdP tables")
+    if not (result.ok and idp.ok):
         raise typer.Exit(1)
 
 
-def _print_status(url: str, result: MigrationStatus) -> None:
+def _print_status(url: str, result: MigrationStatus, *, title: str = "") -> None:
     console = render.stdout()
-    render.line(console, (f"{_safe(url)} ", "bold"), f"({result.backend})")
+    what = f"({result.backend}" + (f", {title})" if title else ")")
+    render.line(console, (f"{_safe(url)} ", "bold"), what)
     for m in result.applied:
         render.line(
             console, ("  applied ", "green"), f"{m.version:>4}  {m.name}  {_iso(m.applied_at)}"

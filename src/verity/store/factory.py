@@ -192,20 +192,25 @@ def _add_redis(stores: Stores, url: str, prefix: str) -> None:
     stores.shared = "redis"
 
 
-def migration_status(url: str, *, schema: str | None = None) -> MigrationStatus:
-    """Applied and pending migrations of the database at ``url`` (read-only)."""
+def migration_status(
+    url: str, *, schema: str | None = None, track: str = "store"
+) -> MigrationStatus:
+    """Applied and pending migrations of the database at ``url`` (read-only), for the
+    store's own ``track`` or the embedded IdP's (``track="idp"``)."""
+    if track not in ("store", "idp"):
+        raise ValueError("track is 'store' or 'idp'")
     if backend_of(url) == "sqlite":
         path = sqlite_path(url)
         if not path.exists():
             raise StoreUnavailableError(url, "the database file does not exist")
         sdb = sqlite.SqliteDatabase(path)
         try:
-            return sqlite.status(sdb)
+            return sqlite.status(sdb) if track == "store" else sqlite_idp.status(sdb)
         finally:
             sdb.close()
     pdb = postgres.PostgresDatabase(url, schema=schema, max_size=1)
     try:
-        return postgres.status(pdb)
+        return postgres.status(pdb) if track == "store" else postgres_idp.status(pdb)
     finally:
         pdb.close()
 

@@ -80,7 +80,9 @@ class Stack:
         return {"Authorization": f"Bearer {self.issuer.token(**kwargs)}"}
 
 
-def ws_config(upstream: str, **route: Any) -> VerityConfig:
+def ws_config(
+    upstream: str, *, websocket: dict[str, Any] | None = None, **route: Any
+) -> VerityConfig:
     routes = [{"name": "ws", "host": "*", "policy_host": "app.test", "upstream": upstream,
                "connect_timeout_seconds": 1, **route}]  # fmt: skip
     return VerityConfig.model_validate(
@@ -88,7 +90,7 @@ def ws_config(upstream: str, **route: Any) -> VerityConfig:
             "gateway": {
                 "public_url": "https://gateway.test",
                 "routes": routes,
-                "websocket": {"max_message_bytes": LIMIT},
+                "websocket": {"max_message_bytes": LIMIT, **(websocket or {})},
             }
         }
     )
@@ -116,9 +118,9 @@ async def refused(uri: str, **kwargs: Any) -> InvalidStatus:
     return caught.value
 
 
-async def closed_with(ws: ClientConnection) -> tuple[int | None, str]:
+async def closed_with(ws: ClientConnection, timeout: float = 5) -> tuple[int | None, str]:
     with pytest.raises(ConnectionClosed):
-        await asyncio.wait_for(ws.recv(), 5)
+        await asyncio.wait_for(ws.recv(), timeout)
     return ws.close_code, ws.close_reason or ""
 
 
@@ -347,3 +349,53 @@ def test_verity_serve_runs_uvicorn_with_websockets_and_the_size_limit() -> None:
     assert options["ws"] == "websockets-sansio"  # supports websocket.http.response
     assert options["ws_max_size"] == LIMIT
     assert options["ws_ping_interval"] == 20
+
+
+@pytest.fixture
+def rechecking(make_gateway: MakeGateway, issuer: Issuer) -> Iterator[Stack]:
+    """A gateway that decides open WebSockets again every 0.2 s and ends them at 3 s."""
+    upstream = Upstream()
+    with ThreadServer(upstream, ws="websockets-sansio") as up:
+        settings = {"reauthorize_seconds": 0.2, "max_lifetime_seconds": 3}
+        config = ws_config(up.url, websocket=settings)
+        gateway = gateway_for(make_gateway, config)
+        with ThreadServer(gateway, **serve_options(config)) as gw:
+            yield Stack(gw.url.replace("http://", "ws://"), upstream, issuer)
+
+
+async def test_an_open_websocket_ends_when_its_subject_is_revoked(rechecking: Stack) -> None:
+    subject = (
+        f"ws-revoked-{id(rechecking)}"  # the issuer's verifier is shared: a subject of its own
+    )
+    async with connect(f"{rechecking.gateway}/echo", proxy=None, open_timeout=5,
+                       additional_headers=rechecking.token(subject=subject)) as ws:  # fmt: skip
+        await asyncio.sleep(0.5)  # two re-checks: still allowed
+        await ws.send("still here")
+        assert await asyncio.wait_for(ws.recv(), 5) == "still here"
+        rechecking.issuer.verifier.revoke(subject=subject)
+        code, reason = await closed_with(ws)
+    assert code == 1008
+    assert reason == "access re-checked and refused"
+    for _ in range(50):  # the upstream side is closed too
+        if rechecking.upstream.disconnects:
+            break
+        await asyncio.sleep(0.05)
+    assert rechecking.upstream.disconnects == [1001]
+
+
+async def test_an_open_websocket_ends_at_its_maximum_lifetime(rechecking: Stack) -> None:
+    loop = asyncio.get_running_loop()
+    async with connect(f"{rechecking.gateway}/echo", proxy=None, open_timeout=5,
+                       additional_headers=rechecking.token()) as ws:  # fmt: skip
+        opened = loop.time()
+        code, reason = await closed_with(ws, timeout=10)
+    assert code == 1008
+    assert reason == "connection lifetime reached"
+    assert 2.5 <= loop.time() - opened < 6
+
+
+def test_the_recheck_interval_and_lifetime_are_validated() -> None:
+    with pytest.raises(ValidationError):
+        ws_config("http://127.0.0.1:1", websocket={"reauthorize_seconds": 0})
+    with pytest.raises(ValidationError):
+        ws_config("http://127.0.0.1:1", websocket={"max_lifetime_seconds": -1})

@@ -222,6 +222,14 @@ class WebSocketConfig(_Section):
     ping_timeout_seconds: float | None = Field(
         default=20.0, gt=0, le=3600, description="A ping unanswered this long closes (1011)."
     )
+    reauthorize_seconds: float = Field(
+        default=30.0, gt=0, le=3600,
+        description="An open WebSocket is decided again this often; a deny (expired or "
+        "revoked credentials, a new policy, an ended grant) closes it with 1008.",
+    )  # fmt: skip
+    max_lifetime_seconds: float | None = Field(
+        default=None, gt=0, description="Close any WebSocket this old (1008); none = no cap."
+    )
 
 
 class GatewayConfig(_Section):

@@ -32,7 +32,7 @@ import logging
 import ssl
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -176,6 +176,7 @@ class Admitted:
     headers: list[tuple[bytes, bytes]] = field(repr=False)
     subprotocols: tuple[str, ...]
     host: str | None  # the Host to send (preserve_host), else the upstream's
+    subject: Subject = field(repr=False)  # decided again while the connection is open
 
 
 class WebSocketProxy:
@@ -232,7 +233,7 @@ class WebSocketProxy:
         except OSError:  # the client left while the upstream answered
             await upstream.close(1001)
             return
-        await self._relay(receive, send, upstream)
+        await self._relay(receive, send, upstream, admitted.subject, scope)
 
     async def _admit(self, scope: Scope, inbound: Inbound) -> Admitted | Response:
         """Route, authenticate and decide; the refusal, or what to open upstream."""
@@ -265,6 +266,7 @@ class WebSocketProxy:
         return Admitted(
             route, upstream_uri(route, path, query), headers,
             tuple(scope.get("subprotocols") or ()), host if route.preserve_host else None,
+            subject,
         )  # fmt: skip
 
     async def _connect(self, admitted: Admitted, html: bool) -> ClientConnection | Response:
@@ -329,14 +331,29 @@ class WebSocketProxy:
                         "status": response.status_code, "headers": headers})  # fmt: skip
             await send({"type": "websocket.http.response.body", "body": response.body})
 
-    async def _relay(self, receive: Receive, send: Send, upstream: ClientConnection) -> None:
-        """Pump messages both ways until one side closes; the other gets its code."""
+    async def _relay(
+        self,
+        receive: Receive,
+        send: Send,
+        upstream: ClientConnection,
+        subject: Subject,
+        scope: Scope,
+    ) -> None:
+        """Pump messages both ways until one side closes (the other gets its code), or
+        until the connection is no longer allowed (both get closed)."""
         from_client = asyncio.create_task(self._from_client(receive, upstream))
         from_upstream = asyncio.create_task(self._from_upstream(send, upstream))
-        tasks = {from_client, from_upstream}
+        watch = asyncio.create_task(self._watch(subject, scope))
+        tasks = {from_client, from_upstream, watch}
         try:
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-            if from_client in done:  # the upstream is closing: let its task see the end
+            if watch in done and from_client not in done and from_upstream not in done:
+                reason = watch.result()
+                with contextlib.suppress(OSError, RuntimeError):
+                    await send({"type": "websocket.close", "code": 1008, "reason": reason})
+                with contextlib.suppress(Exception):
+                    await upstream.close(1001, "the client's access ended")
+            elif from_client in done:  # the upstream is closing: let its task see the end
                 await asyncio.wait({from_upstream}, timeout=upstream.close_timeout or 10)
         finally:
             for task in tasks:
@@ -345,6 +362,27 @@ class WebSocketProxy:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
             await upstream.close()
+
+    async def _watch(self, subject: Subject, scope: Scope) -> str:
+        """Decide the open connection again every ``reauthorize_seconds`` (continuous
+        verification: expired or revoked credentials, a new policy or an ended grant end
+        it) and end it at ``max_lifetime_seconds``; returns the close reason."""
+        started = time.monotonic()
+        limit = self.config.max_lifetime_seconds
+        while True:
+            wait = self.config.reauthorize_seconds
+            if limit is not None:
+                wait = min(wait, max(0.0, started + limit - time.monotonic()))
+            await asyncio.sleep(wait)
+            if limit is not None and time.monotonic() - started >= limit:
+                return "connection lifetime reached"
+            if subject.route.mtls != "off":  # the certificate again: it may have expired
+                subject = replace(subject, peer=self.certificates.peer(scope))
+            outcome = await self.enforcer.authorize(subject)
+            if outcome.verdict is not Verdict.ALLOWED:
+                log.info("websocket on route %s closed: access re-checked and refused",
+                         subject.route.name)  # fmt: skip
+                return "access re-checked and refused"
 
     @staticmethod
     async def _from_client(receive: Receive, upstream: ClientConnection) -> None:

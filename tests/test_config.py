@@ -172,3 +172,21 @@ def test_secret_urls_can_come_from_the_environment(
     with pytest.raises(ConfigError) as caught:
         load_config(tmp_path / "verity.yaml")
     assert "store.url" in {p.path for p in caught.value.problems}
+
+
+@pytest.mark.parametrize(
+    ("url", "masked"),
+    [
+        ("postgresql://app:s3cret@db:5432/verity", "postgresql://app:***@db:5432/verity"),
+        ("postgresql://app@db/verity?password=s3cret&options=-csearch_path%3Dv",
+         "postgresql://app@db/verity?password=***&options=-csearch_path%3Dv"),
+        ("postgresql://app@db/verity?sslpassword=k3y", "postgresql://app@db/verity?sslpassword=***"),
+        ("redis://db:6379/0?password=s3cret", "redis://db:6379/0?password=***"),
+        ("redis://:s3cret@db:6379/0", "redis://:***@db:6379/0"),
+        ("postgresql://app:s3cret@[::1]:5432/verity", "postgresql://app:***@[::1]:5432/verity"),
+    ],
+)  # fmt: skip
+def test_mask_url_hides_every_password(url: str, masked: str) -> None:
+    assert mask_url(url) == masked
+    assert "s3cret" not in mask_url(url)
+    assert "k3y" not in mask_url(url)

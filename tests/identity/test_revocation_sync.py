@@ -38,6 +38,7 @@ from verity.store import (
     postgres,
     token_hash,
 )
+from verity.store.errors import StoreUnavailableError
 
 from .conftest import AUDIENCE, ISSUER, SigningKey, make_config, sign
 
@@ -416,3 +417,84 @@ def test_the_revocation_list_keeps_the_stores_times(
     assert verifier.verify(old).jti == "old"  # expired: forgotten
     assert verifier.revoke(jti="x", until=clock() - 1) == 0  # already expired: not kept
     assert len(verifier.revocations) == 0
+
+
+class _FailingRevoke:
+    """A session store whose delete fails (the database went away mid-way)."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+
+    def revoke(self, session_id: str) -> bool:
+        raise StoreUnavailableError("sqlite:///x.db", "connection lost")
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+def test_a_revoked_session_stays_refused_even_if_its_row_survives(
+    nodes: tuple[Stores, Stores], make_verifier: Callable[..., TokenVerifier]
+) -> None:
+    here, there = nodes
+    manager = session_manager(here)
+    sync = RevocationSync(here.revocations, verifiers=[make_verifier()], sessions=manager,
+                          poll_seconds=poll_for(here))  # fmt: skip
+    sync.start()
+    try:
+        cookie = login(manager, "alice")
+        session_id = manager.session_id(cookie)
+        assert session_id is not None
+        # the revocation is stored, but the row is still there (as when its delete failed)
+        there.revocations.revoke(SESSION, session_id, expires=time.time() + 600)
+        assert wait_until(lambda: manager.lookup(cookie) is None) < BOUND
+        assert manager.lookup(cookie) is None  # a store read finds the row: still refused
+        manager.evict(session_id)
+        assert manager.lookup(cookie) is None
+    finally:
+        sync.close()
+        manager.close()
+
+
+def test_record_revocation_deletes_a_session_before_storing_its_revocation(
+    tmp_path: Path,
+) -> None:
+    with open_stores(StoreConfig(url=f"sqlite:///{tmp_path}/v.db")) as stores:
+        manager = session_manager(stores)
+        cookie = login(manager, "alice")
+        session_id = manager.session_id(cookie)
+        assert session_id is not None
+        with pytest.raises(StoreUnavailableError):
+            record_revocation(stores.revocations, SESSION, session_id,
+                              expires=time.time() + 600,
+                              sessions=_FailingRevoke(stores.sessions))  # fmt: skip
+        assert stores.revocations.active() == []  # nothing half-done: the CLI can retry
+        revocation, ended = record_revocation(
+            stores.revocations, SESSION, session_id, expires=time.time() + 600,
+            sessions=stores.sessions,
+        )  # fmt: skip
+        assert ended == 1
+        assert stores.sessions.get(session_id) is None
+        assert [r.value for r in stores.revocations.active()] == [revocation.value]
+        manager.close()
+
+
+def test_the_poll_survives_an_unexpected_error(
+    tmp_path: Path, make_verifier: Callable[..., TokenVerifier]
+) -> None:
+    with open_stores(StoreConfig(url=f"sqlite:///{tmp_path}/v.db")) as stores:
+        sync = RevocationSync(stores.revocations, verifiers=[make_verifier()], poll_seconds=0.05)
+        sync.start()
+        calls = []
+        real_active = stores.revocations.active
+
+        def flaky_active(**kwargs: Any) -> list[Any]:
+            calls.append(1)
+            if len(calls) == 1:
+                raise RuntimeError("database is locked")  # not a StoreError
+            return real_active(**kwargs)
+
+        stores.revocations.active = flaky_active  # type: ignore[method-assign]
+        try:
+            assert wait_until(lambda: len(calls) >= 3) < BOUND  # still polling after it
+        finally:
+            sync.close()

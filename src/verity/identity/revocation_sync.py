@@ -208,6 +208,8 @@ class RevocationSync:
                 self.reconcile()
             except (StoreError, ValueError) as exc:
                 log.warning("revocations not re-read (%s); the subscription still delivers", exc)
+            except Exception:  # the poll must outlive any error: on SQLite it is the channel
+                log.exception("revocations not re-read; retrying at the next poll")
 
     def close(self) -> None:
         """Stop the subscription and the poll thread (idempotent)."""
@@ -247,17 +249,19 @@ def record_revocation(
     reason: str = "",
     sessions: SessionStore | None = None,
 ) -> tuple[Revocation, int]:
-    """Store a revocation (every node obeys it), then, with ``sessions``, delete what it
-    ends from the session store at once: the session itself, or the subject's sessions
-    created at or before ``revoked_at``. Returns (the stored revocation, sessions deleted).
+    """Store a revocation (every node obeys it) and, with ``sessions``, delete what it ends
+    from the session store: a session's row first (then the revocation), a subject's
+    sessions created at or before ``revoked_at`` after it. Returns (the stored
+    revocation, sessions deleted).
 
     Raises ``ValueError`` for a bad value or expiry, ``StoreError`` if the store is
     down (before the revocation is stored, nothing is deleted)."""
-    revocation = revocations.revoke(kind, value, expires=expires, reason=reason)
     ended = 0
     if sessions is not None and kind is RevocationKind.SESSION:
+        # the row first: no node reading the store between the two steps re-caches it
         ended = int(sessions.revoke(value))
-    elif sessions is not None and kind is RevocationKind.SUBJECT:
+    revocation = revocations.revoke(kind, value, expires=expires, reason=reason)
+    if sessions is not None and kind is RevocationKind.SUBJECT:
         for record in sessions.list_for_user(value):
             if record.created <= revocation.revoked_at:
                 ended += int(sessions.revoke(record.id))

@@ -106,6 +106,7 @@ class SessionManager:
         self._clock = clock
         self._cache: OrderedDict[str, tuple[SessionRecord, Principal, float]] = OrderedDict()
         self._revoked_subjects: dict[str, tuple[float, float]] = {}  # -> (revoked_at, until)
+        self._revoked_sessions: dict[str, float] = {}  # session id -> until
         self._lock = threading.Lock()
         self._subscription = revocations.subscribe(self._on_revocation) if revocations else None
 
@@ -197,7 +198,9 @@ class SessionManager:
     def lookup(self, cookie: str | None) -> tuple[SessionRecord, Principal] | None:
         """The live session and principal of a cookie value; cached ``cache_seconds``.
 
-        A session of a revoked subject (created at or before the revocation) is ``None``."""
+        A revoked session, and a session of a revoked subject (created at or before the
+        revocation), is ``None``: checked on cache hits and on store reads alike, so a row
+        the store still holds (its delete failed, or raced this read) never comes back."""
         session_id = self.session_id(cookie)
         if session_id is None:
             return None
@@ -205,7 +208,7 @@ class SessionManager:
         with self._lock:
             hit = self._cache.get(session_id)
         if hit is not None and now - hit[2] < self.config.cache_seconds and now < hit[0].expires:
-            if self._revoked_subjects and self._subject_revoked(hit[0], now):
+            if self._revoked(hit[0], now):
                 self._refuse(hit[0])
                 return None
             return hit[0], hit[1]
@@ -213,10 +216,17 @@ class SessionManager:
         if record is None or record.user_id in (TRANSACTION_USER, INDEX_USER):
             self.evict(session_id)
             return None
-        if self._revoked_subjects and self._subject_revoked(record, now):
+        if self._revoked(record, now):
             self._refuse(record)
             return None
         return self.remember(record)
+
+    def _revoked(self, record: SessionRecord, now: float) -> bool:
+        """Whether the session, or its subject, is revoked (two dict reads at most)."""
+        until = self._revoked_sessions.get(record.id) if self._revoked_sessions else None
+        if until is not None and now < until:
+            return True
+        return bool(self._revoked_subjects) and self._subject_revoked(record, now)
 
     def _subject_revoked(self, record: SessionRecord, now: float) -> bool:
         """Whether the session's subject was revoked at or after the session was created."""
@@ -229,14 +239,15 @@ class SessionManager:
         return False
 
     def _refuse(self, record: SessionRecord) -> None:
-        """End a session of a revoked subject: off the cache, and deleted from the store."""
+        """End a revoked session (or one of a revoked subject): off the cache, and deleted
+        from the store."""
         self.evict(record.id)
         try:
             self.store.revoke(record.id)
         except StoreError as exc:  # refused anyway, for as long as the revocation lasts
-            log.warning("session %s... of a revoked subject not deleted: %s", record.id[:12], exc)
+            log.warning("revoked session %s... not deleted: %s", record.id[:12], exc)
         else:
-            log.info("session %s... ended: its subject was revoked", record.id[:12])
+            log.info("session %s... ended: it or its subject was revoked", record.id[:12])
 
     def remember(self, record: SessionRecord) -> tuple[SessionRecord, Principal]:
         """Cache a freshly read or updated session."""
@@ -258,10 +269,11 @@ class SessionManager:
 
     def apply(self, revocation: Revocation) -> None:
         """Obey a revocation from the store (idempotent): ``SESSION`` evicts the session
-        from this node's cache; ``SUBJECT`` ends the subject's sessions created at or
-        before ``revoked_at``, until the revocation expires. Other kinds name tokens."""
+        from this node's cache and refuses it until the revocation expires; ``SUBJECT``
+        ends the subject's sessions created at or before ``revoked_at``, until the
+        revocation expires. Other kinds name tokens."""
         if revocation.kind is RevocationKind.SESSION:
-            self.evict(revocation.value)
+            self.revoke_session(revocation.value, until=revocation.expires)
         elif revocation.kind is RevocationKind.SUBJECT:
             self.revoke_subject(
                 revocation.value, revoked_at=revocation.revoked_at, until=revocation.expires
@@ -287,8 +299,20 @@ class SessionManager:
                 del self._cache[session_id]
         return len(doomed)
 
+    def revoke_session(self, session_id: str, *, until: float) -> None:
+        """Refuse ``session_id`` until ``until`` (whatever the store still holds), and
+        evict it from this node's cache at once."""
+        now = self._clock()
+        with self._lock:
+            self._purge(now)
+            if until > now:
+                self._revoked_sessions[session_id] = max(
+                    until, self._revoked_sessions.get(session_id, until)
+                )
+            self._cache.pop(session_id, None)
+
     def purge(self) -> None:
-        """Forget subject revocations that have expired."""
+        """Forget session and subject revocations that have expired."""
         with self._lock:
             self._purge(self._clock())
 
@@ -296,13 +320,16 @@ class SessionManager:
         expired = [s for s, (_, until) in self._revoked_subjects.items() if until <= now]
         for subject in expired:
             del self._revoked_subjects[subject]
+        ended = [s for s, until in self._revoked_sessions.items() if until <= now]
+        for session_id in ended:
+            del self._revoked_sessions[session_id]
 
     def revoke(self, record: SessionRecord, *, reason: str) -> bool:
         """Delete a session at once, here and (through revocations) on every node."""
-        self.evict(record.id)
+        expires = max(record.expires, self._clock() + 60)
+        self.revoke_session(record.id, until=expires)
         existed = self.store.revoke(record.id)
         if self.revocations is not None:
-            expires = max(record.expires, self._clock() + 60)
             self.revocations.revoke(
                 RevocationKind.SESSION, record.id, expires=expires, reason=reason
             )

@@ -54,8 +54,9 @@ def server_context(tls: TlsConfig) -> ssl.SSLContext:
 
     Certificates are optional at the TLS layer (``CERT_OPTIONAL``), so routes without
     ``mtls`` work without one; a certificate that *is* presented must verify (strict
-    X.509) or the handshake fails. Session tickets are off, so that every connection does
-    a full handshake and the gateway sees the client's chain (see ``verity.gateway.mtls``).
+    X.509) or the handshake fails. Session tickets are off; TLS 1.2 session-id resumption
+    (which Python cannot turn off) skips OpenSSL's chain check, so the gateway verifies
+    the client's chain itself on every request (see ``verity.gateway.mtls``).
     """
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = _VERSIONS[tls.min_version]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from verity.store import KeyVersion, Revocation, RevocationKind, token_hash
+from verity.store import KeyVersion, Revocation, RevocationKind, SessionRecord, token_hash
 
 
 def test_key_material_never_appears_in_repr() -> None:
@@ -37,3 +37,14 @@ def test_facade_all_matches_the_namespace() -> None:
         if not name.startswith("_") and not inspect.ismodule(value) and name != "annotations"
     }
     assert set(facade.__all__) == public
+
+
+def test_session_data_never_appears_in_repr() -> None:
+    record = SessionRecord(
+        "s1", "alice", 0.0, 0.0, 60.0,
+        data={"refresh_token": "upstream-refresh-secret", "code_verifier": "pkce-secret"},
+    )  # fmt: skip
+    text = repr(record)
+    assert "upstream-refresh-secret" not in text
+    assert "pkce-secret" not in text
+    assert "alice" in text  # the rest is still there to debug with

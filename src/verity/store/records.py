@@ -57,7 +57,8 @@ class SessionRecord:
     """A server-side session. ``id`` is an opaque handle (store a hash of a cookie secret).
 
     ``version`` starts at 1 and grows by one with every write, so a caller can tell
-    whether a concurrent writer got there first.
+    whether a concurrent writer got there first. ``data`` (which may hold an upstream
+    provider's tokens or a PKCE verifier) is left out of ``repr``.
     """
 
     id: str
@@ -69,7 +70,7 @@ class SessionRecord:
     auth_time: float | None = None
     device_id: str | None = None
     trust_score: int | None = None
-    data: JsonObject = field(default_factory=lambda: _EMPTY)
+    data: JsonObject = field(default_factory=lambda: _EMPTY, repr=False)
     version: int = 1
 
     def __post_init__(self) -> None:

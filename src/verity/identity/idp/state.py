@@ -38,9 +38,10 @@ class Authentication:
 
 @dataclass(frozen=True, slots=True)
 class LoginTransaction:
-    """An authorization request waiting for the user to log in."""
+    """An authorization request waiting for the user to log in (``id`` is the secret
+    handle in the browser's form: left out of ``repr``)."""
 
-    id: str
+    id: str = field(repr=False)
     client_id: str
     redirect_uri: str
     state: str | None

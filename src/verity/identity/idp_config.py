@@ -85,12 +85,21 @@ class SigningKeyPolicy(_Frozen):
 
 
 class TokenLifetimes(_Frozen):
-    """How long each artefact lives, in seconds."""
+    """How long each artefact lives, in seconds. ``refresh_token`` is the life of one
+    refresh token (each rotation starts a new one); ``refresh_family`` caps the whole chain
+    of rotations from one login."""
 
     authorization_code: float = Field(default=60, gt=0, le=600)
     access_token: float = Field(default=600, gt=0, le=86400)
     id_token: float = Field(default=600, gt=0, le=86400)
     refresh_token: float = Field(default=8 * 3600, gt=0, le=90 * 86400)
+    refresh_family: float = Field(
+        default=86400,
+        gt=0,
+        le=90 * 86400,
+        description="Absolute cap on a chain of rotated refresh tokens, counted from the "
+        "login it came from; past it the user must log in again.",
+    )
     login_transaction: float = Field(default=600, gt=0, le=3600)
 
 

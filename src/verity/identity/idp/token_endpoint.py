@@ -5,6 +5,13 @@ again is answered ``invalid_grant`` and revokes the refresh family and access to
 produced (RFC 6749 4.1.2), also when the second presentation races the first one on
 another node (then neither gets usable tokens). Refresh tokens are rotated on every use;
 a used one presented again revokes its family.
+
+A refresh family lives at most ``lifetimes.refresh_family`` from the login it came from,
+however often it is rotated. A ``SUBJECT`` revocation ("log out everywhere") recorded at
+or after that login ends the family: the refresh (or a code exchange of that login) is
+answered ``invalid_grant`` and nothing is issued. If the revocation store cannot be read,
+the grant is refused the same way (fail closed): by then the refresh token was consumed,
+so a retry could not succeed and the client has to log in again.
 """
 
 from __future__ import annotations
@@ -12,11 +19,13 @@ from __future__ import annotations
 import base64
 import binascii
 import hmac
+import logging
 from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 from urllib.parse import unquote_plus
 
+from ...store.errors import StoreError
 from ...store.records import RevocationKind
 from .authorize import pkce_matches
 from .config import IdpClient
@@ -25,6 +34,9 @@ from .provider import IdentityProvider
 from .state import Authentication, CodeGrant, RefreshGrant, digest, new_secret
 
 _INVALID_GRANT = "The grant is invalid, expired, already used or was issued to another client."
+_ENDED = "The login this grant comes from has ended; log in again."
+
+log = logging.getLogger("verity.identity.idp")
 
 
 def _invalid_client() -> OAuthError:
@@ -108,8 +120,10 @@ def _exchange_code(
         raise OAuthError("invalid_grant", _INVALID_GRANT)
     if not pkce_matches(form.get("code_verifier", ""), grant.code_challenge):
         raise OAuthError("invalid_grant", "PKCE verification failed.")
+    if _login_ended(provider, grant.auth):
+        raise OAuthError("invalid_grant", _ENDED)
     family = new_secret()
-    body, jti = _issue(provider, client, grant.scope, grant.auth, grant.nonce, family)
+    body, jti = _checked_issue(provider, client, grant.scope, grant.auth, grant.nonce, family)
     if provider.state.record_code_result(code_hash, family=family, jtis=(jti,)):
         # presented again (on this node or another) while these tokens were minted
         _revoke_results(provider, replace(grant, family=family, jtis=(jti,)))
@@ -125,7 +139,56 @@ def _refresh(
     )
     if grant is None or grant.client_id != client.client_id:
         raise OAuthError("invalid_grant", _INVALID_GRANT)
-    return _issue(provider, client, grant.scope, grant.auth, None, grant.family)[0]
+    if provider.clock() >= _family_deadline(provider, grant.auth) or _login_ended(
+        provider, grant.auth
+    ):
+        provider.state.revoke_family(grant.family)
+        raise OAuthError("invalid_grant", _ENDED)
+    return _checked_issue(provider, client, grant.scope, grant.auth, None, grant.family)[0]
+
+
+def _checked_issue(
+    provider: IdentityProvider,
+    client: IdpClient,
+    scope: tuple[str, ...],
+    auth: Authentication,
+    nonce: str | None,
+    family: str,
+) -> tuple[dict[str, Any], str]:
+    """``_issue``, then look for a ``SUBJECT`` revocation again: one recorded between the
+    first look and the minting would not cover the new tokens (their ``iat`` can be later),
+    so the family is revoked and the tokens are never sent. One recorded after the minting
+    covers them by ``iat``."""
+    body, jti = _issue(provider, client, scope, auth, nonce, family)
+    if _login_ended(provider, auth):
+        provider.state.revoke_family(family)
+        raise OAuthError("invalid_grant", _ENDED)
+    return body, jti
+
+
+def _family_deadline(provider: IdentityProvider, auth: Authentication) -> float:
+    """When every refresh token from the login ``auth`` stops, however often rotated."""
+    return auth.auth_time + provider.config.lifetimes.refresh_family
+
+
+def _unreadable(exc: StoreError) -> None:
+    # the message holds the store URL with its password masked, never a token
+    log.error("token grant refused: the revocation store cannot be read: %s", exc)
+
+
+def _login_ended(provider: IdentityProvider, auth: Authentication) -> bool:
+    """Whether a ``SUBJECT`` revocation recorded at or after the login ``auth`` is in
+    force; ``True`` also when the revocation store cannot be read (fail closed)."""
+    if provider.revocations is None:
+        return False
+    try:
+        revocation = provider.revocations.lookup(
+            RevocationKind.SUBJECT, auth.user_id, now=provider.clock()
+        )
+    except StoreError as exc:
+        _unreadable(exc)
+        return True
+    return revocation is not None and revocation.revoked_at >= auth.auth_time
 
 
 def _issue(
@@ -149,9 +212,9 @@ def _issue(
         user, client_id=client.client_id, nonce=nonce, auth=auth, now=now
     )
     refresh = new_secret()
+    expires = min(now + lifetimes.refresh_token, _family_deadline(provider, auth))
     provider.state.put_refresh(
-        digest(refresh),
-        RefreshGrant(family, client.client_id, scope, auth, now + lifetimes.refresh_token),
+        digest(refresh), RefreshGrant(family, client.client_id, scope, auth, expires)
     )
     body = {
         "access_token": access,

@@ -6,17 +6,24 @@ from __future__ import annotations
 import json
 import logging
 import socket
+import time
 from pathlib import Path
 from urllib.parse import quote
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
 from typer.testing import CliRunner, Result
 
+from tests.identity.conftest import AUDIENCE, ISSUER, SigningKey, b64, b64json, make_config, sign
+from tests.identity.test_revocation_forms import twin
 from verity.cli.revoke import app, default_seconds, parse_duration
 from verity.config import StoreConfig, parse_config
+from verity.identity import TokenRevokedError, TokenVerifier, keyset_from_jwks
+from verity.identity.core import signing_input_hash
 from verity.identity.oidc import LoginConfig
 from verity.identity.oidc.cookies import CookieSigner
 from verity.identity.oidc.sessions import SessionManager
+from verity.identity.revocation_sync import RevocationSync
 from verity.model import Principal
 from verity.store import RevocationKind, Stores, open_stores, token_hash
 
@@ -77,12 +84,117 @@ def test_revoke_token_from_stdin_stores_only_its_hash_and_never_echoes_it(
     assert RAW_TOKEN not in result.output
     assert RAW_TOKEN not in caplog.text
     body = json.loads(result.stdout)
+    stored = signing_input_hash(RAW_TOKEN)  # SHA-256 of header.payload, not of the token
+    assert stored == token_hash(RAW_TOKEN.rsplit(".", 1)[0])
     assert body["revoked"]["kind"] == "token"
-    assert body["revoked"]["value"] == token_hash(RAW_TOKEN)
-    assert stores.revocations.is_revoked(RevocationKind.TOKEN, token_hash(RAW_TOKEN))
+    assert body["revoked"]["value"] == stored
+    assert body["jti_revoked"] is None  # RAW_TOKEN has no jti
+    assert stores.revocations.is_revoked(RevocationKind.TOKEN, stored)
+    assert not stores.revocations.is_revoked(RevocationKind.TOKEN, token_hash(RAW_TOKEN))
+    assert [r.kind for r in stores.revocations.active()] == [RevocationKind.TOKEN]
     listed = invoke("list", "--url", url)
     assert RAW_TOKEN not in listed.output
-    assert token_hash(RAW_TOKEN) in listed.stdout
+    assert stored in listed.stdout
+    stores.close()
+
+
+def _es256_token(**claims: object) -> tuple[str, SigningKey]:
+    key = SigningKey(ec.generate_private_key(ec.SECP256R1()), "ES256", "ec-1")
+    now = int(time.time())
+    payload = {"iss": ISSUER, "aud": AUDIENCE, "sub": "alice", "iat": now - 5, "exp": now + 600}
+    return sign(key, {**payload, **claims}), key
+
+
+def test_a_token_revoked_from_stdin_refuses_its_high_s_twin_on_a_node(
+    store: tuple[str, Stores],
+) -> None:
+    """End to end: ``verity revoke token -`` in one process, a node's verifier synced from
+    the same store refuses the token and its (r, n - s) twin, cached or not."""
+    url, stores = store
+    raw, key = _es256_token()  # no jti: only the TOKEN revocation can refuse it
+    verifier = TokenVerifier(
+        make_config(algorithms=["ES256"]), keys=keyset_from_jwks({"keys": [key.jwk]}, ("ES256",))
+    )
+    copy = twin(raw)
+    assert verifier.verify(copy).subject == "alice"  # cached before the revocation
+    result = invoke("token", "-", "--url", url, stdin=raw + "\n")
+    assert result.exit_code == 0, result.output
+    assert "also revoked" not in result.stdout
+    node = open_stores(StoreConfig(url=url))
+    sync = RevocationSync(node.revocations, verifiers=[verifier], poll_seconds=0)
+    try:
+        assert sync.start() == 1
+        for form in (raw, copy):
+            with pytest.raises(TokenRevokedError):
+                verifier.verify(form)
+    finally:
+        sync.close()
+        node.close()
+        stores.close()
+
+
+def test_a_token_with_a_jti_is_revoked_by_its_jti_as_well(store: tuple[str, Stores]) -> None:
+    url, stores = store
+    raw, _ = _es256_token(jti="jti-42")
+    result = invoke("token", "-", "--url", url, "--json", stdin=raw)
+    assert result.exit_code == 0, result.output
+    body = json.loads(result.stdout)
+    assert body["revoked"]["value"] == signing_input_hash(raw)
+    assert body["jti_revoked"]["kind"] == "jti"
+    assert body["jti_revoked"]["value"] == "jti-42"
+    assert body["jti_revoked"]["expires"] == body["revoked"]["expires"]
+    assert stores.revocations.is_revoked(RevocationKind.TOKEN, signing_input_hash(raw))
+    assert stores.revocations.is_revoked(RevocationKind.JTI, "jti-42")
+    human = invoke("token", "-", "--url", url, stdin=raw)
+    assert human.exit_code == 0, human.output
+    assert "also revoked jti jti-42" in human.stdout
+    assert "not verified" in human.stdout
+    stores.close()
+
+
+def test_a_jti_that_is_not_a_string_is_not_revoked_and_a_warning_says_so(
+    store: tuple[str, Stores],
+) -> None:
+    url, stores = store
+    raw, _ = _es256_token(jti=12345)
+    result = invoke("token", "-", "--url", url, stdin=raw)
+    assert result.exit_code == 0, result.output
+    assert "revoked by its signing input only" in result.stderr
+    assert [r.kind for r in stores.revocations.active()] == [RevocationKind.TOKEN]
+    stores.close()
+
+
+def test_the_signing_input_hash_can_be_given_as_hex(store: tuple[str, Stores]) -> None:
+    url, stores = store
+    raw, _ = _es256_token(jti="j-1")
+    value = signing_input_hash(raw)
+    result = invoke("token", value, "--url", url)
+    assert result.exit_code == 0, result.output
+    assert f"revoked token {value}" in result.stdout
+    assert [(r.kind, r.value) for r in stores.revocations.active()] == [
+        (RevocationKind.TOKEN, value)
+    ]  # a hash carries no jti
+    stores.close()
+
+
+@pytest.mark.parametrize(
+    ("stdin", "message"),
+    [
+        ("not-a-jwt", "no JWT (header.payload.signature)"),
+        ("a.b.c.d.e", "no JWT (header.payload.signature)"),
+        (f"{b64json({'alg': 'ES256'})}.{b64(b'not json')}.c2ln", "not base64url-encoded JSON"),
+        (f"{b64json({'alg': 'ES256'})}.{b64json([1, 2])}.c2ln", "not a JSON object"),
+    ],
+)
+def test_stdin_that_is_no_jwt_is_a_usage_error(
+    store: tuple[str, Stores], stdin: str, message: str
+) -> None:
+    url, stores = store
+    result = invoke("token", "-", "--url", url, stdin=stdin)
+    assert result.exit_code == 2
+    assert message in result.output
+    assert stdin not in result.output
+    assert stores.revocations.active() == []
     stores.close()
 
 

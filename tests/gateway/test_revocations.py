@@ -104,7 +104,11 @@ async def test_verity_revoke_subject_reaches_every_gateway_node(
     assert refused.status_code == 401
     assert "revoked" in refused.text.lower()
     assert await statuses(nodes, bob) == [200, 200]
-    later = issuer.token("alice", iat=int(time.time()) + 2)  # issued after the revocation
+    # issued within the verifiers' leeway of the revocation: refused (an issuer clock ahead)
+    assert await statuses(nodes, issuer.token("alice", iat=int(time.time()) + 2)) == [401, 401]
+    leeway = nodes[0].gateway.enforcer.authenticator.verifiers[ISSUER].config.leeway_seconds
+    await anyio.sleep(1.05)  # int(now) is then past revoked_at
+    later = issuer.token("alice", iat=int(time.time()) + int(leeway))  # after revoked_at + leeway
     assert await statuses(nodes, later) == [200, 200]
 
 

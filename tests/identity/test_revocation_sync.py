@@ -163,24 +163,27 @@ def test_revocations_in_force_before_start_are_loaded(
         verifier.verify(alice)
 
 
-def test_a_subject_revoked_at_t_refuses_tokens_issued_until_t_only(
+def test_a_subject_revoked_at_t_refuses_tokens_issued_until_t_plus_leeway(
     nodes: tuple[Stores, Stores], make_verifier: Callable[..., TokenVerifier], ec_key: SigningKey
 ) -> None:
     here, there = nodes
     t = float(int(time.time()) - 100)
-    before, at, after = (token(ec_key, jti=f"j{i}", iat=t + d) for i, d in enumerate((-10, 0, 10)))
+    before, at, skewed, after = (
+        token(ec_key, jti=f"j{i}", iat=t + d) for i, d in enumerate((-10, 0, 20, 40))
+    )
     verifier = make_verifier()
-    for raw in (before, at, after):
+    assert verifier.config.leeway_seconds == 30
+    for raw in (before, at, skewed, after):
         verifier.verify(raw)  # all cached
     stored = there.revocations.revoke(SUBJECT, "alice", expires=time.time() + 600, now=t)
     assert stored.revoked_at == t
     sync = RevocationSync(here.revocations, verifiers=[verifier], poll_seconds=0)
     sync.start()
     sync.close()
-    for raw in (before, at):
+    for raw in (before, at, skewed):  # skewed: within the leeway (an issuer clock ahead)
         with pytest.raises(TokenRevokedError):
             verifier.verify(raw)
-    assert verifier.verify(after).subject == "alice"  # issued after the revocation
+    assert verifier.verify(after).subject == "alice"  # issued after revocation + leeway
     fresh = token(ec_key, jti="new", iat=time.time())
     assert verifier.verify(fresh).subject == "alice"
 
@@ -402,12 +405,12 @@ def test_the_revocation_list_keeps_the_stores_times(
     old, new = token(ec_key, jti="old", iat=now - 50), token(ec_key, jti="new", iat=now - 10)
     for raw in (old, new):
         verifier.verify(raw)
-    evicted = verifier.revoke(subject="alice", revoked_at=now - 30, until=now + 100)
-    assert evicted == 1  # only the token issued before revoked_at leaves the cache
+    evicted = verifier.revoke(subject="alice", revoked_at=now - 80, until=now + 100)
+    assert evicted == 1  # only the token issued before revoked_at + leeway leaves the cache
     with pytest.raises(TokenRevokedError):
         verifier.verify(old)
     assert verifier.verify(new).jti == "new"
-    verifier.revoke(subject="alice", revoked_at=now - 40, until=now + 50)  # older, shorter
+    verifier.revoke(subject="alice", revoked_at=now - 90, until=now + 50)  # older, shorter
     with pytest.raises(TokenRevokedError):
         verifier.verify(old)  # the later revoked_at and the later until are kept
     clock.offset = 99
@@ -498,3 +501,22 @@ def test_the_poll_survives_an_unexpected_error(
             assert wait_until(lambda: len(calls) >= 3) < BOUND  # still polling after it
         finally:
             sync.close()
+
+
+def test_a_logout_the_store_refused_changes_nothing_and_can_be_retried(tmp_path: Path) -> None:
+    with open_stores(StoreConfig(url=f"sqlite:///{tmp_path}/v.db")) as stores:
+        manager = session_manager(stores)
+        cookie = login(manager, "alice")
+        found = manager.lookup(cookie)
+        assert found is not None
+        working = manager.store
+        manager.store = _FailingRevoke(working)  # type: ignore[assignment]
+        with pytest.raises(StoreUnavailableError):
+            manager.revoke(found[0], reason="logout")
+        manager.store = working
+        assert manager.lookup(cookie) is not None  # not half-revoked on this node
+        assert stores.revocations.active() == []
+        assert manager.revoke(found[0], reason="logout")  # the retry does it all
+        assert manager.lookup(cookie) is None
+        assert [r.kind for r in stores.revocations.active()] == [SESSION]
+        manager.close()

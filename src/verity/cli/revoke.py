@@ -17,8 +17,12 @@ its next poll of the store (2 s on SQLite, 30 s otherwise), and on every (re)sta
     subject  every bearer token of this ``sub`` issued at or before now, and the browser
              sessions of this principal created at or before now (deleted from the store);
              tokens and sessions issued later are accepted again
-    token    one bearer token: ``-`` reads the raw token from standard input and only its
-             SHA-256 is stored (the token is never printed or logged); or give that SHA-256
+    token    one bearer token: ``-`` reads the raw token (a JWS ``header.payload.signature``)
+             from standard input and stores the SHA-256 of its signing input
+             ``header.payload`` (so every signature form of the token is refused; the token
+             is never printed or logged), and, when its payload has a ``jti``, a ``jti``
+             revocation too (the payload is decoded without verifying the token, only to
+             read ``jti``); or give that SHA-256 as 64 hex digits
     jti      the tokens with this JWT ID
 
 ``--for`` (``90s``, ``15m``, ``1h``, ``2d``, ``1h30m``) is how long the revocation lasts;
@@ -32,6 +36,9 @@ invalid (passwords in URLs are masked); 2 usage error (unknown kind, bad duratio
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
 import os
 import re
 import sys
@@ -49,6 +56,7 @@ from rich.text import Text
 
 from ..config import CONFIG_ENV, DEFAULT_FILE, StoreConfig, VerityConfig, load_config, mask_url
 from ..errors import VerityError
+from ..identity.core import signing_input_hash
 from ..identity.revocation_sync import record_revocation
 from ..store import (
     Revocation,
@@ -57,7 +65,6 @@ from ..store import (
     Stores,
     StoreUnavailableError,
     open_stores,
-    token_hash,
 )
 from ..store.factory import backend_of, sqlite_path
 from . import render
@@ -78,6 +85,7 @@ _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 _DURATION = re.compile(r"(?:\d+[smhdw])+")
 _PART = re.compile(r"(\d+)([smhdw])")
 _HEX64 = re.compile(r"[0-9a-f]{64}")
+_B64URL = re.compile(r"[A-Za-z0-9_-]*")
 
 
 def _value_arg(text: str) -> Any:
@@ -236,22 +244,52 @@ def _read_token() -> str:
     return text
 
 
-def _value(kind: RevocationKind, value: str) -> str:
+def _unverified_payload(token: str) -> dict[str, Any]:
+    """The JSON payload of a compact JWS, decoded WITHOUT verifying the token: used only
+    to read ``jti``. Raises ``typer.BadParameter`` (never quoting the token)."""
+    segments = token.split(".")
+    if len(segments) != 3 or not all(_B64URL.fullmatch(part) for part in segments):
+        raise _usage("standard input holds no JWT (header.payload.signature)", "VALUE")
+    try:
+        raw = base64.urlsafe_b64decode(segments[1] + "=" * (-len(segments[1]) % 4))
+        payload = json.loads(raw)
+    except (binascii.Error, ValueError):
+        raise _usage("the token's payload is not base64url-encoded JSON", "VALUE") from None
+    if not isinstance(payload, dict):
+        raise _usage("the token's payload is not a JSON object", "VALUE")
+    return payload
+
+
+def _token_jti(token: str) -> tuple[str | None, str | None]:
+    """(the token's ``jti`` to revoke too, or a warning why it is not revoked)."""
+    jti = _unverified_payload(token).get("jti")
+    if jti is None:
+        return None, None
+    if not isinstance(jti, str) or not jti.strip() or len(jti) > MAX_VALUE:
+        reason = f"the token's jti is not a string of 1 to {MAX_VALUE} characters"
+        return None, reason + ": revoked by its signing input only"
+    return jti, None
+
+
+def _value(kind: RevocationKind, value: str) -> tuple[str, str | None, str | None]:
+    """(the value to store, the ``jti`` to revoke as well, a warning)."""
     if kind is RevocationKind.TOKEN:
         if value == "-":
-            return token_hash(_read_token())
+            token = _read_token()
+            jti, warning = _token_jti(token)
+            return signing_input_hash(token), jti, warning
         if not _HEX64.fullmatch(value):
             raise _usage(
-                "give '-' and the token on standard input (never as an argument), or its "
-                "SHA-256 as 64 lower-case hex digits",
+                "give '-' and the token on standard input (never as an argument), or the "
+                "SHA-256 of its signing input (header.payload) as 64 lower-case hex digits",
                 "VALUE",
             )
-        return value
+        return value, None, None
     if kind is RevocationKind.SESSION and not _HEX64.fullmatch(value):
         raise _usage("a session is named by its store id: 64 lower-case hex digits", "VALUE")
     if not value.strip() or len(value) > MAX_VALUE:
         raise _usage(f"give 1 to {MAX_VALUE} characters", "VALUE")
-    return value
+    return value, None, None
 
 
 def _revoke(
@@ -273,23 +311,38 @@ def _revoke(
             seconds = parse_duration(duration)
         except ValueError as exc:
             raise _usage(str(exc), "--for") from None
-    stored = _value(kind, value)
+    stored, jti, jti_warning = _value(kind, value)
     with _reporting_errors(as_json=as_json):
         settings, config = _settings(config_path, url, redis_url)
         lasts = seconds if seconds is not None else default_seconds(config)
         stores, warning = _open(settings)
         with stores:
+            expires = time.time() + lasts
             revocation, ended = record_revocation(
-                stores.revocations, kind, stored, expires=time.time() + lasts, reason=reason,
+                stores.revocations, kind, stored, expires=expires, reason=reason,
                 sessions=stores.sessions,
             )  # fmt: skip
-    if warning is not None:
-        render.line(render.stderr(), ("warning: ", "bold yellow"), warning)
+            by_jti = None
+            if jti is not None:  # the same token, by its JWT ID as well
+                by_jti, _ = record_revocation(
+                    stores.revocations, RevocationKind.JTI, jti, expires=expires, reason=reason
+                )
+    for note in (warning, jti_warning):
+        if note is not None:
+            render.line(render.stderr(), ("warning: ", "bold yellow"), note)
     if as_json:
-        document = {"revoked": revocation_json(revocation), "sessions_ended": ended}
-        render.print_json(document | {"store": _safe(settings.url)})
+        document: dict[str, Any] = {"revoked": revocation_json(revocation)}
+        if kind is RevocationKind.TOKEN:
+            document["jti_revoked"] = None if by_jti is None else revocation_json(by_jti)
+        document |= {"sessions_ended": ended, "store": _safe(settings.url)}
+        render.print_json(document)
         return
     _print_revoked(revocation, ended, lasts)
+    if by_jti is not None:
+        render.line(
+            render.stdout(), ("also revoked ", "bold green"), "jti ", (by_jti.value, "bold"),
+            " (read from the token's payload, which was not verified)",
+        )  # fmt: skip
 
 
 def _print_revoked(revocation: Revocation, ended: int, lasts: float) -> None:
@@ -348,7 +401,9 @@ def token(
     value: Annotated[
         str,
         typer.Argument(
-            metavar="VALUE", help="'-' (the raw token on standard input) or its SHA-256 (hex)."
+            metavar="VALUE",
+            help="'-' (the raw token on standard input) or the SHA-256 (hex) of its signing "
+            "input header.payload.",
         ),
     ],
     reason: ReasonOption = "",
@@ -358,7 +413,8 @@ def token(
     redis_url: RedisOption = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """Revoke one bearer token (only its SHA-256 is stored) on every node."""
+    """Revoke one bearer token, whatever its signature, on every node (only the SHA-256 of
+    header.payload is stored; with '-', also the token's jti if it has one)."""
     _revoke(RevocationKind.TOKEN, value, reason=reason, duration=duration,
             config_path=config_path, url=url, redis_url=redis_url, as_json=as_json)  # fmt: skip
 

@@ -2,7 +2,11 @@
 
 ``VerifiedTokenCache`` maps SHA-256(token) to its ``VerifiedToken``: least recently used
 entries go first when full, entries leave at their token's ``exp``, and ``revoke`` (by
-hash, ``jti`` or subject) or a removed signing key evicts them at once. Revocation is
+hash, ``jti`` or subject) or a removed signing key evicts them at once. A TOKEN revocation
+is keyed on the SHA-256 of the token's JWS signing input (``header.payload``), so it
+covers every signature over the same header and payload (an ECDSA signature (r, s) has a
+second valid form (r, n - s)); the cache stays keyed on the whole token, so a hit costs
+one SHA-256 of the token and a lookup. Revocation is
 also remembered in a ``RevocationList``, so a revoked token that is presented again fails
 its fresh verification instead of being cached anew. Revocations read from the shared
 store keep their own times (``revoked_at``, ``until``); see
@@ -121,9 +125,12 @@ class VerifiedTokenCache:
         subject: str | None = None,
         issued_before: float | None = None,
     ) -> int:
-        """Evict at once the tokens with this hash, ``jti`` or subject (any that is given);
-        with ``issued_before``, only the subject's tokens issued at or before that time
-        (and those without ``iat``), as ``RevocationList`` rejects them."""
+        """Evict at once the tokens with this hash, ``jti`` or subject (any that is given).
+        ``token_hash`` matches a token's ``signing_input_hash`` (every form of the token)
+        or, for a value stored as the SHA-256 of the whole token, its ``token_hash``. With
+        ``issued_before``, only the subject's tokens issued at or before that time (and
+        those without ``iat``); the verifier passes the revocation time plus its leeway,
+        as ``RevocationList`` rejects them."""
 
         def of_subject(t: VerifiedToken) -> bool:
             if subject is None or t.subject != subject:
@@ -132,7 +139,7 @@ class VerifiedTokenCache:
 
         return self.evict(
             lambda t: (
-                (token_hash is not None and t.token_hash == token_hash)
+                (token_hash is not None and token_hash in (t.signing_input_hash, t.token_hash))
                 or (jti is not None and t.jti == jti)
                 or of_subject(t)
             )
@@ -153,10 +160,17 @@ class RevocationList:
     ``until`` (default: ``ttl`` seconds from now); expired entries are dropped by every
     ``add`` and by ``purge``, so the list never outgrows the revocations in force.
 
+    A token hash is the SHA-256 hex of the token's JWS signing input (``header.payload``,
+    ``VerifiedToken.signing_input_hash``, as ``verity revoke token`` stores it): it
+    rejects every token with that header and payload, whatever its signature. A hash of
+    the whole token (``token_hash``, stored before this) still rejects that exact token.
+
     A subject revocation rejects that subject's tokens issued at or before ``revoked_at``
-    (default: now; a revocation read from the store keeps the store's time) and its
-    tokens without ``iat``; tokens issued later are accepted. Revoking a subject again
-    keeps the later ``revoked_at`` and the later ``until``.
+    plus the verifier's leeway (``check(token, leeway=...)``: an issuer's clock may run
+    that far ahead of the host that revoked) and its tokens without ``iat``; tokens
+    issued later are accepted. ``revoked_at`` defaults to now; a revocation read from the
+    store keeps the store's time. Revoking a subject again keeps the later ``revoked_at``
+    and the later ``until``.
     """
 
     def __init__(self, *, ttl: float = 86400, clock: Clock = time.time) -> None:
@@ -213,13 +227,17 @@ class RevocationList:
         for key in [k for k, (_, until) in self._subjects.items() if until <= now]:
             del self._subjects[key]
 
-    def check(self, token: VerifiedToken) -> None:
-        """Raise ``TokenRevokedError`` if ``token`` is revoked."""
+    def check(self, token: VerifiedToken, *, leeway: float) -> None:
+        """Raise ``TokenRevokedError`` if ``token`` is revoked. ``leeway`` is the
+        verifier's allowed clock skew (seconds), applied to subject revocations."""
         if not (self._hashes or self._jtis or self._subjects):
             return
         now = self._clock()
         digest = token.token_hash
-        if self._hashes.get(digest, 0) > now:
+        hashes = self._hashes
+        if hashes and (
+            hashes.get(token.signing_input_hash, 0) > now or hashes.get(digest, 0) > now
+        ):
             raise TokenRevokedError("token revoked by hash", token_hash=digest)
         if token.jti is not None and self._jtis.get(token.jti, 0) > now:
             raise TokenRevokedError("token revoked by jti", token_hash=digest)
@@ -227,8 +245,9 @@ class RevocationList:
         if (
             entry is not None
             and entry[1] > now
-            and (token.issued_at is None or token.issued_at <= entry[0])
+            and (token.issued_at is None or token.issued_at <= entry[0] + leeway)
         ):
             raise TokenRevokedError(
-                "subject revoked; token issued before the revocation", token_hash=digest
+                "subject revoked; token issued before the revocation (plus leeway)",
+                token_hash=digest,
             )

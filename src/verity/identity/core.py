@@ -64,6 +64,7 @@ class VerifiedToken:
     algorithm: str
     jti: str | None
     token_hash: str
+    signing_input_hash: str  # SHA-256 hex of ``header.payload``: what TOKEN revocations key on
 
 
 def token_bytes(untrusted_token: str | bytes, max_bytes: int) -> bytes:
@@ -83,6 +84,18 @@ def token_bytes(untrusted_token: str | bytes, max_bytes: int) -> bytes:
 def token_hash(token: bytes) -> str:
     """SHA-256 of the token, hex: the cache key and the token's safe fingerprint in logs."""
     return hashlib.sha256(token).hexdigest()
+
+
+def signing_input_hash(token: str | bytes) -> str:
+    """SHA-256 (hex) of a compact JWS's signing input: ``header.payload``, everything
+    before the last ``.``. A TOKEN revocation keys on it, so every signature over the
+    same header and payload (ECDSA's (r, n - s) twin, another encoding of the signature
+    segment) is revoked with the token. Raises ``ValueError`` for text with no ``.``."""
+    data = token.encode("ascii") if isinstance(token, str) else token
+    signing_input, dot, _ = data.rpartition(b".")
+    if not dot or b"." not in signing_input:
+        raise ValueError("not a compact JWS (header.payload.signature)")
+    return hashlib.sha256(signing_input).hexdigest()
 
 
 _SCALARS = frozenset({str, int, float, bool, type(None)})
@@ -136,4 +149,5 @@ def verify_token(
         algorithm=alg,
         jti=checked.jti,
         token_hash=digest,
+        signing_input_hash=hashlib.sha256(jws.signing_input).hexdigest(),
     )

@@ -11,11 +11,14 @@ read again every
 ``poll_seconds`` to catch what a subscription cannot deliver (a SQLite store written by
 another process, e.g. ``verity revoke``; a pub/sub message lost while disconnected).
 
-    TOKEN   (value: SHA-256 hex of the token, ``verity.store.token_hash``)
-            -> every verifier: ``revoke(token_hash=...)``
+    TOKEN   (value: SHA-256 hex of the token's JWS signing input ``header.payload``,
+            ``verity.identity.core.signing_input_hash``; a legacy value, the SHA-256 of
+            the whole token, still matches that exact token)
+            -> every verifier: ``revoke(token_hash=...)``, every signature form of it
     JTI     -> every verifier: ``revoke(jti=...)``
     SUBJECT -> every verifier: ``revoke(subject=..., revoked_at=...)``, the subject's
-               tokens issued at or before ``revoked_at`` (or without ``iat``); and the
+               tokens issued at or before ``revoked_at`` plus the verifier's
+               ``leeway_seconds`` (or without ``iat``); and the
                subject's browser sessions created at or before ``revoked_at`` end
     SESSION -> the session leaves this node's session cache
 

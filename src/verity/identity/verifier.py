@@ -84,7 +84,7 @@ class TokenVerifier:
         return verify_token(data, rules=self.rules, keys=keys, now=self._clock(), digest=digest)
 
     def _accept(self, token: VerifiedToken, generation: int) -> VerifiedToken:
-        self.revocations.check(token)
+        self.revocations.check(token, leeway=self.rules.claims.leeway)
         self.cache.put(token, scope=self.rules, generation=generation)
         return token
 
@@ -148,15 +148,25 @@ class TokenVerifier:
         """Revoke by token hash, ``jti`` or subject: evicted from the cache at once and
         rejected on later verification. Returns the number of cache entries evicted.
 
-        A subject's tokens issued at or before ``revoked_at`` (default now) are revoked;
-        the revocation is remembered until ``until`` (default: the ``RevocationList``'s
-        ttl). A revocation read from the shared store passes both of its own times."""
+        ``token_hash`` is the SHA-256 hex of the token's JWS signing input
+        (``header.payload``; ``VerifiedToken.signing_input_hash``,
+        ``verity.identity.core.signing_input_hash``): every token with that header and
+        payload is revoked, whatever its signature. The SHA-256 of a whole token
+        (``VerifiedToken.token_hash``) revokes only that exact token string.
+
+        A subject's tokens issued at or before ``revoked_at`` (default now) plus this
+        issuer's ``leeway_seconds`` are revoked (an issuer's clock may run that far
+        ahead); the revocation is remembered until ``until`` (default: the
+        ``RevocationList``'s ttl). A revocation read from the shared store passes both
+        of its own times."""
         self.revocations.add(
             token_hash=token_hash, jti=jti, subject=subject, revoked_at=revoked_at, until=until
         )
         if until is not None and until <= self._clock():
             return 0
-        issued_before = self._clock() if revoked_at is None else revoked_at
+        issued_before = (self._clock() if revoked_at is None else revoked_at) + (
+            self.rules.claims.leeway
+        )
         return self.cache.revoke(
             token_hash=token_hash, jti=jti, subject=subject, issued_before=issued_before
         )

@@ -327,8 +327,8 @@ class SessionManager:
     def revoke(self, record: SessionRecord, *, reason: str) -> bool:
         """Delete a session at once, here and (through revocations) on every node."""
         expires = max(record.expires, self._clock() + 60)
+        existed = self.store.revoke(record.id)  # a store that fails here changes nothing
         self.revoke_session(record.id, until=expires)
-        existed = self.store.revoke(record.id)
         if self.revocations is not None:
             self.revocations.revoke(
                 RevocationKind.SESSION, record.id, expires=expires, reason=reason

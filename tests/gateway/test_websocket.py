@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -399,3 +400,37 @@ def test_the_recheck_interval_and_lifetime_are_validated() -> None:
         ws_config("http://127.0.0.1:1", websocket={"reauthorize_seconds": 0})
     with pytest.raises(ValidationError):
         ws_config("http://127.0.0.1:1", websocket={"max_lifetime_seconds": -1})
+
+
+async def test_refused_handshakes_do_not_fill_the_error_log(
+    stack: Stack, caplog: pytest.LogCaptureFixture
+) -> None:
+    from verity.cli.serve import REFUSED_HANDSHAKE, RefusedHandshakeFilter, quiet_refused_handshakes
+
+    uvicorn_errors = logging.getLogger("uvicorn.error")
+    ours = [f for f in uvicorn_errors.filters if isinstance(f, RefusedHandshakeFilter)]
+    for f in ours:  # start from uvicorn's own behaviour
+        uvicorn_errors.removeFilter(f)
+    try:
+        with caplog.at_level(logging.ERROR, logger="uvicorn.error"):
+            await refused(f"{stack.gateway}/echo")  # 401: no credentials
+            for _ in range(20):  # uvicorn logs when the ASGI call returns, after the answer
+                if REFUSED_HANDSHAKE in caplog.text:
+                    break
+                await asyncio.sleep(0.05)
+            assert REFUSED_HANDSHAKE in caplog.text  # uvicorn's line, without the filter
+            caplog.clear()
+            quiet_refused_handshakes()
+            quiet_refused_handshakes()  # idempotent
+            await refused(f"{stack.gateway}/echo")
+            await asyncio.sleep(0.3)
+        assert REFUSED_HANDSHAKE not in caplog.text
+        installed = [f for f in uvicorn_errors.filters if isinstance(f, RefusedHandshakeFilter)]
+        assert len(installed) == 1
+        other = logging.LogRecord("uvicorn.error", logging.ERROR, __file__, 1, "boom", None, None)
+        assert installed[0].filter(other)  # other errors still pass
+    finally:
+        for f in [f for f in uvicorn_errors.filters if isinstance(f, RefusedHandshakeFilter)]:
+            uvicorn_errors.removeFilter(f)
+        for f in ours:
+            uvicorn_errors.addFilter(f)

@@ -22,7 +22,14 @@ from ..identity.revocation_sync import RevocationSync
 from ..observability import configure_logging
 from ..store import open_stores
 from . import render
-from .serve import audit_sink, build_from_config, open_audit, sync_revocations, uvicorn_options
+from .serve import (
+    audit_sink,
+    build_from_config,
+    open_audit,
+    quiet_refused_handshakes,
+    sync_revocations,
+    uvicorn_options,
+)
 from .signin import build_signin
 
 app = typer.Typer(help="Run the demo: gateway, sign-in and a protected app.", add_completion=False)
@@ -70,6 +77,7 @@ def demo(
         raise typer.Exit(1) from None
     render.stdout().print(banner(setup), highlight=False, markup=False, soft_wrap=True)
     configure_logging(level=logging.INFO)
+    quiet_refused_handshakes()
     try:
         asyncio.run(_serve(setup))
     except VerityError as exc:

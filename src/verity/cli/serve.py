@@ -177,6 +177,26 @@ def sync_revocations(stores: Stores, gateway: Gateway, signin: SignIn) -> Revoca
     return start_revocation_sync(stores, verifiers=verifiers, sessions=sessions)
 
 
+REFUSED_HANDSHAKE = "ASGI callable returned without completing handshake."
+
+
+class RefusedHandshakeFilter(logging.Filter):
+    """Drops uvicorn's ERROR line for a WebSocket handshake the gateway answered with an
+    HTTP refusal (401/403/404/502/504 through ``websocket.http.response``): uvicorn logs
+    it for every such answer, so any unauthenticated client could fill the error log.
+    The refusal itself is logged and audited by the gateway."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.getMessage() != REFUSED_HANDSHAKE
+
+
+def quiet_refused_handshakes() -> None:
+    """Install ``RefusedHandshakeFilter`` on uvicorn's error logger (idempotent)."""
+    logger = logging.getLogger("uvicorn.error")
+    if not any(isinstance(f, RefusedHandshakeFilter) for f in logger.filters):
+        logger.addFilter(RefusedHandshakeFilter())
+
+
 def uvicorn_options(config: VerityConfig, *, access_log: bool) -> dict[str, Any]:
     """uvicorn settings: fastest installed loop/parser, no proxy-header rewriting, and TLS
     (files plus a TLS >= 1.2 context factory) when ``gateway.tls`` is set.
@@ -263,6 +283,7 @@ def serve(
             _summary(config, build_from_config(config))
             return
         configure_logging(level=logging.INFO)
+        quiet_refused_handshakes()
         audit = open_audit(config, base=chosen.resolve().parent)
     except VerityError as exc:
         render.print_error(exc, as_json=False)

@@ -15,9 +15,8 @@ from psycopg import sql
 from ...store._common import current
 from ...store.postgres.db import PostgresDatabase
 from ...store.postgres.idp_schema import migrate as migrate_users
-from ...store.records import new_id
 from .errors import UnknownUserError, UserExistsError
-from .users import User, check_names, normalize_email
+from .users import User, new_user, normalize_email
 
 _COLUMNS = (
     "id, email, display_name, groups, roles, password_hash, totp_secret, totp_last_step, "
@@ -62,18 +61,11 @@ class PostgresUserStore:
         now: float | None = None,
     ) -> User:
         """Create a user; raises ``UserExistsError`` if the e-mail address is taken."""
-        at = current(now)
-        user = User(
-            id=new_id(),
-            email=normalize_email(email),
-            display_name=display_name.strip()[:200],
-            groups=check_names("group", groups),
-            roles=check_names("role", roles),
-            password_hash=password_hash,
-            totp_secret=totp_secret,
-            created=at,
-            updated=at,
-        )
+        user = new_user(
+            email, password_hash=password_hash, display_name=display_name, groups=groups,
+            roles=roles, totp_secret=totp_secret, now=now,
+        )  # fmt: skip
+        at = user.created
         values = (
             user.id, user.email, user.display_name, list(user.groups), list(user.roles),
             password_hash, totp_secret, at, at,

@@ -7,11 +7,10 @@ import json
 import sqlite3
 
 from ...store._common import current
-from ...store.records import new_id
 from ...store.sqlite.db import Row, SqliteDatabase
 from ...store.sqlite.idp_schema import MIGRATIONS, migrate
 from .errors import UnknownUserError, UserExistsError
-from .users import User, check_names, normalize_email
+from .users import User, new_user, normalize_email
 
 __all__ = ["MIGRATIONS", "SqliteUserStore", "migrate_users"]
 
@@ -62,18 +61,11 @@ class SqliteUserStore:
         now: float | None = None,
     ) -> User:
         """Create a user; raises ``UserExistsError`` if the e-mail address is taken."""
-        at = current(now)
-        user = User(
-            id=new_id(),
-            email=normalize_email(email),
-            display_name=display_name.strip()[:200],
-            groups=check_names("group", groups),
-            roles=check_names("role", roles),
-            password_hash=password_hash,
-            totp_secret=totp_secret,
-            created=at,
-            updated=at,
-        )
+        user = new_user(
+            email, password_hash=password_hash, display_name=display_name, groups=groups,
+            roles=roles, totp_secret=totp_secret, now=now,
+        )  # fmt: skip
+        at = user.created
         try:
             with self._db.write() as conn:
                 conn.execute(

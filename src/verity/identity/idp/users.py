@@ -10,6 +10,9 @@ import re
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from ...store._common import current
+from ...store.records import new_id
+
 _EMAIL = re.compile(r"[^@\s]{1,64}@[^@\s]{1,255}")
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:/-]{0,127}")
 
@@ -50,6 +53,32 @@ class User:
     def mfa(self) -> bool:
         """True when the user has a TOTP second factor."""
         return self.totp_secret is not None
+
+
+def new_user(
+    email: str,
+    *,
+    password_hash: str,
+    display_name: str = "",
+    groups: tuple[str, ...] = (),
+    roles: tuple[str, ...] = (),
+    totp_secret: str | None = None,
+    now: float | None = None,
+) -> User:
+    """A validated new ``User`` (what every ``UserStore.add`` stores); ``ValueError`` for a
+    bad e-mail address, group or role."""
+    at = current(now)
+    return User(
+        id=new_id(),
+        email=normalize_email(email),
+        display_name=display_name.strip()[:200],
+        groups=check_names("group", groups),
+        roles=check_names("role", roles),
+        password_hash=password_hash,
+        totp_secret=totp_secret,
+        created=at,
+        updated=at,
+    )
 
 
 class UserStore(Protocol):

@@ -39,7 +39,6 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-import os
 import re
 import sys
 import time
@@ -54,7 +53,7 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from ..config import CONFIG_ENV, DEFAULT_FILE, StoreConfig, VerityConfig, load_config, mask_url
+from ..config import StoreConfig, VerityConfig, load_config, mask_url
 from ..errors import VerityError
 from ..identity.core import signing_input_hash
 from ..identity.revocation_sync import record_revocation
@@ -68,7 +67,6 @@ from ..store import (
 )
 from ..store.factory import backend_of, sqlite_path
 from . import render
-from .serve import resolve_store
 
 app = typer.Typer(
     help="Revoke sessions, subjects, tokens and JWT IDs on every gateway node.",
@@ -180,8 +178,7 @@ def _settings(
     if url is None:
         if redis_url is not None:
             raise _usage("--redis-url goes with --url", "--redis-url")
-        chosen = config_path or Path(os.environ.get(CONFIG_ENV, DEFAULT_FILE))
-        config = resolve_store(load_config(config_path), chosen.resolve().parent)
+        config = load_config(config_path)  # relative SQLite paths: to the file's folder
         return config.store, config
     _check_url(url, redis_url)
     return StoreConfig.model_construct(url=url, redis_url=redis_url), None

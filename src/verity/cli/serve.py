@@ -51,7 +51,6 @@ from ..identity.revocation_sync import RevocationSync, start_revocation_sync
 from ..observability import configure_logging, log_security_event
 from ..policy import LivePolicy
 from ..store import Stores, open_stores
-from ..store.factory import sqlite_path as store_sqlite_path
 from . import render
 from .signin import SignIn, build_signin
 
@@ -65,30 +64,14 @@ app = typer.Typer(
 def load_serve_config(path: Path) -> VerityConfig:
     """Load and validate ``path`` (``verity.config.load_config``); ``ConfigError`` on problems,
     also when the ``gateway.tls`` certificate or key (relative to ``path``) does not load.
-    A relative SQLite ``store.url`` is relative to ``path``'s folder too (``resolve_store``)."""
-    config = resolve_store(load_config(path), Path(path).resolve().parent)
+    A relative SQLite ``store.url`` is relative to ``path``'s folder, as ``load_config``
+    resolves every path in the file."""
+    config = load_config(path)
     gateway = resolve_tls_paths(config.gateway, Path(path).resolve().parent)
     if gateway.tls is not None:
         check_tls(gateway.tls, source=str(path))
         ClientCertificates.for_gateway(gateway, source=str(path))  # mtls routes: a SPIFFE root
     return config.model_copy(update={"gateway": gateway})
-
-
-def resolve_store(config: VerityConfig, base: Path) -> VerityConfig:
-    """``config`` with a relative SQLite ``store.url`` made relative to ``base`` (the
-    configuration file's folder), like every other path in the file; ``verity serve`` and
-    ``verity revoke --config`` so open the same database from any working directory."""
-    url = config.store.url
-    if not url.startswith("sqlite:"):
-        return config
-    try:
-        path = store_sqlite_path(url)
-    except ValueError:
-        return config  # open_stores reports it
-    if path.is_absolute():
-        return config
-    store = config.store.model_copy(update={"url": f"sqlite:///{base / path}"})
-    return config.model_copy(update={"store": store})
 
 
 def audit_url(config: VerityConfig, *, base: Path | None = None) -> str:

@@ -5,18 +5,33 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 BENCH_STAMP := $(VENV)/.bench-installed
 
-.PHONY: run test lint typecheck unit bench clean
+.PHONY: run test lint typecheck unit bench clean lock
 
-$(STAMP): pyproject.toml
+# Every install comes from a lock file with hashes (requirements/*.lock); pyproject.toml keeps
+# the ranges a library user installs against. `make lock` re-resolves (docs/development.md).
+$(STAMP): pyproject.toml requirements/dev.lock
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet --require-hashes --no-deps -r requirements/dev.lock
+	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
+	$(BIN)/python -m pip check
 	touch $(STAMP)
 
-$(BENCH_STAMP): $(STAMP) benchmarks/requirements.txt
-	$(BIN)/python -m pip install --quiet -r benchmarks/requirements.txt
-	$(BIN)/python -m pip install --quiet --ignore-requires-python opa-golib-python-bindings==0.4.4
+$(BENCH_STAMP): $(STAMP) requirements/bench.lock requirements/bench-opa.lock
+	$(BIN)/python -m pip install --quiet --require-hashes --no-deps -r requirements/bench.lock
+	$(BIN)/python -m pip install --quiet --require-hashes --no-deps --ignore-requires-python \
+		-r requirements/bench-opa.lock
 	touch $(BENCH_STAMP)
+
+# Re-resolve the locks (needs network to PyPI); review the diff, run `make test`, commit.
+UV_VERSION := 0.13.10
+lock:
+	$(PYTHON) -m venv .lock-venv
+	.lock-venv/bin/python -m pip install --quiet uv==$(UV_VERSION)
+	.lock-venv/bin/uv pip compile pyproject.toml requirements/build.in --extra dev \
+		--generate-hashes --universal --python-version 3.11 --upgrade --quiet -o requirements/dev.lock
+	.lock-venv/bin/uv pip compile benchmarks/requirements.txt -c requirements/dev.lock \
+		--generate-hashes --universal --python-version 3.11 --upgrade --quiet -o requirements/bench.lock
+	rm -rf .lock-venv
 
 run: $(STAMP)
 	$(BIN)/verity demo

@@ -72,7 +72,7 @@ class PubSubListener:
                 backoff = min(backoff * 2, 5.0)
 
     def _listen(self) -> None:
-        pubsub = self._client.pubsub()  # type: ignore[no-untyped-call]
+        pubsub = self._client.pubsub()
         try:
             pubsub.subscribe(self._channel)
             while not self._stop.is_set():

@@ -5,6 +5,7 @@ configured (signed, verified) audit log."""
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -24,6 +25,7 @@ from verity.audit import (
     public_key_path,
     verify,
 )
+from verity.audit.sqlite import SQLiteStore
 from verity.cli.grants import app
 from verity.store import apply_migrations, postgres, sqlite
 from verity.store.factory import backend_of, sqlite_path
@@ -269,11 +271,32 @@ def test_an_audit_log_that_cannot_be_opened_changes_nothing(tmp_path: Path) -> N
     assert node.ok("list")["grants"] == []
 
 
-def test_an_unacknowledged_audit_event_is_exit_1_naming_the_change(tmp_path: Path) -> None:
+def test_an_unacknowledged_audit_event_is_exit_1_naming_the_change(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A change whose audit event is not durable within ``audit.timeout_seconds`` exits 1.
+
+    The audit store stalls (its commit waits until the test lets it go), so the event
+    cannot be acknowledged in time whatever the machine's load: deterministic, unlike a
+    timeout merely too short to meet."""
     node = write_node(tmp_path, f"sqlite:///{tmp_path}/verity.db")
-    text = node.config.read_text().replace("audit:\n", "audit:\n  timeout_seconds: 0.000001\n")
-    node.config.write_text(text)  # no commit (fsync) is that fast
-    result = node.run("request", "prod-db", "--for", "1h", "--reason", "r", "--principal", "a")
-    assert result.exit_code == 1
+    text = node.config.read_text().replace("audit:\n", "audit:\n  timeout_seconds: 0.2\n")
+    node.config.write_text(text)
+    release = threading.Event()
+    commit = SQLiteStore.append_batch
+
+    def stalled(self: SQLiteStore, *args: Any, **kwargs: Any) -> Any:
+        release.wait(10)
+        return commit(self, *args, **kwargs)
+
+    monkeypatch.setattr(SQLiteStore, "append_batch", stalled)
+    timer = threading.Timer(1.0, release.set)  # lets the writer finish once the CLI gave up
+    timer.start()
+    try:
+        result = node.run("request", "prod-db", "--for", "1h", "--reason", "r", "--principal", "a")
+    finally:
+        release.set()
+        timer.cancel()
+    assert result.exit_code == 1, result.output
     assert "was requested, but its audit event was not recorded" in result.output
     assert "Traceback" not in result.output

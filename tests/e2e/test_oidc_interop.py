@@ -48,11 +48,12 @@ def ensure_provider_installed() -> str:
     if not (HERE / "node_modules" / "oidc-provider").is_dir():
         try:
             result = subprocess.run(  # noqa: S603 - fixed arguments
-                [npm, "install", "--no-audit", "--no-fund"], cwd=HERE, capture_output=True,
+                # npm ci: exactly package-lock.json (pinned versions and integrity hashes)
+                [npm, "ci", "--no-audit", "--no-fund"], cwd=HERE, capture_output=True,
                 timeout=180, check=False,
             )  # fmt: skip
         except subprocess.TimeoutExpired:
-            service_unavailable("npm", "npm install timed out")
+            service_unavailable("npm", "npm ci timed out")
         if result.returncode != 0:
             service_unavailable("npm", result.stderr.decode(errors="replace")[-300:])
     return node

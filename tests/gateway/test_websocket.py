@@ -405,32 +405,36 @@ def test_the_recheck_interval_and_lifetime_are_validated() -> None:
 async def test_refused_handshakes_do_not_fill_the_error_log(
     stack: Stack, caplog: pytest.LogCaptureFixture
 ) -> None:
+    """An unauthenticated client refused 20 times leaves no ERROR line from uvicorn.
+
+    uvicorn up to 0.5x logged "ASGI callable returned without completing handshake." for
+    every handshake answered with ``websocket.http.response``; newer ones do not. Either
+    way, with the filter ``verity serve`` installs, the error log stays empty, and the
+    filter drops exactly that line and nothing else."""
     from verity.cli.serve import REFUSED_HANDSHAKE, RefusedHandshakeFilter, quiet_refused_handshakes
 
     uvicorn_errors = logging.getLogger("uvicorn.error")
-    ours = [f for f in uvicorn_errors.filters if isinstance(f, RefusedHandshakeFilter)]
-    for f in ours:  # start from uvicorn's own behaviour
-        uvicorn_errors.removeFilter(f)
+    before = list(uvicorn_errors.filters)
     try:
-        with caplog.at_level(logging.ERROR, logger="uvicorn.error"):
-            await refused(f"{stack.gateway}/echo")  # 401: no credentials
-            for _ in range(20):  # uvicorn logs when the ASGI call returns, after the answer
-                if REFUSED_HANDSHAKE in caplog.text:
-                    break
-                await asyncio.sleep(0.05)
-            assert REFUSED_HANDSHAKE in caplog.text  # uvicorn's line, without the filter
-            caplog.clear()
-            quiet_refused_handshakes()
-            quiet_refused_handshakes()  # idempotent
-            await refused(f"{stack.gateway}/echo")
-            await asyncio.sleep(0.3)
-        assert REFUSED_HANDSHAKE not in caplog.text
+        quiet_refused_handshakes()
+        quiet_refused_handshakes()  # idempotent
         installed = [f for f in uvicorn_errors.filters if isinstance(f, RefusedHandshakeFilter)]
         assert len(installed) == 1
-        other = logging.LogRecord("uvicorn.error", logging.ERROR, __file__, 1, "boom", None, None)
-        assert installed[0].filter(other)  # other errors still pass
+        with caplog.at_level(logging.ERROR, logger="uvicorn.error"):
+            for _ in range(20):
+                await refused(f"{stack.gateway}/echo")  # 401: no credentials
+            await asyncio.sleep(0.3)  # uvicorn logs when the ASGI call returns, after the answer
+        errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+        assert errors == [], [r.getMessage() for r in errors]
+
+        def record(message: str) -> logging.LogRecord:
+            return logging.LogRecord(
+                "uvicorn.error", logging.ERROR, __file__, 1, message, None, None
+            )
+
+        assert not installed[0].filter(record(REFUSED_HANDSHAKE))  # uvicorn's line is dropped
+        assert installed[0].filter(record("boom"))  # other errors still pass
     finally:
-        for f in [f for f in uvicorn_errors.filters if isinstance(f, RefusedHandshakeFilter)]:
-            uvicorn_errors.removeFilter(f)
-        for f in ours:
-            uvicorn_errors.addFilter(f)
+        for f in list(uvicorn_errors.filters):
+            if f not in before:
+                uvicorn_errors.removeFilter(f)

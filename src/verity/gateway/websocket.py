@@ -47,15 +47,17 @@ from ..observability import GatewayMetrics
 from . import refusals, responses
 from .enforce import Enforcer, Outcome, Subject, Verdict
 from .errors import BadRequestError
-from .headers import ClientResolver, RawHeaders, header_values, policy_headers, single_header
+from .headers import ClientResolver, RawHeaders, header_values, single_header
 from .headers import upstream_headers as clean_headers
 from .inbound import (
     Inbound,
     Limits,
-    canonical_path,
-    raw_target,
+    Target,
+    http_target,
     read_inbound,
+    read_target,
     request_host,
+    scope_target,
     upstream_path,
 )
 from .mtls import ClientCertificates
@@ -96,12 +98,16 @@ def upstream_close_code(exc: ConnectionClosed) -> tuple[int, str]:
 
 
 def websocket_target(
-    *, host: str, path: str, headers: RawHeaders, policy_host: str | None
+    route: RouteConfig, *, host: str, target: Target, headers: RawHeaders
 ) -> HttpTarget:
-    """What the policy sees: a GET with ``upgrade: websocket`` among its headers."""
-    seen = policy_headers(headers)
+    """What the policy sees: a GET (or, with ``method_override: decide``, the override)
+    with ``upgrade: websocket`` among its headers, at the canonical path."""
+    decided = http_target(route, host=host, method="GET", target=target, headers=headers)
+    seen = dict(decided.headers)
     seen["upgrade"] = "websocket"
-    return HttpTarget(host=policy_host or host, method="GET", path=path, headers=seen)
+    return HttpTarget.canonical(
+        host=decided.host, method=decided.method, path=decided.path, headers=seen
+    )
 
 
 def origin_allowed(route: RouteConfig, host: str, headers: RawHeaders) -> bool:
@@ -238,17 +244,28 @@ class WebSocketProxy:
     async def _admit(self, scope: Scope, inbound: Inbound) -> Admitted | Response:
         """Route, authenticate and decide; the refusal, or what to open upstream."""
         host = request_host(inbound, forwarded=False)
-        path = canonical_path(raw_target(scope))
-        route = None if self.reserved(scope["path"]) else self.routes.match(host, path)
-        if route is None or route.upstream is None or not route.websocket:
-            decision = await refusals.unrouted(
-                self.enforcer, inbound.client, host=host, method="GET", path=path,
+        sent = scope_target(scope)
+        route = None
+        try:
+            read = read_target(sent)
+            route = None if self.reserved(scope["path"]) else self.routes.match(host, read.decoded)
+            if route is None or route.upstream is None or not route.websocket:
+                decision = await refusals.unrouted(
+                    self.enforcer, inbound.client, host=host, method="GET", path=read.decoded,
+                    route=route.name if route else refusals.NO_ROUTE,
+                )  # fmt: skip
+                return refusals.not_found(decision, html=inbound.html)
+            target = websocket_target(route, host=host, target=read, headers=inbound.headers)
+        except BadRequestError as exc:  # an ambiguous target or override: refused, audited
+            if exc.reason_code is None:
+                raise
+            decision = await refusals.refused_target(
+                self.enforcer, exc, inbound.client, host=host, method="GET",
+                untrusted_target=sent.split("?", 1)[0],
                 route=route.name if route else refusals.NO_ROUTE,
             )  # fmt: skip
-            return refusals.not_found(decision, html=inbound.html)
-        target = websocket_target(
-            host=host, path=path, headers=inbound.headers, policy_host=route.policy_host
-        )
+            response = responses.error(exc.status, exc.public_message, html=inbound.html)
+            return refusals.with_decision_id(response, decision)
         peer = self.certificates.peer(scope) if route.mtls != "off" else None
         subject = Subject(route, target, inbound.client, inbound.headers, peer)
         if origin_allowed(route, host, inbound.headers):
@@ -264,7 +281,7 @@ class WebSocketProxy:
         headers.extend(identity_pairs(outcome.identity_headers))
         query: bytes = scope.get("query_string", b"")
         return Admitted(
-            route, upstream_uri(route, path, query), headers,
+            route, upstream_uri(route, target.path, query), headers,
             tuple(scope.get("subprotocols") or ()), host if route.preserve_host else None,
             subject,
         )  # fmt: skip

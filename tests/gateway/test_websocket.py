@@ -20,7 +20,8 @@ from verity.config import ServerConfig, VerityConfig
 from verity.gateway import GatewayConfig, RouteConfig
 from verity.gateway.app import Gateway
 from verity.gateway.inbound import read_target
-from verity.gateway.websocket import sendable, websocket_target
+from verity.gateway.websocket import sendable
+from verity.gateway.websocket_handshake import websocket_target
 from verity.model import AccessRequest, HttpTarget, Principal
 from verity.policy import compile_policy, load_policy
 from verity.request_io import problems_of

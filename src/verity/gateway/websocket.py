@@ -34,7 +34,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
-from urllib.parse import urlsplit
 
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
@@ -42,28 +41,25 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketException
 from websockets.http11 import Request
 
-from ..model import HttpTarget, Reason
+from ..model import Reason
 from ..observability import GatewayMetrics
 from . import refusals, responses
 from .enforce import Enforcer, Outcome, Subject, Verdict
 from .errors import BadRequestError
-from .headers import ClientResolver, RawHeaders, header_values, single_header
-from .headers import upstream_headers as clean_headers
+from .headers import ClientResolver, single_header
 from .inbound import (
     Inbound,
     Limits,
-    Target,
-    http_target,
     read_inbound,
     read_target,
     request_host,
     scope_target,
-    upstream_path,
 )
 from .mtls import ClientCertificates
 from .proxy import forwarding_headers, identity_pairs
 from .routing import RouteTable
 from .settings import RouteConfig, WebSocketConfig
+from .websocket_handshake import handshake_headers, origin_allowed, upstream_uri, websocket_target
 
 log = logging.getLogger("verity.gateway")
 Render = Callable[[Outcome, bool], Response]
@@ -95,52 +91,6 @@ def upstream_close_code(exc: ConnectionClosed) -> tuple[int, str]:
     if sent is not None:  # the gateway closed it: message too big (1009), ping timeout...
         return sendable(sent.code, BAD_GATEWAY), sent.reason
     return BAD_GATEWAY, ""  # the upstream went away without a close frame
-
-
-def websocket_target(
-    route: RouteConfig, *, host: str, target: Target, headers: RawHeaders
-) -> HttpTarget:
-    """What the policy sees: a GET (or, with ``method_override: decide``, the override)
-    with ``upgrade: websocket`` among its headers, at the canonical path."""
-    decided = http_target(route, host=host, method="GET", target=target, headers=headers)
-    seen = dict(decided.headers)
-    seen["upgrade"] = "websocket"
-    return HttpTarget.canonical(
-        host=decided.host, method=decided.method, path=decided.path, headers=seen
-    )
-
-
-def origin_allowed(route: RouteConfig, host: str, headers: RawHeaders) -> bool:
-    """True unless the request carries ambient credentials from a foreign ``Origin``."""
-    origins = header_values(headers, b"origin")
-    if not origins or header_values(headers, b"authorization"):
-        return True  # not a browser, or explicit credentials
-    if len(origins) != 1:
-        return False
-    origin = origins[0].strip().lower().rstrip("/")
-    if "*" in route.websocket_origins or origin in route.websocket_origins:
-        return True
-    parts = urlsplit(origin)
-    return parts.scheme in ("http", "https") and parts.netloc == host
-
-
-def upstream_uri(route: RouteConfig, path: str, query: bytes) -> str:
-    """``ws://`` or ``wss://`` URL of ``path`` (canonical) at the route's upstream."""
-    base = urlsplit(route.upstream or "")
-    scheme = "wss" if base.scheme == "https" else "ws"
-    target = base.path.rstrip("/") + upstream_path(path)
-    uri = f"{scheme}://{base.netloc}{target}"
-    return uri + "?" + query.decode("latin-1") if query else uri
-
-
-def handshake_headers(raw: RawHeaders, route: RouteConfig, hidden: frozenset[str]) -> list[Any]:
-    """The client's headers as the HTTP proxy cleans them, minus the handshake's own
-    (``Sec-WebSocket-*``: the client library sets key, version and extensions; the
-    subprotocols are offered separately)."""
-    kept = clean_headers(
-        raw, forward_authorization=route.forward_authorization, hidden_cookies=hidden
-    )
-    return [(n, v) for n, v in kept if not n.startswith(b"sec-websocket-")]
 
 
 class _NoRedirects(connect):

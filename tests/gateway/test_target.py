@@ -18,13 +18,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
-from verity.config import ServerConfig
+from verity.config import ServerConfig, VerityConfig
 from verity.gateway.proxy import new_transport
 from verity.gateway.settings import UpstreamPoolConfig
 from verity.policy import compile_policy, load_policy
+from verity.request_io import problems_of
 
 from .conftest import Issuer, MakeGateway, gateway_config
 from .servers import ThreadServer
@@ -376,3 +378,30 @@ def test_method_override_is_decided_when_the_route_opts_in(
     assert stack.upstream.seen[-1]["method"] == "POST"  # the upstream applies the override
     conflicting = {**override, "X-Method-Override": "PATCH", "X-HTTP-Method": "GET"}
     assert stack.request("POST", target, "override.test", **admin, **conflicting)[0] == 400
+
+
+def test_path_matching_method_override_and_dialect_paths_are_validated_with_their_key_path() -> (
+    None
+):
+    def problems(gateway: dict[str, Any]) -> str:
+        with pytest.raises(ValidationError) as caught:
+            VerityConfig.model_validate({"gateway": gateway})
+        return str(problems_of(caught.value))
+
+    route = {"name": "a", "host": "a.test", "upstream": "http://u.test"}
+    assert "gateway.routes[0].path_matching.case" in problems(
+        {"routes": [{**route, "path_matching": {"case": "upper"}}]}
+    )
+    assert "gateway.routes[0].path_matching.parameters" in problems(
+        {"routes": [{**route, "path_matching": {"parameters": "keep"}}]}
+    )
+    assert "gateway.routes[0].method_override" in problems(
+        {"routes": [{**route, "method_override": "allow"}]}
+    )
+    for prefix in ("/a;b", "/a/../b", "/a./b", "/a//b"):
+        assert "gateway.routes[0].path_prefix" in problems(
+            {"routes": [{**route, "path_prefix": prefix}]}
+        )
+    assert "gateway.forward_auth.traefik_path" in problems(
+        {"forward_auth": {"path": "/verity/auth", "traefik_path": "/verity/auth"}}
+    )

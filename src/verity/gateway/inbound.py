@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import quote
 
 from ..model import HttpTarget
@@ -70,8 +70,7 @@ def _wants_html(accept: str) -> bool:
     return wants_html(accept)
 
 
-@dataclass(frozen=True, slots=True)
-class Target:
+class Target(NamedTuple):
     """A request target as read: the path as sent, the query, and the path decoded once."""
 
     raw: str

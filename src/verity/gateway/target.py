@@ -38,6 +38,7 @@ from .settings import PathMatching, RouteConfig
 
 AMBIGUOUS = "The request target is ambiguous."
 _BAD_RAW = re.compile(r"[\\#\x00-\x20\x7f]|//|%(?![0-9A-Fa-f]{2})|%(?:2[fFeE5]|5[cC])")
+_PLAIN = re.compile(r"/[A-Za-z0-9/_~!$&'()*+,;=:@.-]*")  # nothing to decode or refuse
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 _SEGMENT_END = re.compile(r"[. ](?:/|$)")  # ".", "..", "name." or "name " as a segment
 _PARAMETER = re.compile(r";[^/]*")
@@ -56,7 +57,7 @@ class AmbiguousTargetError(BadRequestError):
 def split_target(untrusted_target: str) -> tuple[str, str]:
     """(path, query) of a request target in origin form (``/p?q``) or absolute form."""
     target = untrusted_target
-    if target[:8].lower().startswith(("http://", "https://")):
+    if not target.startswith("/") and target[:8].lower().startswith(("http://", "https://")):
         rest = target.split("//", 1)[1]
         slash = rest.find("/")
         target = rest[slash:] if slash >= 0 else "/"
@@ -71,9 +72,11 @@ def decode_path(untrusted_path: str) -> str:
 
     ``untrusted_path`` is the path as sent (percent-encoded; raw non-ASCII bytes as
     latin-1 characters), without the query."""
-    if not untrusted_path.startswith("/") or _BAD_RAW.search(untrusted_path):
+    if _PLAIN.fullmatch(untrusted_path) and "//" not in untrusted_path:
+        text = untrusted_path  # the usual case: nothing to decode
+    elif not untrusted_path.startswith("/") or _BAD_RAW.search(untrusted_path):
         raise AmbiguousTargetError
-    if "%" in untrusted_path or not untrusted_path.isascii():
+    else:
         try:
             text = unquote_to_bytes(untrusted_path.encode("latin-1")).decode("utf-8")
         except (UnicodeEncodeError, UnicodeDecodeError):
@@ -82,9 +85,7 @@ def decode_path(untrusted_path: str) -> str:
             raise AmbiguousTargetError
         if not text.isascii() and not unicodedata.is_normalized("NFKC", text):
             raise AmbiguousTargetError
-    else:
-        text = untrusted_path
-    if _SEGMENT_END.search(text):
+    if ("." in text or " " in text) and _SEGMENT_END.search(text):
         raise AmbiguousTargetError
     return text
 

@@ -32,7 +32,7 @@ from .conftest import Issuer, MakeGateway, gateway_config
 from .servers import ThreadServer
 from .test_audit_metrics import AuditedGateway
 
-HOSTS = "[app.test, java.test, express.test, override.test, fa.test]"
+HOSTS = "[app.test, java.test, express.test, override.test, fa.test, fa-express.test]"
 POLICY = f"""
 version: 1
 rules:
@@ -143,6 +143,8 @@ def stack(make_gateway: MakeGateway, issuer: Issuer, tmp_path: Path) -> Iterator
             {"name": "override", "host": "override.test", "upstream": up.url,
              "method_override": "decide"},
             {"name": "fa", "host": "fa.test"},
+            {"name": "fa-express", "host": "fa-express.test",
+             "path_matching": {"case": "insensitive"}},
         ]  # fmt: skip
         audited = AuditedGateway(
             make_gateway, tmp_path, config=gateway_config(routes=routes),
@@ -280,6 +282,9 @@ def test_uppercase_admin_path_on_a_case_insensitive_route_is_decided_as_admin(
     assert stack.request("GET", "/ADMIN/settings", "express.test", **admin)[0] == 200
     assert stack.upstream.seen[-1]["path"] == "/admin/settings"  # what was decided
     assert websocket_status(stack, "/ADMIN/settings", "express.test", **staff) == 403
+    check = nginx_check("/ADMIN/settings")
+    assert stack.request("GET", "/verity/auth", "fa-express.test", **staff, **check)[0] == 403
+    assert stack.request("GET", "/verity/auth", "fa-express.test", **admin, **check)[0] == 200
 
 
 def test_uppercase_admin_path_on_a_case_sensitive_route_reaches_the_upstream_as_decided(

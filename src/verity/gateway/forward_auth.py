@@ -1,7 +1,7 @@
 """Forward-auth: the proxy's decision, asked for by nginx, Traefik or Envoy.
 
 One decision path, three dialects, each on its own endpoint and reading only its own
-headers (docs/gateway.md, "Forward-auth dialects"):
+headers (docs/gateway.md, "Forward-auth"):
 
 - nginx ``auth_request`` (``forward_auth.path``, ``/verity/auth``): ``X-Original-URI``
   and ``X-Original-Method``; the original ``Host`` is passed through.

@@ -122,3 +122,10 @@ def test_facade_all_matches_the_namespace() -> None:
     assert set(verity.__all__) - {"__version__"} == public
     for name in verity.__all__:
         assert hasattr(verity, name)
+
+
+def test_a_canonical_http_target_is_never_decoded_again() -> None:
+    # The gateway's path is decoded once; decoding it again is the double-decode attack.
+    target = HttpTarget.canonical(host="H:443", method="get", path="/a%2f..%2fb")
+    assert (target.host, target.method, target.path) == ("h", "GET", "/a%2f..%2fb")
+    assert HttpTarget("h", path="/a%2f..%2fb").path == "/b"  # request files still normalise

@@ -179,6 +179,18 @@ class HttpTarget:
         _set(self, "path", normalize_path(self.path))
         _set(self, "headers", MappingProxyType({k.lower(): v for k, v in self.headers.items()}))
 
+    @classmethod
+    def canonical(
+        cls, *, host: str, method: str, path: str, headers: Mapping[str, str] = _EMPTY
+    ) -> HttpTarget:
+        """A target whose ``path`` is already canonical (the gateway's, computed once in
+        ``verity.gateway.target``): kept exactly as given, never decoded again, so the
+        policy, the audit event and the upstream see one string. Other callers (request
+        files, middleware) use the constructor, which normalises."""
+        target = cls(host=host, method=method, headers=headers)
+        _set(target, "path", path)
+        return target
+
 
 @dataclass(frozen=True, slots=True)
 class Resource:

@@ -7,6 +7,7 @@ app is uvicorn in a thread. Everything listens on 127.0.0.1 and stops in teardow
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import subprocess
@@ -22,17 +23,22 @@ import pytest
 
 from tests.conftest import service_unavailable
 from tests.gateway.servers import ThreadServer, free_port
+from verity.gateway.headers import UPSTREAM_CLEARED_HEADERS
 from verity.identity.dev import generate_private_key, mint, public_jwk, write_private_key
 from verity.integrations import assertion
 
 pytestmark = pytest.mark.services
 ROOT = Path(__file__).resolve().parents[2]
 NGINX = "/usr/sbin/nginx"
+NGINX_PACKAGE = "nginx=1.22.1-9*"  # Debian 12's: the version these tests were written against
 HOST = "app.example.com"
 ISSUER = "https://idp.e2e.test"
 POLICY = """
 version: 1
 rules:
+  - name: public
+    resources: [{host: app.example.com, paths: ["/public/**"]}]
+    allow: {}
   - name: engineers
     resources: [{host: app.example.com}]
     allow: {groups: [engineers]}
@@ -61,12 +67,13 @@ def ensure_nginx() -> str:
         return NGINX
     if os.geteuid() != 0:
         service_unavailable("nginx", f"{NGINX} is absent and installing it needs root")
-    for step in (["apt-get", "update"], ["apt-get", "install", "-y", "nginx"]):
+    install = ["apt-get", "install", "-y", "--no-install-recommends", NGINX_PACKAGE]
+    for step in (["apt-get", "update"], install):
         result = subprocess.run(step, capture_output=True, timeout=300, check=False)  # noqa: S603
         if step[1] == "install" and result.returncode != 0:
             service_unavailable("nginx", result.stderr.decode(errors="replace")[-300:])
     if not Path(NGINX).exists():
-        service_unavailable("nginx", "apt-get install -y nginx did not provide /usr/sbin/nginx")
+        service_unavailable("nginx", f"apt-get install {NGINX_PACKAGE} gave no /usr/sbin/nginx")
     return NGINX
 
 
@@ -237,3 +244,70 @@ def test_spoofed_forwarded_host_cannot_choose_the_route(stack: Stack) -> None:
     response = get(stack, Authorization=f"Bearer {token}", **{"X-Forwarded-Host": "elsewhere.test",
                                                               "X-Original-URI": "/public"})  # fmt: skip
     assert response.status_code == 403
+
+
+def raw_get(stack: Stack, target: str, **headers: str) -> tuple[int, bytes]:
+    """GET ``target`` through nginx byte for byte (httpx would resolve dot segments)."""
+    host, port = stack.url.removeprefix("http://").split(":")
+    connection = http.client.HTTPConnection(host, int(port), timeout=10)
+    try:
+        connection.putrequest("GET", target, skip_host=True, skip_accept_encoding=True)
+        connection.putheader("Host", HOST)
+        for name, value in headers.items():
+            connection.putheader(name, value)
+        connection.endheaders()
+        response = connection.getresponse()
+        return response.status, response.read()
+    finally:
+        connection.close()
+
+
+def test_the_public_path_is_open_to_anonymous_requests(stack: Stack) -> None:
+    status, body = raw_get(stack, "/public/y")
+    assert (status, json.loads(body)["path"]) == (200, "/public/y")
+
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        "/admin/x/../../public/y",
+        "/admin/x%2f..%2f..%2fpublic/y",
+        "/admin/x/%2e%2e/%2e%2e/public/y",
+        "/admin/x%5c..%5c..%5cpublic/y",
+        "/admin/settings%252f..%252f..%252fpublic%252fy",
+        "/admin/%25%32%65%25%32%65/public/y",
+    ],
+    ids=["dot_segments", "%2f..%2f", "%2e%2e", "%5c..", "%252f", "%25%32%65"],
+)
+def test_nginx_forwarded_raw_target_cannot_be_decided_as_its_normalised_path(
+    stack: Stack, target: str
+) -> None:
+    # nginx forwards the raw target; Verity used to decide on /public/y and allow it.
+    status, body = raw_get(stack, target)
+    assert status == 400
+    assert json.loads(body)["error"] == "bad_request"  # Verity's answer, not the app's
+
+
+@pytest.mark.parametrize(
+    "target", ["/public/..;/admin", "/public/x/../../admin;x=1/settings", "/%EF%BD%81dmin/x"]
+)
+def test_nginx_forwarded_parameters_and_full_width_spellings_are_refused(
+    stack: Stack, target: str
+) -> None:
+    assert raw_get(stack, target)[0] == 400
+
+
+def test_nginx_forwarded_method_override_is_refused(stack: Stack) -> None:
+    assert raw_get(stack, "/public/y", **{"X-HTTP-Method-Override": "DELETE"})[0] == 400
+    assert raw_get(stack, "/public/y?_method=DELETE")[0] == 400
+
+
+def test_nginx_clears_every_identity_header_a_client_sends(stack: Stack) -> None:
+    spoofed = {name: "mallory" for name in UPSTREAM_CLEARED_HEADERS}
+    spoofed["Forwarded"] = "for=6.6.6.6;by=mallory"
+    status, body = raw_get(stack, "/public/y", **spoofed)
+    assert status == 200
+    seen = json.loads(body)["headers"]
+    assert "mallory" not in json.dumps(seen)
+    # anonymous: no identity, only Verity's decision id
+    assert sorted(UPSTREAM_CLEARED_HEADERS & seen.keys()) == ["x-verity-decision-id"]

@@ -71,11 +71,12 @@ async def test_traefik_headers_are_understood(
     proxy_client: httpx.AsyncClient, issuer: Issuer
 ) -> None:
     allowed = await proxy_client.get(
-        "/verity/auth", headers={**traefik("/x"), **bearer(issuer.token())}
+        "/verity/auth/traefik", headers={**traefik("/x"), **bearer(issuer.token())}
     )
     assert allowed.status_code == 200
     other_host = await proxy_client.get(
-        "/verity/auth", headers={**traefik("/x", host="nowhere.test"), **bearer(issuer.token())}
+        "/verity/auth/traefik",
+        headers={**traefik("/x", host="nowhere.test"), **bearer(issuer.token())},
     )
     assert other_host.status_code == 403
     assert other_host.json()["reason"] == "no application is configured at this address"
@@ -90,7 +91,7 @@ async def test_envoy_ext_authz_path_prefix(proxy_client: httpx.AsyncClient, issu
     assert denied.status_code == 401
 
 
-async def test_forward_auth_sees_the_original_path_normalised(
+async def test_forward_auth_decides_the_original_path_decoded_once(
     make_gateway: MakeGateway, issuer: Issuer
 ) -> None:
     seen = []
@@ -98,11 +99,11 @@ async def test_forward_auth_sees_the_original_path_normalised(
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=gateway, client=PROXY)) as c:
         await c.get(
             "http://v/verity/auth",
-            headers={**nginx("/a/../b/%2e%2e/c?q=1", "post"), **bearer(issuer.token())},
+            headers={**nginx("/a/%62/c%20d?q=1", "post"), **bearer(issuer.token())},
         )
     assert (seen[-1].http.method, seen[-1].http.path, str(seen[-1].network.ip)) == (
         "POST",
-        "/c",
+        "/a/b/c d",
         "198.51.100.20",
     )
 
@@ -128,7 +129,7 @@ async def test_x_forwarded_host_from_an_untrusted_caller_is_ignored(
         transport=httpx.ASGITransport(app=gateway, client=("203.0.113.9", 1))
     ) as c:
         headers = {**traefik("/x", host="fa.test"), "Host": "app.test", **bearer(issuer.token())}
-        response = await c.get("http://app.test/verity/auth", headers=headers)
+        response = await c.get("http://app.test/verity/auth/traefik", headers=headers)
         jwks = (await c.get("http://app.test/.well-known/verity/jwks.json")).json()
     assert response.status_code == 200
     claims = assertion.verify(

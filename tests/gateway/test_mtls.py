@@ -321,7 +321,12 @@ async def test_forward_auth_cannot_satisfy_an_mtls_route(
     transport = httpx.ASGITransport(app=gateway, client=("10.0.0.5", 5555))
     async with httpx.AsyncClient(transport=transport, base_url="https://gw.test") as client:
         response = await client.get(
-            "/verity/auth", headers={**bearer(issuer.token()), "x-original-uri": "/svc/x"}
+            "/verity/auth",
+            headers={
+                **bearer(issuer.token()),
+                "x-original-uri": "/svc/x",
+                "x-original-method": "GET",
+            },
         )
     assert response.status_code == 403
     assert response.json()["reason"] == "client certificate required"

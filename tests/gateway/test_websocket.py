@@ -17,9 +17,11 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from verity.cli.serve import uvicorn_options
 from verity.config import ServerConfig, VerityConfig
-from verity.gateway import GatewayConfig
+from verity.gateway import GatewayConfig, RouteConfig
 from verity.gateway.app import Gateway
-from verity.gateway.websocket import sendable, websocket_target
+from verity.gateway.inbound import read_target
+from verity.gateway.websocket import sendable
+from verity.gateway.websocket_handshake import websocket_target
 from verity.model import AccessRequest, HttpTarget, Principal
 from verity.policy import compile_policy, load_policy
 from verity.request_io import problems_of
@@ -306,7 +308,8 @@ rules:
     resources: [{host: app.test}]
     allow: {headers: {upgrade: [websocket]}}
 """))  # fmt: skip
-    target = websocket_target(host="gw.test", path="/x", headers=[], policy_host="app.test")
+    route = RouteConfig(name="ws", host="gw.test", policy_host="app.test")
+    target = websocket_target(route, host="gw.test", target=read_target("/x"), headers=[])
     assert (target.method, target.host, target.headers["upgrade"]) == (
         "GET",
         "app.test",

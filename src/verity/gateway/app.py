@@ -4,7 +4,8 @@
     GET /readyz                         policy loaded, issuer keys fresh or stale within bounds
     GET /.well-known/verity/jwks.json   the identity-assertion keys, for upstream apps
     GET /metrics                        Prometheus metrics, for ``metrics.allowed_cidrs`` only
-    *   /verity/auth                    forward-auth (nginx auth_request, Traefik ForwardAuth)
+    *   /verity/auth                    forward-auth (nginx auth_request)
+    *   /verity/auth/traefik            forward-auth (Traefik ForwardAuth)
     *   /verity/ext_authz/...           forward-auth (Envoy ext_authz HTTP service)
     *   everything else                 routed by host + longest path prefix, then proxied
 
@@ -28,7 +29,7 @@ import httpx
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ..model import Principal
+from ..model import HttpTarget, Principal
 from ..observability import GatewayMetrics, MetricsConfig, MetricsEndpoint
 from . import refusals, responses
 from .assertion import JWKS_PATH, AssertionSigner
@@ -39,10 +40,10 @@ from .headers import ClientResolver, RawHeaders, single_header
 from .inbound import (
     Inbound,
     Limits,
-    canonical_path,
     http_target,
-    raw_target,
     read_inbound,
+    read_target,
+    scope_target,
     upstream_path,
 )
 from .inbound import request_host as _request_host
@@ -52,7 +53,7 @@ from .pool import Upstream
 from .proxy import UpstreamProxy, forwarding_headers, identity_pairs
 from .readiness import Readiness
 from .routing import RouteTable
-from .settings import GatewayConfig
+from .settings import GatewayConfig, RouteConfig
 from .tls import with_hsts
 from .websocket import WebSocketProxy
 
@@ -195,29 +196,53 @@ class Gateway:
     async def _dispatch(
         self, path: str, scope: Scope, receive: Receive, send: Send, inbound: Inbound
     ) -> None:
-        fa = self.config.forward_auth
-        if fa.enabled and (path == fa.path or self.forward_auth.is_envoy(path)):
-            envoy = path != fa.path
-            response = await self.forward_auth.check(scope, inbound, envoy=envoy)
+        dialect = self.forward_auth.dialect(path)
+        if dialect is not None:
+            response = await self.forward_auth.check(scope, inbound, dialect=dialect)
             await response(scope, receive, send)
             return
         await self._proxy(scope, receive, send, inbound)
 
     async def _proxy(self, scope: Scope, receive: Receive, send: Send, inbound: Inbound) -> None:
         host = _request_host(inbound, forwarded=False)
-        path = canonical_path(raw_target(scope))
-        route = self.routes.match(host, path)
-        if route is None or route.upstream is None:  # a deny like any other: counted, audited
-            decision = await refusals.unrouted(
-                self.enforcer, inbound.client, host=host, method=scope["method"], path=path,
+        sent = scope_target(scope)
+        route = None
+        try:
+            target = read_target(sent)
+            route = self.routes.match(host, target.decoded)
+            if route is None or route.upstream is None:  # a deny like any other: audited
+                decision = await refusals.unrouted(
+                    self.enforcer, inbound.client, host=host, method=scope["method"],
+                    path=target.decoded, route=route.name if route else refusals.NO_ROUTE,
+                )  # fmt: skip
+                await refusals.not_found(decision, html=inbound.html)(scope, receive, send)
+                return
+            http = http_target(
+                route, host=host, method=scope["method"], target=target, headers=inbound.headers
+            )
+        except BadRequestError as exc:  # an ambiguous target or override: refused, audited
+            if exc.reason_code is None:
+                raise
+            decision = await refusals.refused_target(
+                self.enforcer, exc, inbound.client, host=host, method=scope["method"],
+                untrusted_target=sent.split("?", 1)[0],
                 route=route.name if route else refusals.NO_ROUTE,
             )  # fmt: skip
-            await refusals.not_found(decision, html=inbound.html)(scope, receive, send)
+            response = responses.error(exc.status, exc.public_message, html=inbound.html)
+            await refusals.with_decision_id(response, decision)(scope, receive, send)
             return
-        target = http_target(
-            host=host, method=scope["method"], path=path, headers=inbound.headers,
-            policy_host=route.policy_host,
-        )  # fmt: skip
+        await self._enforce(scope, receive, send, inbound, (route, host, http))
+
+    async def _enforce(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        inbound: Inbound,
+        decided: tuple[RouteConfig, str, HttpTarget],
+    ) -> None:
+        """Decide the target on its route; forward it (its canonical path) or refuse."""
+        route, host, target = decided
         peer = self.certificates.peer(scope) if route.mtls != "off" else None
         outcome = await self.enforcer.authorize(
             Subject(route, target, inbound.client, inbound.headers, peer)
@@ -233,7 +258,7 @@ class Gateway:
         added.extend(identity_pairs(outcome.identity_headers))
         await self.proxy.forward(
             scope, receive, self._timed(send, route.name), route=route, raw=inbound.headers,
-            added=added, path=upstream_path(path), html=inbound.html,
+            added=added, path=upstream_path(target.path), html=inbound.html,
             hidden_cookies=self.login.hidden_cookies if self.login else frozenset(),
         )  # fmt: skip
 

@@ -18,7 +18,11 @@ class GatewayError(VerityError):
 
 
 class BadRequestError(GatewayError):
-    """The request is malformed (bad Host, oversized headers, bad method...): answer 4xx."""
+    """The request is malformed (bad Host, oversized headers, bad method...): answer 4xx.
+
+    ``reason_code`` is the audited reason when a subclass names one."""
+
+    reason_code: str | None = None
 
     def __init__(self, status: int, public_message: str) -> None:
         self.status = status

@@ -1,12 +1,21 @@
 """Forward-auth: the proxy's decision, asked for by nginx, Traefik or Envoy.
 
-One decision path, three ways to describe the original request:
+One decision path, three dialects, each on its own endpoint and reading only its own
+headers (docs/gateway.md, "Forward-auth"):
 
-- nginx ``auth_request``: ``X-Original-URI`` and ``X-Original-Method``; the original
-  ``Host`` is passed through (``proxy_set_header Host $host``).
-- Traefik ``ForwardAuth``: ``X-Forwarded-Method/Proto/Host/Uri``.
+- nginx ``auth_request`` (``forward_auth.path``, ``/verity/auth``): ``X-Original-URI``
+  and ``X-Original-Method``; the original ``Host`` is passed through.
+- Traefik ``ForwardAuth`` (``forward_auth.traefik_path``, ``/verity/auth/traefik``):
+  ``X-Forwarded-Method/Proto/Host/Uri``.
 - Envoy ``ext_authz`` (HTTP service): the original path follows ``envoy_path_prefix``,
   the method and ``Host`` are the original ones.
+
+A check carrying another dialect's request headers is refused (400): Traefik copies the
+client's headers into the check, so a client-sent ``X-Original-URI`` must never be what
+is decided. The upstream gets the raw target from the proxy, which Verity cannot
+rewrite, so the target must already be in canonical form (``verity.gateway.target``):
+anything ambiguous is refused (400, ``ambiguous_target``) and what is decided is what the
+proxy forwards, decoded once.
 
 ``X-Forwarded-Host`` is believed only from a trusted proxy. 200 carries the identity
 headers for the upstream (``X-Verity-User``, ``-Email``, ``-Groups``, ``-Assertion``,
@@ -21,35 +30,56 @@ unexpected failure is a 403 ``internal_error`` (fail closed). Each carries
 
 from __future__ import annotations
 
+import enum
 import logging
 from collections.abc import Callable
 
 from starlette.responses import Response
 
-from ..model import HttpTarget, parse_ip
+from ..model import parse_ip
 from . import refusals, responses
 from .enforce import Enforcer, Outcome, Subject, Verdict, internal_deny
 from .errors import BadRequestError
-from .headers import ClientAddress, single_header, valid_method
-from .inbound import Inbound, Scope, canonical_path, http_target, raw_target, request_host
+from .headers import ClientAddress, header_values, single_header, valid_method
+from .inbound import Inbound, Scope, http_target, read_target, request_host, scope_target
 from .routing import RouteTable
-from .settings import ForwardAuthConfig, RouteConfig
+from .settings import ForwardAuthConfig
 
 Render = Callable[[Outcome, bool], Response]
 log = logging.getLogger("verity.gateway")
 
 
-def _original(inbound: Inbound, scope: Scope, envoy_prefix: str | None) -> tuple[str, str]:
-    """(method, request target) of the original request."""
-    if envoy_prefix is not None:
-        return scope["method"], raw_target(scope)[len(envoy_prefix) :] or "/"
+class Dialect(enum.Enum):
+    """Which proxy asks, by the endpoint it calls."""
+
+    NGINX = "nginx"
+    TRAEFIK = "traefik"
+    ENVOY = "envoy"
+
+
+# (uri header, method header) each dialect reads; every other one here is refused.
+_OWN = {
+    Dialect.NGINX: (b"x-original-uri", b"x-original-method"),
+    Dialect.TRAEFIK: (b"x-forwarded-uri", b"x-forwarded-method"),
+}
+_DESCRIBING = (b"x-original-uri", b"x-original-method", b"x-original-url",
+               b"x-forwarded-uri", b"x-forwarded-method")  # fmt: skip
+
+
+def _original(inbound: Inbound, scope: Scope, dialect: Dialect, prefix: str) -> tuple[str, str]:
+    """(method, request target) of the original request, from ``dialect``'s own headers."""
     raw = inbound.headers
-    for uri, method in ((b"x-original-uri", b"x-original-method"),
-                        (b"x-forwarded-uri", b"x-forwarded-method")):  # fmt: skip
-        target = single_header(raw, uri)
-        if target is not None:
-            return single_header(raw, method) or scope["method"], target
-    raise BadRequestError(400, "Forward-auth needs X-Original-URI or X-Forwarded-Uri.")
+    own = _OWN.get(dialect)
+    for name in _DESCRIBING:
+        if (own is None or name not in own) and header_values(raw, name):
+            raise BadRequestError(400, f"This endpoint does not read {name.decode()}.")
+    if own is None:  # Envoy: the check is the original request, under the prefix
+        return scope["method"], scope_target(scope)[len(prefix) :] or "/"
+    uri, method = single_header(raw, own[0]), single_header(raw, own[1])
+    if uri is None or method is None:
+        names = " and ".join(n.decode() for n in own)
+        raise BadRequestError(400, f"Forward-auth needs {names}.")
+    return method, uri
 
 
 def _allowed_response(outcome: Outcome) -> Response:
@@ -75,26 +105,38 @@ class ForwardAuth:
         self.enforcer = enforcer
         self.render = render
 
-    def is_envoy(self, path: str) -> bool:
-        """True for a path under the Envoy ext_authz prefix."""
-        prefix = self.config.envoy_path_prefix
-        return path == prefix or path.startswith(prefix + "/")
+    def dialect(self, path: str) -> Dialect | None:
+        """The dialect whose endpoint ``path`` is (None: not forward-auth, or disabled)."""
+        config = self.config
+        if not config.enabled:
+            return None
+        if path == config.path:
+            return Dialect.NGINX
+        if path == config.traefik_path:
+            return Dialect.TRAEFIK
+        prefix = config.envoy_path_prefix
+        if path == prefix or path.startswith(prefix + "/"):
+            return Dialect.ENVOY
+        return None
 
     def handles(self, path: str) -> bool:
         """True for a forward-auth path (when forward-auth is enabled)."""
-        return self.config.enabled and (path == self.config.path or self.is_envoy(path))
+        return self.dialect(path) is not None
 
-    def _endpoint(self, envoy: bool) -> str:
-        return self.config.envoy_path_prefix if envoy else self.config.path
+    def _endpoint(self, dialect: Dialect) -> str:
+        config = self.config
+        return {Dialect.NGINX: config.path, Dialect.TRAEFIK: config.traefik_path}.get(
+            dialect, config.envoy_path_prefix
+        )
 
-    async def check(self, scope: Scope, inbound: Inbound, *, envoy: bool) -> Response:
+    async def check(self, scope: Scope, inbound: Inbound, *, dialect: Dialect) -> Response:
         """The forward-auth answer for one check request; never raises (see above)."""
         try:
-            return await self._check(scope, inbound, envoy=envoy)
+            return await self._check(scope, inbound, dialect)
         except BadRequestError as exc:
             decision = refusals.refused(exc)
             await refusals.record(
-                self.enforcer, decision, inbound.client, endpoint=self._endpoint(envoy)
+                self.enforcer, decision, inbound.client, endpoint=self._endpoint(dialect)
             )
             response = responses.error(exc.status, exc.public_message, html=inbound.html)
             return refusals.with_decision_id(response, decision)
@@ -102,7 +144,7 @@ class ForwardAuth:
             decision = internal_deny()
             log.exception("fail closed: forward-auth error (decision %s)", decision.decision_id)
             await refusals.record(
-                self.enforcer, decision, inbound.client, endpoint=self._endpoint(envoy)
+                self.enforcer, decision, inbound.client, endpoint=self._endpoint(dialect)
             )
             return responses.denied(decision, html=inbound.html)
 
@@ -117,36 +159,42 @@ class ForwardAuth:
         except ValueError:
             ip = None
         decision = refusals.refused(error)
-        endpoint = self._endpoint(scope["path"] != self.config.path)
+        endpoint = self._endpoint(self.dialect(scope["path"]) or Dialect.NGINX)
         await refusals.record(
             self.enforcer, decision, ClientAddress(ip, ip, False), endpoint=endpoint
         )
         return refusals.with_decision_id(response, decision)
 
-    async def _check(self, scope: Scope, inbound: Inbound, *, envoy: bool) -> Response:
+    async def _check(self, scope: Scope, inbound: Inbound, dialect: Dialect) -> Response:
         if self.config.require_trusted_caller and not inbound.client.peer_trusted:
             raise BadRequestError(403, "Forward-auth answers only the configured proxies.")
-        prefix = self.config.envoy_path_prefix if envoy else None
-        method, target = _original(inbound, scope, prefix)
-        host = request_host(inbound, forwarded=not envoy)
-        path = canonical_path(target)
-        route = self.routes.match(host, path)
-        if route is None:
-            decision = await refusals.unrouted(
-                self.enforcer, inbound.client, host=host, method=valid_method(method), path=path
+        method, sent = _original(inbound, scope, dialect, self.config.envoy_path_prefix)
+        host = request_host(inbound, forwarded=dialect is not Dialect.ENVOY)
+        route = None
+        try:
+            target = read_target(sent)
+            route = self.routes.match(host, target.decoded)
+            if route is None:
+                decision = await refusals.unrouted(
+                    self.enforcer, inbound.client, host=host, method=valid_method(method),
+                    path=target.decoded,
+                )  # fmt: skip
+                return responses.denied(decision, html=inbound.html)
+            http = http_target(
+                route, host=host, method=method, target=target, headers=inbound.headers
             )
-            return responses.denied(decision, html=inbound.html)
-        subject = Subject(route, self._target(route, host, method, path, inbound), inbound.client,
-                          inbound.headers)  # fmt: skip
-        outcome = await self.enforcer.authorize(subject)
+        except BadRequestError as exc:  # an ambiguous target or override: refused, audited
+            if exc.reason_code is None:
+                raise
+            decision = await refusals.refused_target(
+                self.enforcer, exc, inbound.client, host=host, method=method,
+                untrusted_target=sent.split("?", 1)[0],
+                route=route.name if route else refusals.NO_ROUTE,
+            )  # fmt: skip
+            response = responses.error(exc.status, exc.public_message, html=inbound.html)
+            return refusals.with_decision_id(response, decision)
+        outcome = await self.enforcer.authorize(Subject(route, http, inbound.client,
+                                                        inbound.headers))  # fmt: skip
         if outcome.verdict is Verdict.ALLOWED:
             return _allowed_response(outcome)
         return self.render(outcome, inbound.html)
-
-    def _target(
-        self, route: RouteConfig, host: str, method: str, path: str, inbound: Inbound
-    ) -> HttpTarget:
-        return http_target(
-            host=host, method=method, path=path, headers=inbound.headers,
-            policy_host=route.policy_host,
-        )  # fmt: skip

@@ -41,6 +41,21 @@ IDENTITY_HEADERS = frozenset(
 IDENTITY_PREFIXES = (
     "x-verity-", "x-auth-request-", "x-pomerium-", "x-ms-client-principal", "x-ssl-client-",
 )  # fmt: skip
+# What deploy/ examples (nginx, Traefik) must clear or overwrite before an upstream sees
+# the request: every identity header above, the known names under each prefix, and the
+# standard Forwarded header. tests/deploy checks each example against this one set.
+UPSTREAM_CLEARED_HEADERS = IDENTITY_HEADERS | frozenset(
+    {
+        "x-verity-user", "x-verity-email", "x-verity-groups", "x-verity-roles",
+        "x-verity-assertion", "x-verity-decision-id", "x-verity-device-id",
+        "x-auth-request-user", "x-auth-request-email", "x-auth-request-groups",
+        "x-auth-request-preferred-username", "x-auth-request-access-token",
+        "x-pomerium-jwt-assertion", "x-pomerium-claim-email", "x-pomerium-claim-groups",
+        "x-ms-client-principal", "x-ms-client-principal-name", "x-ms-client-principal-id",
+        "x-ms-client-principal-idp", "x-ssl-client-cert", "x-ssl-client-dn",
+        "x-ssl-client-verify", "forwarded",
+    }
+)  # fmt: skip
 HOP_BY_HOP = frozenset(
     {
         "connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding",

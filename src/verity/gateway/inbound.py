@@ -2,8 +2,8 @@
 
 Everything here treats its input as untrusted: the header block is size-checked, the
 client IP resolved through trusted hops only, the host and method validated, and the
-path normalised exactly as the policy will see it (percent-decoded once, dot segments
-resolved). A path that decodes to control characters is refused.
+request target read once (``verity.gateway.target``: decoded once, ambiguous spellings
+refused); the ``HttpTarget`` the policy decides on carries that canonical path as is.
 """
 
 from __future__ import annotations
@@ -11,10 +11,10 @@ from __future__ import annotations
 import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
-from urllib.parse import quote, urlsplit
+from typing import Any, NamedTuple
+from urllib.parse import quote
 
-from ..model import HttpTarget, normalize_path
+from ..model import HttpTarget
 from .errors import BadRequestError
 from .headers import (
     ClientAddress,
@@ -28,6 +28,8 @@ from .headers import (
     valid_method,
 )
 from .responses import wants_html
+from .settings import RouteConfig
+from .target import canonical_path, decided_method, decode_path, split_target
 
 Scope = Mapping[str, Any]
 _PATH_SAFE = "/:@!$&'()*+,;=-._~"
@@ -68,17 +70,25 @@ def _wants_html(accept: str) -> bool:
     return wants_html(accept)
 
 
-def canonical_path(untrusted_target: str) -> str:
-    """The normalised path of a request target (origin- or absolute-form); 400 if bad."""
-    target = untrusted_target.strip()
-    if target.lower().startswith(("http://", "https://")):
-        target = urlsplit(target).path or "/"
-    if not target.startswith("/"):
-        raise BadRequestError(400, "Malformed request target.")
-    path = normalize_path(target)
-    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in path):
-        raise BadRequestError(400, "Malformed request target.")
-    return path
+class Target(NamedTuple):
+    """A request target as read: the path as sent, the query, and the path decoded once."""
+
+    raw: str
+    query: str
+    decoded: str
+
+
+def read_target(untrusted_target: str) -> Target:
+    """Split and decode a request target; ``AmbiguousTargetError`` (400) if ambiguous."""
+    path, query = split_target(untrusted_target.strip())
+    return Target(path, query, decode_path(path))
+
+
+def scope_target(scope: Scope) -> str:
+    """The request target of an ASGI scope as sent: raw path and query string."""
+    query = bytes(scope.get("query_string", b"")).decode("latin-1")
+    path = raw_target(scope)
+    return f"{path}?{query}" if query and "?" not in path else path
 
 
 def raw_target(scope: Scope) -> str:
@@ -99,15 +109,18 @@ def upstream_path(canonical: str) -> str:
 
 
 def http_target(
-    *, host: str, method: str, path: str, headers: RawHeaders, policy_host: str | None
+    route: RouteConfig, *, host: str, method: str, target: Target, headers: RawHeaders
 ) -> HttpTarget:
-    """The ``HttpTarget`` for the policy (``policy_host`` overrides the request's host)."""
-    checked = valid_method(method)
+    """The ``HttpTarget`` the policy decides on for ``route``: the canonical path (the
+    route's ``path_matching`` applied), the method after the route's ``method_override``
+    rule, the route's ``policy_host`` if set. Raises ``BadRequestError``."""
+    checked = decided_method(route, valid_method(method), headers, target.query)
     if checked in _REFUSED_METHODS:
         raise BadRequestError(405, "This method is not supported.")
-    return HttpTarget(
-        host=policy_host or host, method=checked, path=path, headers=policy_headers(headers)
-    )
+    return HttpTarget.canonical(
+        host=route.policy_host or host, method=checked,
+        path=canonical_path(route, target.decoded), headers=policy_headers(headers),
+    )  # fmt: skip
 
 
 def request_host(inbound: Inbound, *, forwarded: bool) -> str:

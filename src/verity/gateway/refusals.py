@@ -9,7 +9,10 @@ reason code            when
 =====================  ======================================================
 ``no_route``           no route for the host and path (proxy 404, forward-auth 403)
 ``untrusted_caller``   forward-auth called by a peer outside ``trusted_proxies``
-``bad_request``        forward-auth check without a usable original request
+``bad_request``        forward-auth check without a usable original request, or
+                       carrying another dialect's headers
+``ambiguous_target``   a request target refused by the canonical target rule
+                       (``verity.gateway.target``): proxy, WebSocket and forward-auth
 ``method_not_allowed`` forward-auth check for ``TRACE``/``CONNECT``
 ``headers_too_large``  the check's header block is over the limits
 ``internal_error``     an unexpected failure while answering (fail closed)
@@ -59,8 +62,9 @@ def no_route() -> Decision:
 
 
 def refused(error: BadRequestError) -> Decision:
-    """The deny for a malformed forward-auth check (its public message as the reason)."""
-    return deny(_REFUSAL_CODES.get(error.status, "bad_request"), error.public_message)
+    """The deny for a refused request or check (its public message as the reason)."""
+    code = error.reason_code or _REFUSAL_CODES.get(error.status, "bad_request")
+    return deny(code, error.public_message)
 
 
 async def record(
@@ -102,7 +106,25 @@ async def unrouted(
     """Deny, count and audit a request to ``host`` + ``path`` that matched no route (or,
     for the proxy, a ``route`` without an upstream); returns the decision."""
     decision = no_route()
-    target = HttpTarget(host=host, method=method, path=path)  # no headers: none are audited
+    target = HttpTarget.canonical(host=host, method=method, path=path)  # no headers audited
+    await record(enforcer, decision, client, http=target, route=route)
+    return decision
+
+
+async def refused_target(
+    enforcer: Enforcer,
+    error: BadRequestError,
+    client: ClientAddress,
+    *,
+    host: str,
+    method: str,
+    untrusted_target: str,
+    route: str = NO_ROUTE,
+) -> Decision:
+    """Deny, count and audit a request refused for its target (``ambiguous_target``) or
+    method override; the audit event carries the target exactly as it was sent."""
+    decision = refused(error)
+    target = HttpTarget.canonical(host=host, method=method, path=untrusted_target)
     await record(enforcer, decision, client, http=target, route=route)
     return decision
 

@@ -1,8 +1,10 @@
 """Route lookup: exact host (or ``*``), then the longest path prefix on a segment boundary.
 
 ``/api`` matches ``/api`` and ``/api/v1`` but not ``/apix``; a prefix ending in ``/``
-matches everything below it. Lookups use the normalised path, the one the policy sees,
-so ``/public/../admin`` is routed as ``/admin``.
+matches everything below it. Lookups use the decoded path (``verity.gateway.target``:
+ambiguous targets were already refused) without ``;`` parameters, so the route whose
+``path_matching`` decides about them is the one their path belongs to; a route with
+``case: insensitive`` matches its prefix in any case.
 """
 
 from __future__ import annotations
@@ -11,9 +13,13 @@ from collections.abc import Iterable
 
 from ..model import normalize_host
 from .settings import RouteConfig
+from .target import routing_path
 
 
-def _covers(prefix: str, path: str) -> bool:
+def _covers(route: RouteConfig, path: str) -> bool:
+    prefix = route.path_prefix
+    if route.path_matching.case == "insensitive":
+        prefix, path = prefix.lower(), path.lower()
     if prefix in ("/", path):
         return True
     if prefix.endswith("/"):
@@ -36,11 +42,12 @@ class RouteTable:
         self._any = self._by_host.pop("*", [])
 
     def match(self, host: str, path: str) -> RouteConfig | None:
-        """The route for ``host`` (any port is ignored) and normalised ``path``, if any."""
+        """The route for ``host`` (any port is ignored) and decoded ``path``, if any."""
+        key = routing_path(path)
         for route in self._by_host.get(normalize_host(host), ()):
-            if _covers(route.path_prefix, path):
+            if _covers(route, key):
                 return route
         for route in self._any:
-            if _covers(route.path_prefix, path):
+            if _covers(route, key):
                 return route
         return None

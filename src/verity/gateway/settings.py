@@ -24,6 +24,7 @@ _ORIGIN = re.compile(
 )
 _MIB = 1024 * 1024
 MtlsMode = Literal["off", "optional", "required"]
+MethodOverride = Literal["refuse", "decide"]
 
 
 class _Section(BaseModel):
@@ -37,6 +38,23 @@ def _http_url(value: str, what: str) -> str:
     if parts.query or parts.fragment or parts.username or parts.password:
         raise ValueError(f"{what} must not carry a query, fragment or credentials")
     return value.rstrip("/")
+
+
+class PathMatching(_Section):
+    """How a route reads spellings that upstream frameworks disagree on (docs/gateway.md,
+    "The canonical target rule"). Ambiguous targets are always refused; these choices
+    cover what depends on the upstream."""
+
+    case: Literal["sensitive", "insensitive"] = Field(
+        default="sensitive",
+        description="`insensitive`: the policy, the audit and the upstream see the path "
+        "lower-cased (set it for upstreams that route case-insensitively, e.g. Express).",
+    )
+    parameters: Literal["refuse", "strip"] = Field(
+        default="refuse",
+        description="`;` path parameters (`/a;x=1/b`): `refuse` answers 400; `strip` "
+        "removes them before the policy and the upstream (as Tomcat and Spring do).",
+    )
 
 
 class RouteConfig(_Section):
@@ -78,6 +96,12 @@ class RouteConfig(_Section):
     websocket: bool = Field(
         default=True, description="Proxy WebSocket upgrades (decided like a GET)."
     )
+    path_matching: PathMatching = Field(default_factory=PathMatching)
+    method_override: MethodOverride = Field(
+        default="refuse",
+        description="Requests with X-HTTP-Method-Override, X-Method-Override, X-HTTP-Method "
+        "or ?_method=: `refuse` (400), or `decide`: the policy decides the overriding method.",
+    )
     websocket_origins: tuple[str, ...] = Field(
         default=(),
         description="Origins allowed to open WebSockets besides the request's own host "
@@ -104,8 +128,16 @@ class RouteConfig(_Section):
     @field_validator("path_prefix")
     @classmethod
     def _prefix(cls, value: str) -> str:
-        if not value.startswith("/") or any(c in value for c in "?#%\\") or "/../" in value:
-            raise ValueError("a path prefix starts with / and has no ? # % \\ or /../")
+        if (
+            not value.startswith("/")
+            or any(c in value for c in "?#%\\;")
+            or "//" in value
+            or re.search(r"[. ](/|$)", value)
+        ):
+            raise ValueError(
+                "a path prefix starts with / and has no ? # % \\ ; //, dot segment or "
+                "segment ending in a dot or space"
+            )
         return value
 
     @field_validator("upstream")
@@ -143,7 +175,12 @@ class ForwardAuthConfig(_Section):
 
     enabled: bool = Field(default=True, description="Serve the forward-auth endpoints.")
     path: str = Field(
-        default="/verity/auth", description="nginx auth_request and Traefik ForwardAuth path."
+        default="/verity/auth",
+        description="nginx auth_request path: reads only X-Original-URI/-Method.",
+    )
+    traefik_path: str = Field(
+        default="/verity/auth/traefik",
+        description="Traefik ForwardAuth path: reads only X-Forwarded-Uri/-Method/-Host.",
     )
     envoy_path_prefix: str = Field(
         default="/verity/ext_authz", description="Envoy ext_authz HTTP service path_prefix."
@@ -153,11 +190,18 @@ class ForwardAuthConfig(_Section):
         description="Answer only callers inside server.trusted_proxies (the proxy itself).",
     )
 
-    @field_validator("path", "envoy_path_prefix")
+    @field_validator("path", "traefik_path", "envoy_path_prefix")
     @classmethod
     def _path(cls, value: str) -> str:
         if not value.startswith("/") or value.endswith("/") or "?" in value:
             raise ValueError("an absolute path without a trailing slash or query")
+        return value
+
+    @field_validator("traefik_path")
+    @classmethod
+    def _distinct(cls, value: str, info: ValidationInfo) -> str:
+        if value == info.data.get("path"):
+            raise ValueError("must differ from path: each dialect has its own endpoint")
         return value
 
 

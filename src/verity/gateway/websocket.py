@@ -34,7 +34,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
-from urllib.parse import urlsplit
 
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
@@ -42,26 +41,25 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketException
 from websockets.http11 import Request
 
-from ..model import HttpTarget, Reason
+from ..model import Reason
 from ..observability import GatewayMetrics
 from . import refusals, responses
 from .enforce import Enforcer, Outcome, Subject, Verdict
 from .errors import BadRequestError
-from .headers import ClientResolver, RawHeaders, header_values, policy_headers, single_header
-from .headers import upstream_headers as clean_headers
+from .headers import ClientResolver, single_header
 from .inbound import (
     Inbound,
     Limits,
-    canonical_path,
-    raw_target,
     read_inbound,
+    read_target,
     request_host,
-    upstream_path,
+    scope_target,
 )
 from .mtls import ClientCertificates
 from .proxy import forwarding_headers, identity_pairs
 from .routing import RouteTable
 from .settings import RouteConfig, WebSocketConfig
+from .websocket_handshake import handshake_headers, origin_allowed, upstream_uri, websocket_target
 
 log = logging.getLogger("verity.gateway")
 Render = Callable[[Outcome, bool], Response]
@@ -93,48 +91,6 @@ def upstream_close_code(exc: ConnectionClosed) -> tuple[int, str]:
     if sent is not None:  # the gateway closed it: message too big (1009), ping timeout...
         return sendable(sent.code, BAD_GATEWAY), sent.reason
     return BAD_GATEWAY, ""  # the upstream went away without a close frame
-
-
-def websocket_target(
-    *, host: str, path: str, headers: RawHeaders, policy_host: str | None
-) -> HttpTarget:
-    """What the policy sees: a GET with ``upgrade: websocket`` among its headers."""
-    seen = policy_headers(headers)
-    seen["upgrade"] = "websocket"
-    return HttpTarget(host=policy_host or host, method="GET", path=path, headers=seen)
-
-
-def origin_allowed(route: RouteConfig, host: str, headers: RawHeaders) -> bool:
-    """True unless the request carries ambient credentials from a foreign ``Origin``."""
-    origins = header_values(headers, b"origin")
-    if not origins or header_values(headers, b"authorization"):
-        return True  # not a browser, or explicit credentials
-    if len(origins) != 1:
-        return False
-    origin = origins[0].strip().lower().rstrip("/")
-    if "*" in route.websocket_origins or origin in route.websocket_origins:
-        return True
-    parts = urlsplit(origin)
-    return parts.scheme in ("http", "https") and parts.netloc == host
-
-
-def upstream_uri(route: RouteConfig, path: str, query: bytes) -> str:
-    """``ws://`` or ``wss://`` URL of ``path`` (canonical) at the route's upstream."""
-    base = urlsplit(route.upstream or "")
-    scheme = "wss" if base.scheme == "https" else "ws"
-    target = base.path.rstrip("/") + upstream_path(path)
-    uri = f"{scheme}://{base.netloc}{target}"
-    return uri + "?" + query.decode("latin-1") if query else uri
-
-
-def handshake_headers(raw: RawHeaders, route: RouteConfig, hidden: frozenset[str]) -> list[Any]:
-    """The client's headers as the HTTP proxy cleans them, minus the handshake's own
-    (``Sec-WebSocket-*``: the client library sets key, version and extensions; the
-    subprotocols are offered separately)."""
-    kept = clean_headers(
-        raw, forward_authorization=route.forward_authorization, hidden_cookies=hidden
-    )
-    return [(n, v) for n, v in kept if not n.startswith(b"sec-websocket-")]
 
 
 class _NoRedirects(connect):
@@ -238,17 +194,28 @@ class WebSocketProxy:
     async def _admit(self, scope: Scope, inbound: Inbound) -> Admitted | Response:
         """Route, authenticate and decide; the refusal, or what to open upstream."""
         host = request_host(inbound, forwarded=False)
-        path = canonical_path(raw_target(scope))
-        route = None if self.reserved(scope["path"]) else self.routes.match(host, path)
-        if route is None or route.upstream is None or not route.websocket:
-            decision = await refusals.unrouted(
-                self.enforcer, inbound.client, host=host, method="GET", path=path,
+        sent = scope_target(scope)
+        route = None
+        try:
+            read = read_target(sent)
+            route = None if self.reserved(scope["path"]) else self.routes.match(host, read.decoded)
+            if route is None or route.upstream is None or not route.websocket:
+                decision = await refusals.unrouted(
+                    self.enforcer, inbound.client, host=host, method="GET", path=read.decoded,
+                    route=route.name if route else refusals.NO_ROUTE,
+                )  # fmt: skip
+                return refusals.not_found(decision, html=inbound.html)
+            target = websocket_target(route, host=host, target=read, headers=inbound.headers)
+        except BadRequestError as exc:  # an ambiguous target or override: refused, audited
+            if exc.reason_code is None:
+                raise
+            decision = await refusals.refused_target(
+                self.enforcer, exc, inbound.client, host=host, method="GET",
+                untrusted_target=sent.split("?", 1)[0],
                 route=route.name if route else refusals.NO_ROUTE,
             )  # fmt: skip
-            return refusals.not_found(decision, html=inbound.html)
-        target = websocket_target(
-            host=host, path=path, headers=inbound.headers, policy_host=route.policy_host
-        )
+            response = responses.error(exc.status, exc.public_message, html=inbound.html)
+            return refusals.with_decision_id(response, decision)
         peer = self.certificates.peer(scope) if route.mtls != "off" else None
         subject = Subject(route, target, inbound.client, inbound.headers, peer)
         if origin_allowed(route, host, inbound.headers):
@@ -264,7 +231,7 @@ class WebSocketProxy:
         headers.extend(identity_pairs(outcome.identity_headers))
         query: bytes = scope.get("query_string", b"")
         return Admitted(
-            route, upstream_uri(route, path, query), headers,
+            route, upstream_uri(route, target.path, query), headers,
             tuple(scope.get("subprotocols") or ()), host if route.preserve_host else None,
             subject,
         )  # fmt: skip

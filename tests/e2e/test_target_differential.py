@@ -114,7 +114,7 @@ class Stack:
         return [v for caller in CALLERS for v in self.probe(front, target, caller)[1]]
 
 
-def write_verity(tmp: Path, verity_port: int, upstream_port: int, key: object) -> Path:
+def write_verity(tmp: Path, verity_port: int, upstream_port: int, key: Any) -> Path:
     (tmp / "policy.yaml").write_text(POLICY)
     (tmp / "idp.jwks").write_text(json.dumps({"keys": [public_jwk(key, "ES256", "e2e")]}))
     write_private_key(tmp / "assertion.pem", generate_private_key("ES256"))
@@ -142,22 +142,23 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         config = write_verity(tmp, verity_port, behind_proxy.port, key)
         verity_log, nginx_log = tmp / "verity.log", tmp / "nginx.log"
         with verity_log.open("wb") as out:
-            verity = subprocess.Popen(  # noqa: S603
+            verity_process = subprocess.Popen(  # noqa: S603
                 [sys.executable, "-m", "verity.cli.serve", "--config", str(config)],
                 stdout=out, stderr=subprocess.STDOUT,
             )  # fmt: skip
         conf = write_nginx(tmp, nginx_port, verity_port, behind_nginx.port)
         with nginx_log.open("wb") as out:
-            proxy = subprocess.Popen(  # noqa: S603
+            nginx_process = subprocess.Popen(  # noqa: S603
                 [nginx, "-c", str(conf), "-p", str(tmp), "-g", "daemon off;"],
                 stdout=out, stderr=subprocess.STDOUT,
             )  # fmt: skip
         try:
-            wait_until_up(f"http://127.0.0.1:{verity_port}/healthz", verity, "verity", verity_log)
-            wait_until_up(f"http://127.0.0.1:{nginx_port}/", proxy, "nginx", nginx_log)
+            wait_until_up(f"http://127.0.0.1:{verity_port}/healthz", verity_process, "verity",
+                          verity_log)  # fmt: skip
+            wait_until_up(f"http://127.0.0.1:{nginx_port}/", nginx_process, "nginx", nginx_log)
             audit = AuditIndex(f"sqlite:///{tmp}/audit.db")
             token = mint(key, alg="ES256", kid="e2e", issuer=ISSUER, audience="verity",
-                         subject="sam", claims={"groups": ["staff"]})  # fmt: skip
+                         subject="sam", ttl=3600, claims={"groups": ["staff"]})  # fmt: skip
             fronts = {
                 "proxy": Front("proxy", verity_port, PROXY_HOST, behind_proxy),
                 "nginx": Front("nginx", nginx_port, NGINX_HOST, behind_nginx),
@@ -170,8 +171,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
                 stray = front.upstream.unlabelled()
                 assert not stray, f"requests no probe sent reached the {front.name} upstream"
         finally:
-            stop(proxy)
-            stop(verity)
+            stop(nginx_process)
+            stop(verity_process)
 
 
 # Every spelling the review reported, adapted to this policy where needed.

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from verity.model import AccessRequest, Decision
+from verity.model import AccessRequest, Decision, Effect, Obligation, ObligationKind, Reason
 from verity.policy import compile_policy, load_policy
 
 from .conftest import Issuer, MakeGateway, bearer, gateway_config
@@ -86,3 +86,22 @@ def test_signed_in_request_denied_by_a_rule_is_403_with_the_rule_reason(
     assert body["reason"] == "requires group engineers (you have: sales)"
     assert body["hint"] == "ask for the engineers group"
     assert not seen[-1][1].requires_authentication
+
+
+class AlwaysAuthenticate:
+    """A decider that (wrongly) asks even signed-in callers to authenticate."""
+
+    def decide(self, request: AccessRequest) -> Decision:
+        return Decision(
+            Effect.DENY, None, "d-1", "v", (Reason("authentication_required", "sign in"),),
+            (Obligation(ObligationKind.AUTHENTICATE, ""),),
+        )  # fmt: skip
+
+
+def test_signed_in_caller_is_never_sent_to_sign_in_again(
+    make_gateway: MakeGateway, issuer: Issuer
+) -> None:
+    gateway = make_gateway(config=gateway_config(routes=ROUTES), decider=AlwaysAuthenticate())
+    with ThreadServer(gateway) as server:
+        assert _get(server.url, "app.test", **bearer(issuer.token())).status_code == 403
+        assert _get(server.url, "app.test").status_code == 401

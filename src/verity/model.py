@@ -45,6 +45,7 @@ class ObligationKind(enum.Enum):
     REAUTHENTICATE = "reauthenticate"
     REVOKE_SESSION = "revoke_session"
     REQUEST_ACCESS = "request_access"
+    AUTHENTICATE = "authenticate"  # not signed in: send to sign-in (401), not a 403
 
 
 def _freeze(value: Any) -> Any:
@@ -333,6 +334,11 @@ class Decision(NamedTuple):
     @property
     def allowed(self) -> bool:
         return self.effect is Effect.ALLOW
+
+    @property
+    def requires_authentication(self) -> bool:
+        """A deny that signing in could change: answer 401 / redirect to sign-in."""
+        return any(o.kind is ObligationKind.AUTHENTICATE for o in self.obligations)
 
     @property
     def reason(self) -> str:

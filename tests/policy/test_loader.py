@@ -46,7 +46,7 @@ def test_unknown_criterion_suggests_the_closest_name() -> None:
 @pytest.mark.parametrize(
     ("criterion", "path", "fragment"),
     [
-        ("ip: [10.0.0.1/8]", "rules[0].allow.ip[0]", "host bits set"),
+        ("ip: [10.0.0.1/33]", "rules[0].allow.ip[0]", "not an IP address or CIDR"),
         ("ip: [not-an-ip]", "rules[0].allow.ip[0]", "not an IP address"),
         (
             "time: {days: mon-fri, hours: '08:00-18:00', tz: Mars/Olympus}",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ipaddress
+
 import pytest
 
 from verity.policy import values
@@ -101,6 +103,49 @@ def test_bad_spiffe_patterns(text: str) -> None:
         values.spiffe_pattern(text)
 
 
-def test_ipv4_mapped_ranges_are_refused() -> None:
-    with pytest.raises(ValueError, match="plain IPv4"):
-        values.network("::ffff:10.0.0.0/104")
+def test_ipv4_mapped_range_is_normalized_to_the_ipv4_range_it_maps() -> None:
+    net, warning = values.network("::ffff:10.0.0.0/104")
+    assert net == ipaddress.IPv4Network("10.0.0.0/8")
+    assert warning is not None
+    assert "IPv4-mapped" in warning
+    assert "'10.0.0.0/8'" in warning
+
+
+def test_cidr_with_host_bits_set_means_its_network() -> None:
+    net, warning = values.network("192.168.1.1/24")
+    assert net == ipaddress.IPv4Network("192.168.1.0/24")
+    assert warning is not None
+    assert "host bits are set" in warning
+
+
+@pytest.mark.parametrize("text", ["10.0.0.0/8", "10.1.2.3", "2001:db8::/32", "::1"])
+def test_usual_cidr_spellings_load_without_warning(text: str) -> None:
+    net, warning = values.network(text)
+    assert str(net) == str(ipaddress.ip_network(text))
+    assert warning is None
+
+
+@pytest.mark.parametrize("text", ["10.0.0.0/33", "10.0.0", "", "example.com/8"])
+def test_bad_cidrs_are_refused(text: str) -> None:
+    with pytest.raises(ValueError, match="not an IP address or CIDR"):
+        values.network(text)
+
+
+@pytest.mark.parametrize(
+    ("text", "segments"),
+    [
+        ("department", ("department",)),
+        ("realm_access.roles", ("realm_access", "roles")),
+        ("https://example\\.com/roles", ("https://example.com/roles",)),
+        ("a\\\\.b", ("a\\", "b")),
+    ],
+)
+def test_claim_paths_split_on_unescaped_dots(text: str, segments: tuple[str, ...]) -> None:
+    assert values.claim_path(text) == segments
+    assert values.claim_path(values.claim_path_text(segments)) == segments
+
+
+@pytest.mark.parametrize("text", ["a..b", ".a", "a.", "a\\"])
+def test_bad_claim_paths_are_refused(text: str) -> None:
+    with pytest.raises(ValueError, match="claim path"):
+        values.claim_path(text)

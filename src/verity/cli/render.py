@@ -90,6 +90,8 @@ def print_check(
                 access_levels=len(engine.policy.access_levels),
             )
         document["problems"] = problems_json(problems)
+        warnings = engine.policy.warnings if engine is not None else ()
+        document["warnings"] = problems_json(warnings)
         print_json(document)
         return
     if exc is not None:
@@ -101,6 +103,8 @@ def print_check(
             f" version {engine.version[:12]})"
         )
         line(stdout(), ("valid", "bold green"), f": {source}{summary}")
+        for warning in engine.policy.warnings:
+            line(stdout(), ("warning", "bold yellow"), f": {source}: {warning}")
 
 
 def _rule(rule: str | None) -> str:

@@ -40,7 +40,7 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,  # locals hold tokens and keys
 )
 
-DEFAULT_ALGORITHMS = ["RS256", "ES256", "EdDSA"]
+DEFAULT_ALGORITHMS = ["RS256", "ES256", "ES384", "ES512", "EdDSA"]
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON document (for scripts).")]
 
 
@@ -159,7 +159,7 @@ def verify(
         list[str] | None,
         typer.Option(
             "--alg",
-            help="Allowed algorithm (repeatable; default RS256 ES256 EdDSA).",
+            help="Allowed algorithm (repeatable; default RS256 ES256 ES384 ES512 EdDSA).",
             metavar="ALG",
         ),
     ] = None,

@@ -234,7 +234,10 @@ class Enforcer:
         self._notify(request, decision, subject.route.name)
         acknowledged = await self._observe(request, decision, subject.route.name, elapsed)
         if decision.effect is not Effect.ALLOW:  # a deny stays a deny, audited or not
-            verdict = Verdict.DENIED if principal.authenticated else Verdict.UNAUTHENTICATED
+            # 401 / sign-in only when the decision says signing in could change it
+            # (never for a signed-in caller: no sign-in loop)
+            needs = decision.requires_authentication and not principal.authenticated
+            verdict = Verdict.UNAUTHENTICATED if needs else Verdict.DENIED
             return Outcome(verdict, decision, principal)
         if not acknowledged and self.observer is not None and self.observer.fail_closed:
             return Outcome(Verdict.UNAVAILABLE, decision, principal)

@@ -42,6 +42,7 @@ from .errors import TokenRevokedError as TokenRevokedError
 from .errors import TokenTooLargeError as TokenTooLargeError
 from .errors import UnknownKeyError as UnknownKeyError
 from .errors import UnsupportedCriticalHeaderError as UnsupportedCriticalHeaderError
+from .errors import WeakKeyError as WeakKeyError
 from .errors import WrongTokenTypeError as WrongTokenTypeError
 from .errors import www_authenticate as www_authenticate
 from .fetch import JwksFetcher as JwksFetcher
@@ -99,6 +100,7 @@ __all__ = [
     "VerificationRules",
     "VerifiedToken",
     "VerifiedTokenCache",
+    "WeakKeyError",
     "WrongTokenTypeError",
     "bind_jwk",
     "key_from_pem",

@@ -68,8 +68,17 @@ _DECODER = json.JSONDecoder(object_pairs_hook=_unique_members, parse_constant=_r
 def b64url_decode(segment: bytes, what: str, token_hash: str | None) -> bytes:
     """Decode one unpadded, canonical base64url segment."""
     rest = len(segment) % 4
-    if rest == 1 or (rest and _SEXTET.get(segment[-1], 0xFF) & _UNUSED_BITS[rest]):
-        raise TokenMalformedError(f"{what} is not canonical base64url", token_hash=token_hash)
+    if rest == 1:
+        raise TokenMalformedError(
+            f"{what} is not valid base64url: {len(segment)} characters is an impossible "
+            "length (truncated?)",
+            token_hash=token_hash,
+        )
+    if rest and _SEXTET.get(segment[-1], 0xFF) & _UNUSED_BITS[rest]:
+        raise TokenMalformedError(
+            f"{what} is not canonical base64url (its last character sets unused bits)",
+            token_hash=token_hash,
+        )
     try:
         return binascii.a2b_base64(
             segment.translate(_TO_STANDARD) + _PADDING[rest], strict_mode=True
@@ -81,31 +90,104 @@ def b64url_decode(segment: bytes, what: str, token_hash: str | None) -> bytes:
 def json_object(data: bytes, what: str, token_hash: str | None) -> dict[str, Any]:
     """Parse UTF-8 JSON that must be an object without duplicate members."""
     try:
-        value = _DECODER.decode(data.decode("utf-8"))
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise TokenMalformedError(f"{what} is not UTF-8 text", token_hash=token_hash) from None
+    if not text.strip():
+        raise TokenMalformedError(
+            f"{what} decodes to nothing (a JSON object is required)", token_hash=token_hash
+        )
+    try:
+        value = _DECODER.decode(text)
     except (ValueError, RecursionError) as exc:
         raise TokenMalformedError(
             f"{what} is not valid JSON: {exc}", token_hash=token_hash
         ) from None
     if not isinstance(value, dict):
-        raise TokenMalformedError(f"{what} is not a JSON object", token_hash=token_hash)
+        raise TokenMalformedError(
+            f"{what} is JSON {_JSON_TYPES.get(type(value), type(value).__name__)}, "
+            "not a JSON object",
+            token_hash=token_hash,
+        )
     return value
 
 
+_JSON_TYPES = {
+    list: "array",
+    str: "string",
+    int: "number",
+    float: "number",
+    bool: "true/false",
+    type(None): "null",
+}
+
+
 def split_compact(untrusted: bytes, token_hash: str | None) -> CompactJws:
-    """Split and decode ``header.payload.signature``; the payload stays encoded."""
+    """Split and decode ``header.payload.signature``; the payload stays encoded.
+
+    A token that is not well formed is refused with a message naming its defect (see
+    ``_diagnose``). The signature may be empty here: ``check_signature_present`` refuses
+    that after the header checks, so ``alg: none`` is reported as what it is.
+    """
     if not _COMPACT.fullmatch(untrusted):
-        count = untrusted.count(b".") + 1
-        problem = (
-            "encrypted tokens (JWE) are not accepted"
-            if count == 5
-            else f"not a compact JWS (3 base64url segments; got {count} segment(s))"
-        )
-        raise TokenMalformedError(problem, token_hash=token_hash)
+        _diagnose(untrusted, token_hash)
     header_segment, payload_segment, signature_segment = untrusted.split(b".")
     header = json_object(b64url_decode(header_segment, "header", token_hash), "header", token_hash)
     signature = b64url_decode(signature_segment, "signature", token_hash)
     signing_input = untrusted[: len(header_segment) + 1 + len(payload_segment)]
     return CompactJws(header, signing_input, payload_segment, signature)
+
+
+def _diagnose(untrusted: bytes, token_hash: str | None) -> NoReturn:
+    """Raise the ``TokenMalformedError`` that names what is wrong with a token that does
+    not have the shape ``header.payload.signature`` (slow path: rejected tokens only)."""
+    if not untrusted.strip():
+        raise TokenMalformedError("the token is empty", token_hash=token_hash)
+    segments = untrusted.split(b".")
+    if len(segments) == 5:
+        raise TokenMalformedError(
+            "encrypted tokens (JWE, 5 segments) are not accepted", token_hash=token_hash
+        )
+    if len(segments) != 3:
+        raise TokenMalformedError(
+            "not a compact JWS: expected 3 dot-separated segments "
+            f"(header.payload.signature), got {len(segments)}",
+            token_hash=token_hash,
+        )
+    for what, segment in zip(("header", "payload", "signature"), segments, strict=True):
+        if not segment and what != "signature":
+            raise TokenMalformedError(f"the {what} segment is empty", token_hash=token_hash)
+        bad = _NOT_B64URL.search(segment)
+        if bad is not None:
+            raise TokenMalformedError(_bad_character(what, bad), token_hash=token_hash)
+    raise TokenMalformedError("not a compact JWS", token_hash=token_hash)  # not reached
+
+
+_NOT_B64URL = re.compile(rb"[^A-Za-z0-9_-]")
+
+
+def _bad_character(what: str, bad: re.Match[bytes]) -> str:
+    char = bad.group()
+    if char == b"=":
+        return f"the {what} segment has '=' padding (unpadded base64url is required)"
+    if char in b"+/":
+        return (
+            f"the {what} segment uses {char.decode()!r}: standard base64, not base64url "
+            "('-' and '_')"
+        )
+    return (
+        f"the {what} segment contains {shown(char.decode('latin-1'))} at offset "
+        f"{bad.start()}, which is not a base64url character"
+    )
+
+
+def check_signature_present(jws: CompactJws, token_hash: str | None) -> None:
+    """Refuse an empty signature segment (an unsecured token) by name."""
+    if not jws.signature:
+        raise TokenMalformedError(
+            "the signature segment is empty (unsigned tokens are never accepted)",
+            token_hash=token_hash,
+        )
 
 
 def check_algorithm(header: dict[str, Any], allowed: frozenset[str], token_hash: str | None) -> str:

@@ -16,7 +16,8 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, m
 from .workload.config import WorkloadConfig
 
 Algorithm = Literal[
-    "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "EdDSA",
+    "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512",
+    "EdDSA",
     "HS256", "HS384", "HS512",
 ]  # fmt: skip
 HMAC_ALGORITHMS = frozenset({"HS256", "HS384", "HS512"})

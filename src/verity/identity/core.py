@@ -14,7 +14,14 @@ from types import MappingProxyType
 from typing import Any
 
 from ._claims import ALWAYS_REQUIRED, ClaimRules, check_claims
-from ._jose import b64url_decode, check_algorithm, check_header, json_object, split_compact
+from ._jose import (
+    b64url_decode,
+    check_algorithm,
+    check_header,
+    check_signature_present,
+    json_object,
+    split_compact,
+)
 from .config import IssuerConfig
 from .errors import BadSignatureError, TokenMalformedError, TokenTooLargeError
 from .keys import KeySet
@@ -128,6 +135,7 @@ def verify_token(
         understood_crit=rules.critical_headers,
         token_hash=digest,
     )
+    check_signature_present(jws, digest)
     key = keys.select(kid, alg, digest)
     if not key.verify(jws.signing_input, jws.signature):
         raise BadSignatureError(

@@ -31,8 +31,10 @@ SIGNING_ALGORITHMS = (
     "PS512",
     "ES256",
     "ES384",
+    "ES512",
     "EdDSA",
 )
+_EC_ALGORITHMS = {"secp256r1": "ES256", "secp384r1": "ES384", "secp521r1": "ES512"}
 _THUMBPRINT_MEMBERS = {
     "RSA": ("e", "kty", "n"),
     "EC": ("crv", "kty", "x", "y"),
@@ -41,13 +43,15 @@ _THUMBPRINT_MEMBERS = {
 
 
 def generate_private_key(alg: str) -> PrivateKey:
-    """A new private key for ``alg`` (RSA 2048, P-256, P-384 or Ed25519)."""
+    """A new private key for ``alg`` (RSA 2048, P-256, P-384, P-521 or Ed25519)."""
     if alg.startswith(("RS", "PS")):
         return rsa.generate_private_key(public_exponent=65537, key_size=2048)
     if alg == "ES256":
         return ec.generate_private_key(ec.SECP256R1())
     if alg == "ES384":
         return ec.generate_private_key(ec.SECP384R1())
+    if alg == "ES512":
+        return ec.generate_private_key(ec.SECP521R1())
     if alg == "EdDSA":
         return ed25519.Ed25519PrivateKey.generate()
     raise KeyBindingError(f"cannot generate a key for {alg!r}; use one of {SIGNING_ALGORITHMS}")
@@ -66,7 +70,7 @@ def write_private_key(path: Path, key: PrivateKey) -> None:
 
 
 def load_private_key(path: Path) -> PrivateKey:
-    """Load a PEM private key (RSA, EC P-256/P-384 or Ed25519). Raises ``KeyBindingError``."""
+    """Load a PEM private key (RSA, EC P-256/384/521 or Ed25519). Raises ``KeyBindingError``."""
     try:
         key = serialization.load_pem_private_key(path.read_bytes(), password=None)
     except (OSError, ValueError, TypeError) as exc:
@@ -79,11 +83,11 @@ def load_private_key(path: Path) -> PrivateKey:
 
 
 def default_algorithm(key: PrivateKey) -> str:
-    """The natural algorithm for ``key``: RS256, ES256/ES384 by curve, or EdDSA."""
+    """The natural algorithm for ``key``: RS256, ES256/ES384/ES512 by curve, or EdDSA."""
     if isinstance(key, rsa.RSAPrivateKey):
         return "RS256"
     if isinstance(key, ec.EllipticCurvePrivateKey):
-        return "ES384" if key.curve.name == "secp384r1" else "ES256"
+        return _EC_ALGORITHMS.get(key.curve.name, "ES256")
     return "EdDSA"
 
 

@@ -20,6 +20,7 @@ IdentityError (a VerityError)
  │    ├── TokenRevokedError         revoked by hash, ``jti`` or subject
  │    └── KeysUnavailableError      no usable keys (IdP unreachable and cache aged out)
  ├── KeyBindingError               a key cannot be bound to exactly one allowed algorithm
+ │    └── WeakKeyError              an RSA key too short or with the ROCA fingerprint
  └── JwksError                     discovery or JWKS fetch failed
       └── InsecureUrlError          a non-HTTPS URL for a host that is not loopback
 
@@ -224,6 +225,11 @@ class KeysUnavailableError(TokenError):
 
 class KeyBindingError(IdentityError):
     """A key cannot be bound to exactly one allowed algorithm, or is unusable."""
+
+
+class WeakKeyError(KeyBindingError):
+    """An RSA key that must not be trusted: shorter than 2048 bits, or factorable because
+    it has the ROCA fingerprint (CVE-2017-15361)."""
 
 
 class JwksError(IdentityError):

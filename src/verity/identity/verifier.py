@@ -33,14 +33,18 @@ Clock = Callable[[], float]
 
 
 def load_jwks_file(path: Path, algorithms: tuple[str, ...]) -> KeySet:
-    """The usable keys of a JWKS file. Raises ``KeyBindingError``."""
+    """The usable keys of a JWKS file. Raises ``KeyBindingError``; a weak key (short or
+    ROCA RSA) in a file the operator configured refuses the whole file (``WeakKeyError``)."""
     try:
         document = json.loads(path.read_bytes())
     except (OSError, ValueError) as exc:
         raise KeyBindingError(f"{path}: cannot read a JWK Set: {exc}") from None
     if not isinstance(document, dict):
         raise KeyBindingError(f"{path}: not a JWK Set")
-    return keyset_from_jwks(document, algorithms)
+    try:
+        return keyset_from_jwks(document, algorithms, refuse_weak=True)
+    except KeyBindingError as exc:
+        raise type(exc)(f"{path}: {exc}") from None
 
 
 def key_source_for(

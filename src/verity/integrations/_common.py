@@ -251,7 +251,7 @@ class Guard:
             listener(request, decision)
         if decision.allowed:
             return Outcome(principal, decision)
-        if not principal.authenticated:
+        if decision.requires_authentication and not principal.authenticated:  # authenticate: 401
             return Outcome(principal, decision, unauthenticated(None))
         return Outcome(principal, decision, denied(decision))
 

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..errors import Problem
 from ..model import Effect
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -54,7 +55,8 @@ class Services(Node):
 
 @dataclass(frozen=True, slots=True)
 class Claim(Node):
-    """A claim at a dotted path equals one of ``values`` (or, for list claims, contains one)."""
+    """A claim at a path (one name per nesting level, taken literally) equals one of
+    ``values`` (or, for list claims, contains one)."""
 
     claim: tuple[str, ...]
     values: tuple[Any, ...]
@@ -230,9 +232,11 @@ class Rule:
 
 @dataclass(frozen=True, slots=True)
 class Policy:
-    """A whole validated policy. ``version`` is the SHA-256 of its canonical content."""
+    """A whole validated policy. ``version`` is the SHA-256 of its canonical content;
+    ``warnings`` are what loaded but is probably not what the author meant."""
 
     rules: tuple[Rule, ...]
     access_levels: Mapping[str, All] = field(default_factory=dict)
     source: str = "<memory>"
     version: str = ""
+    warnings: tuple[Problem, ...] = ()

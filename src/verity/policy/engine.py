@@ -2,8 +2,10 @@
 
 Deny overrides allow: a deny rule whose criteria all hold decides first; otherwise the
 first allow rule (in policy order) whose criteria all hold allows; otherwise the request
-is denied by default, with the reason taken from the allow rule that came closest. Any
-unexpected exception denies with reason ``internal_error``. No I/O happens here.
+is denied by default, with the reason taken from the allow rule that came closest. A
+deny of an anonymous caller that signing in could change is an ``authenticate`` outcome
+(``verity.policy.authn``). Any unexpected exception denies with reason
+``internal_error``. No I/O happens here.
 """
 
 from __future__ import annotations
@@ -14,14 +16,16 @@ from typing import Any
 
 from ..errors import CelError
 from ..ids import new_decision_id
-from ..model import AccessRequest, Decision, Effect, Obligation, Reason
+from ..model import AccessRequest, Decision, Effect, Obligation, PrincipalKind, Reason
 from . import ast
+from .authn import for_anonymous, identity_deny_rules
 from .checks import Check, Trace
 from .compiler import PASSED, CompiledRule, Compiler, RuleShape
 from .dispatch import ALLOWED, DENIED, DENY_ERROR
 from .index import NAMES, RuleIndex
 
 ALLOW = Effect.ALLOW
+ANONYMOUS = PrincipalKind.ANONYMOUS
 _new = tuple.__new__  # builds a Decision without a Python-level __new__ call
 
 
@@ -60,6 +64,7 @@ class Engine:
         self.rules = tuple(rules)
         self._index = RuleIndex(self.rules)
         self._candidates = self._index.candidates
+        self._identity_denies = identity_deny_rules(policy)
 
     def decide(self, request: AccessRequest) -> Decision:
         """Decide one request. Never raises: an internal failure is a deny."""
@@ -74,6 +79,20 @@ class Engine:
             return self._internal_error(exc)
 
     def _not_allowed(
+        self,
+        request: AccessRequest,
+        candidates: tuple[Any, ...],
+        kind: int,
+        i: int,
+        closest_at: int,
+        detail: Any,
+    ) -> Decision:
+        decision = self._denial(request, candidates, kind, i, closest_at, detail)
+        if request.principal.kind is ANONYMOUS:
+            return for_anonymous(decision, self._identity_denies)
+        return decision
+
+    def _denial(
         self,
         request: AccessRequest,
         candidates: tuple[Any, ...],

@@ -139,7 +139,8 @@ class ClaimCheck(Check):
         return test
 
     def expected(self) -> str:
-        return f"claim {'.'.join(self.node.claim)} = {' or '.join(map(str, self.node.values))}"
+        name = values.claim_path_text(self.node.claim)
+        return f"claim {name} = {' or '.join(map(str, self.node.values))}"
 
     def observed(self, request: AccessRequest) -> str:
         value = dig(request.principal.claims, self.node.claim)

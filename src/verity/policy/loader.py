@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -37,6 +38,7 @@ _TARGET_KEYS = {
 }
 
 CelCheck = Callable[[str], None]
+log = logging.getLogger("verity.policy")
 
 
 def load_policy_file(path: str | Path, *, cel_check: CelCheck | None = None) -> ast.Policy:
@@ -80,7 +82,15 @@ def parse_policy(
     if problems:
         raise PolicyLoadError(source, problems)
     digest = hashlib.sha256(json.dumps(document, sort_keys=True, default=str).encode()).hexdigest()
-    return ast.Policy(rules=tuple(rules), access_levels=levels, source=source, version=digest)
+    for warning in ctx.warnings:
+        log.warning("policy %s: %s", source, warning)
+    return ast.Policy(
+        rules=tuple(rules),
+        access_levels=levels,
+        source=source,
+        version=digest,
+        warnings=tuple(ctx.warnings),
+    )
 
 
 def _levels(raw: Any, ctx: ParseContext) -> dict[str, ast.All]:

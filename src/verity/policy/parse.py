@@ -59,22 +59,51 @@ def _services(value: Any, path: str, ctx: ParseContext) -> list[ast.Node]:
 
 
 def _claims(value: Any, path: str, ctx: ParseContext) -> list[ast.Node]:
+    """``{dotted.path: values}`` (``\\.`` is a literal dot) or a list of
+    ``{claim: name-or-list-of-names, values: ...}`` (names taken literally)."""
+    if isinstance(value, list) and value:
+        entries = [_claim_entry(entry, join(path, i), ctx) for i, entry in enumerate(value)]
+        return [node for node in entries if node is not None]
     if not isinstance(value, dict) or not value:
-        ctx.problem(path, "expected a mapping of claim path to value(s)")
+        ctx.problem(path, "expected a mapping of claim path to value(s), or a list of "
+                    "{claim: ..., values: ...}")  # fmt: skip
         return []
     nodes: list[ast.Node] = []
     for key, expected in value.items():
         where = join(path, str(key))
-        claim = tuple(str(key).split("."))
-        if not all(claim):
-            ctx.problem(where, "empty segment in claim path")
+        try:
+            claim = values.claim_path(str(key))
+        except ValueError as exc:
+            ctx.problem(where, str(exc))
             continue
-        accepted = expected if isinstance(expected, list) else [expected]
-        if not accepted or any(isinstance(v, dict | list) for v in accepted):
-            ctx.problem(where, "expected a scalar or a list of scalars")
-            continue
-        nodes.append(ast.Claim(where, claim, tuple(accepted)))
+        warning = values.split_claim_warning(str(key), claim)
+        if warning is not None:
+            ctx.warn(where, warning)
+        node = _claim_node(where, claim, expected, ctx)
+        if node is not None:
+            nodes.append(node)
     return nodes
+
+
+def _claim_entry(entry: Any, path: str, ctx: ParseContext) -> ast.Node | None:
+    if not isinstance(entry, dict) or set(entry) != {"claim", "values"}:
+        ctx.problem(path, "expected {claim: name (or list of names), values: value(s)}")
+        return None
+    names = entry["claim"] if isinstance(entry["claim"], list) else [entry["claim"]]
+    if not names or not all(isinstance(n, str) and n for n in names):
+        ctx.problem(join(path, "claim"), "expected a claim name or a list of names")
+        return None
+    return _claim_node(path, tuple(names), entry["values"], ctx)
+
+
+def _claim_node(
+    where: str, claim: tuple[str, ...], expected: Any, ctx: ParseContext
+) -> ast.Node | None:
+    accepted = expected if isinstance(expected, list) else [expected]
+    if not accepted or any(isinstance(v, dict | list) for v in accepted):
+        ctx.problem(where, "expected a scalar or a list of scalars")
+        return None
+    return ast.Claim(where, claim, tuple(accepted))
 
 
 def _paths(value: Any, path: str, ctx: ParseContext) -> list[ast.Node]:

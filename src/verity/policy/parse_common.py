@@ -19,9 +19,14 @@ class ParseContext:
     level_names: frozenset[str] = frozenset()
     cel_check: Callable[[str], None] | None = None
     levels_used: set[str] = field(default_factory=set)
+    warnings: list[Problem] = field(default_factory=list)
 
     def problem(self, path: str, message: str) -> None:
         self.problems.append(Problem(path, message))
+
+    def warn(self, path: str, message: str) -> None:
+        """Something that loads but probably does not mean what it says."""
+        self.warnings.append(Problem(path, message))
 
 
 Parser = Callable[[Any, str, ParseContext], list[ast.Node]]

@@ -49,10 +49,15 @@ def ip(value: Any, path: str, ctx: ParseContext) -> list[ast.Node]:
     items = value if isinstance(value, list) else [value]
     nets: list[ast.Network] = []
     for i, item in enumerate(items):
+        where = join(path, i) if isinstance(value, list) else path
         try:
-            nets.append(values.network(item))
+            net, warning = values.network(item)
         except ValueError as exc:
-            ctx.problem(join(path, i) if isinstance(value, list) else path, str(exc))
+            ctx.problem(where, str(exc))
+            continue
+        nets.append(net)
+        if warning is not None:
+            ctx.warn(where, warning)
     if not items:
         ctx.problem(path, "must not be empty")
     return [ast.IpRanges(path, tuple(nets))] if nets and len(nets) == len(items) else []

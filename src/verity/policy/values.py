@@ -109,15 +109,84 @@ def timezone(value: object) -> str:
     return name
 
 
-def network(value: object) -> Network:
+def network(value: object) -> tuple[Network, str | None]:
+    """An address or CIDR range, normalized, and a warning when the spelling was unusual.
+
+    Host bits set (``192.168.1.1/24``) mean the enclosing network (``192.168.1.0/24``),
+    as in other policy engines and firewalls. An IPv4-mapped IPv6 range
+    (``::ffff:10.0.0.0/104``) means the IPv4 range it maps (``10.0.0.0/8``): client
+    addresses are compared in the same form (``::ffff:10.1.2.3`` is ``10.1.2.3``).
+    """
     text = str(value).strip()
+    if isinstance(value, bool) or not text:
+        raise ValueError(f"{value!r} is not an IP address or CIDR")
     try:
-        net = ipaddress.ip_network(text, strict=True)
+        net = ipaddress.ip_network(text, strict=False)
     except ValueError as exc:
         raise ValueError(f"{value!r} is not an IP address or CIDR: {exc}") from None
-    if isinstance(net, ipaddress.IPv6Network) and net.network_address.ipv4_mapped is not None:
-        raise ValueError(f"{value!r}: write IPv4-mapped ranges as plain IPv4")
-    return net
+    notes = []
+    if net.network_address != ipaddress.ip_interface(text).ip:
+        notes.append("host bits are set")
+    mapped = _ipv4_mapped(net)
+    if mapped is not None:
+        net = mapped
+        notes.append("an IPv4-mapped IPv6 range matches IPv4 clients")
+    if not notes:
+        return net, None
+    return net, f"{text!r} means {net} ({'; '.join(notes)}): write {str(net)!r}"
+
+
+def _ipv4_mapped(net: Network) -> Network | None:
+    """The IPv4 network an IPv4-mapped IPv6 network (``::ffff:0:0/96`` and inside) maps."""
+    if not isinstance(net, ipaddress.IPv6Network) or net.prefixlen < 96:
+        return None
+    if net.network_address.ipv4_mapped is None:
+        return None
+    return ipaddress.IPv4Network((net.network_address.ipv4_mapped, net.prefixlen - 96))
+
+
+def claim_path(value: object) -> tuple[str, ...]:
+    """``"a.b"`` -> ``("a", "b")``; a backslash escapes the next character, so
+    ``"https://example\\.com/roles"`` is the one claim ``https://example.com/roles``."""
+    if not isinstance(value, str) or not value:
+        raise ValueError("a claim path is a non-empty string")
+    segments: list[str] = []
+    current: list[str] = []
+    chars = iter(value)
+    for char in chars:
+        if char == "\\":
+            escaped = next(chars, None)
+            if escaped is None:
+                raise ValueError(f"{value!r}: a claim path cannot end with a backslash")
+            current.append(escaped)
+        elif char == ".":
+            segments.append("".join(current))
+            current = []
+        else:
+            current.append(char)
+    segments.append("".join(current))
+    if not all(segments):
+        raise ValueError(f"{value!r}: empty segment in claim path")
+    return tuple(segments)
+
+
+def claim_path_text(segments: tuple[str, ...]) -> str:
+    """The spelling of a claim path that ``claim_path`` reads back (dots escaped)."""
+    return ".".join(s.replace("\\", "\\\\").replace(".", "\\.") for s in segments)
+
+
+def split_claim_warning(text: str, segments: tuple[str, ...]) -> str | None:
+    """A warning for a dotted path that looks like one namespaced claim name (a URL, as
+    OIDC providers name custom claims): split at its dots it can never match."""
+    if len(segments) < 2 or not ("://" in text or any("/" in s for s in segments)):
+        return None
+    whole = ".".join(segments)
+    return (
+        f"claim path {text!r} is split at '.' into {list(segments)}, which a namespaced "
+        f"claim such as {whole!r} can never match; write "
+        f"'{claim_path_text((whole,))}' (dots escaped) or use the list form "
+        f"{{claim: {whole!r}, values: ...}}"
+    )
 
 
 def region(value: object) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from jwt.algorithms import get_default_algorithms
 
 from ..dev import public_jwk
-from ..errors import KeyBindingError
+from ..errors import KeyBindingError, WeakKeyError
 from ..keys import BoundKey, KeySet, bind_jwk
 from .errors import TrustBundleError
 from .spiffe import SpiffeId, trust_domain_problem
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
 
 X509_USE, JWT_USE = "x509-svid", "jwt-svid"
 _ALGORITHMS = get_default_algorithms()
+log = logging.getLogger("verity.identity")
 
 
 def _key_jwk(public: Any) -> dict[str, Any]:
@@ -165,6 +167,8 @@ class TrustBundle:
             as_sig = {k: v for k, v in jwk.items() if k != "use"}
             try:
                 bound.append(bind_jwk(as_sig, allowed))
+            except WeakKeyError as exc:
+                log.error("trust bundle JWT key refused: %s", exc)  # noqa: TRY400 - no traceback
             except KeyBindingError:
                 continue
         return KeySet(bound)

@@ -29,7 +29,7 @@ from .config import WorkloadConfig
 from .errors import CertificateAuthorityError, InvalidSpiffeIdError, JwtSvidError
 from .spiffe import SpiffeId
 
-JWT_SVID_ALGORITHMS = ("ES256", "ES384", "RS256", "PS256", "EdDSA")
+JWT_SVID_ALGORITHMS = ("ES256", "ES384", "ES512", "RS256", "PS256", "EdDSA")
 MAX_TOKEN_BYTES = 8192
 _DEFAULTS = WorkloadConfig()
 

@@ -125,7 +125,10 @@ class _HeadGuard:
 
     def _expired(self) -> None:
         self._head_timer = None
-        if self._in_head() and not self.transport.is_closing():
+        cycle = getattr(self, "cycle", None)
+        if cycle is not None and not cycle.response_complete:
+            self._start_head_timer()  # a pipelined head waits for the answer in progress
+        elif self._in_head() and not self.transport.is_closing():
             self._refuse(408)
 
     def _refuse(self, status: int) -> None:

@@ -61,6 +61,18 @@ def read_all(sock: socket.socket) -> bytes:
     return b"".join(chunks)
 
 
+def read_response(reader: Any) -> int:
+    """One HTTP/1.1 response from ``reader`` (``socket.makefile("rb")``): its status."""
+    status = int(reader.readline().split()[1])
+    length = 0
+    while (line := reader.readline()) not in (b"\r\n", b""):
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            length = int(value)
+    reader.read(length)
+    return status
+
+
 def rss_bytes() -> int:
     for line in Path("/proc/self/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -117,6 +129,23 @@ def test_large_body_in_the_same_packet_as_a_small_head_is_not_mistaken_for_heade
         sock.sendall(request + body)
         answer = read_all(sock)
     assert answer.startswith(b"HTTP/1.1 401 "), answer[:80]  # decided: no token
+
+
+@pytest.mark.parametrize("parser", PARSERS)
+def test_pipelined_and_keep_alive_requests_within_the_limits_are_all_answered(
+    make_gateway: MakeGateway, parser: str
+) -> None:
+    request = HEAD + b"X-Fill: " + b"f" * 3000 + b"\r\n\r\n"  # 3 KB heads, 4 KB limit
+    with served(make_gateway, parser, max_header_bytes=4096) as server, connect(server) as sock:
+        sock.sendall(request * 3)  # one packet: more head bytes than the limit in total
+        reader = sock.makefile("rb")
+        statuses = [read_response(reader) for _ in range(3)]
+        for _ in range(3):  # and one after another on the same connection, in pieces
+            sock.sendall(request[:100])
+            time.sleep(0.05)
+            sock.sendall(request[100:])
+            statuses.append(read_response(reader))
+    assert statuses == [401] * 6
 
 
 @pytest.mark.parametrize("parser", PARSERS)

@@ -120,3 +120,12 @@ def test_bearer_tokens_on_a_route_with_issuers_are_unchanged(stack: Stack, issue
     with httpx.Client(base_url=stack.url) as api:
         assert api.get("/mixed/page", headers=token).status_code == 200
         assert api.get("/corp/page", headers=token).status_code == 401
+
+
+def test_unauthenticated_browser_is_sent_to_the_provider_the_route_accepts(stack: Stack) -> None:
+    with httpx.Client(base_url=stack.url, headers={"Accept": "text/html"}) as browser:
+        corp_only = browser.get("/corp/page")
+        anywhere = browser.get("/elsewhere")
+    assert corp_only.status_code == anywhere.status_code == 302
+    assert "provider=corp" in corp_only.headers["location"]
+    assert "provider=" not in anywhere.headers["location"]  # the chooser: either one

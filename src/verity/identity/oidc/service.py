@@ -120,8 +120,14 @@ class LoginService:
             f"{prefix}{name}{suffix}" for prefix in ("", "__Host-") for suffix in ("", "_login")
         )
 
-    def login_url(self, return_url: str, *, provider: str | None = None) -> str:
-        """Where the gateway sends an unauthenticated browser (a relative URL)."""
+    def login_url(
+        self, return_url: str, *, provider: str | None = None, issuers: Sequence[str] = ()
+    ) -> str:
+        """Where the gateway sends an unauthenticated browser (a relative URL). With a
+        route's ``issuers`` and exactly one provider among them, straight to that one."""
+        if provider is None and issuers:
+            accepted = [p.name for p in self.config.providers if p.issuer in issuers]
+            provider = accepted[0] if len(accepted) == 1 else None
         query = {"rd": return_url} | ({"provider": provider} if provider else {})
         return f"{self.config.path_prefix}/login?{urlencode(query, quote_via=quote)}"
 

@@ -19,6 +19,7 @@ import pytest
 
 from verity.cli.serve import uvicorn_options
 from verity.config import VerityConfig, parse_config
+from verity.errors import ConfigError
 from verity.gateway.http_limits import LimitedH11Protocol, LimitedHttpToolsProtocol
 
 from .conftest import POLICY, ROUTES, MakeGateway
@@ -304,3 +305,11 @@ def test_verity_serve_cuts_huge_headers_and_slowloris_before_authentication(
         answer = read_all(sock)
         assert time.monotonic() - started < 3.0
     assert answer.startswith(b"HTTP/1.1 408 "), answer[:80]
+
+
+def test_limits_are_validated_with_their_key_path() -> None:
+    with pytest.raises(ConfigError, match=r"gateway\.max_concurrent_requests"):
+        config_with(max_connections=5, max_concurrent_requests=10)
+    with pytest.raises(ConfigError, match=r"gateway\.header_timeout_seconds"):
+        config_with(header_timeout_seconds=0)
+    assert config_with().gateway.max_concurrent_requests <= config_with().gateway.max_connections

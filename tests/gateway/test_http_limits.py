@@ -118,6 +118,20 @@ def test_header_block_over_the_limit_is_answered_431(
 
 
 @pytest.mark.parametrize("parser", PARSERS)
+def test_header_block_reaching_the_limit_exactly_then_one_more_byte_is_answered_431(
+    make_gateway: MakeGateway, parser: str
+) -> None:
+    limit = 4096 + 8192  # max_header_bytes + room for the request line
+    with served(make_gateway, parser, max_header_bytes=4096) as server, connect(server) as sock:
+        start = HEAD + b"X-Big: "
+        sock.sendall(start + b"a" * (limit - len(start)))  # exactly the limit, unfinished
+        time.sleep(0.3)
+        sock.sendall(b"a")
+        answer = read_all(sock)
+    assert answer.startswith(b"HTTP/1.1 431 "), answer[:80]
+
+
+@pytest.mark.parametrize("parser", PARSERS)
 def test_large_body_in_the_same_packet_as_a_small_head_is_not_mistaken_for_headers(
     make_gateway: MakeGateway, parser: str
 ) -> None:

@@ -48,7 +48,8 @@ _REFUSALS = {
 
 @dataclass(frozen=True, slots=True)
 class ConnectionLimits:
-    """The bounds of every client connection (from ``gateway.limits``)."""
+    """The bounds of every client connection (``gateway.max_header_bytes`` + 8 KiB,
+    ``gateway.header_timeout_seconds``, ``gateway.max_connections``)."""
 
     max_head_bytes: int = 40960
     head_timeout_seconds: float = 15.0
@@ -97,7 +98,8 @@ class _HeadGuard:
             self._after_feed()
             return
         self._head_bytes += room
-        self._feed(data[:room])  # at most the limit reaches the parser
+        if room > 0:  # (an empty feed would mean end of stream to h11)
+            self._feed(data[:room])  # at most the limit reaches the parser
         if self._in_head():
             if not self.transport.is_closing():  # (the parser may have refused already)
                 self._refuse(431)

@@ -97,9 +97,16 @@ async def one_revocation(nodes: Cluster, cookie: str) -> tuple[list[float], floa
     """Wall-clock refusal times on B and C, and when the logout was sent to A."""
     a, b, c = nodes.nodes[:3]
     async with httpx.AsyncClient(timeout=10) as client:
+        page = await client.get(f"{a.url}/verity/logout", headers={"Cookie": cookie})
+        found = re.search(r"name='csrf' value='([^']*)'", page.text)
+        if found is None:
+            raise RuntimeError(f"no sign-out form on A: {page.status_code}")
+        form = {"csrf": found.group(1)}
 
         async def logout() -> None:
-            answer = await client.post(f"{a.url}/verity/logout", headers={"Cookie": cookie})
+            answer = await client.post(
+                f"{a.url}/verity/logout", data=form, headers={"Cookie": cookie, "Origin": a.url}
+            )
             if answer.status_code not in (200, 302, 303):
                 raise RuntimeError(f"logout on A failed: {answer.status_code}")
 

@@ -96,7 +96,7 @@ def test_browser_login_and_logout_are_audited_without_tokens(
     cookie = rp.client.cookies["verity_session"]
     principal = rp.principal(cookie)
     assert principal is not None
-    assert rp.client.get("/verity/logout").status_code == 302
+    assert rp.logout().status_code == 303
     login, logout = stored(audit)
     assert (login["class_uid"], login["activity_id"], login["status_id"]) == (
         AUTHN, LOGON, SUCCESS,

@@ -67,7 +67,16 @@ def wait_denied(node: Node, cookie: str, *, bound: float) -> float:
 
 
 def logout(node: Node, cookie: str) -> httpx.Response:
-    return httpx.post(f"{node.url}/verity/logout", headers={"Cookie": cookie}, timeout=10)
+    """Sign out as a browser does: the confirmation page, then its form (same origin)."""
+    page = httpx.get(f"{node.url}/verity/logout", headers={"Cookie": cookie}, timeout=10)
+    if page.status_code != 200:
+        return page
+    token = re.search(r"name='csrf' value='([^']*)'", page.text)
+    assert token is not None, page.text[:300]
+    return httpx.post(
+        f"{node.url}/verity/logout", data={"csrf": token.group(1)},
+        headers={"Cookie": cookie, "Origin": node.url}, timeout=10,
+    )  # fmt: skip
 
 
 def metric(node: Node, name: str) -> dict[str, float]:

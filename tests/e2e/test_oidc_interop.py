@@ -224,7 +224,9 @@ def test_logout_backchannel_and_key_rotation_against_oidc_provider(stack: Stack)
     assert rp.principal(first) is not None  # another browser, another IdP session
 
     # RP-initiated logout: end_session with id_token_hint, back to post_logout_redirect_uri.
-    answer = rp.client.get("/verity/logout")
+    assert rp.client.get("/verity/logout").status_code == 200  # GET: a confirmation only
+    assert rp.principal(first) is not None
+    answer = rp.logout()
     location = answer.headers["location"]
     assert location.startswith(f"{stack.provider.issuer}/session/end?")
     assert "id_token_hint=" in location

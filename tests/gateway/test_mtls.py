@@ -29,7 +29,8 @@ from verity.config import ServerConfig, VerityConfig
 from verity.errors import ConfigError
 from verity.gateway import GatewayConfig
 from verity.gateway.app import Gateway
-from verity.gateway.asgi_tls import TlsWebSocketProtocol, http_protocol, tls_extension
+from verity.gateway.asgi_tls import TlsWebSocketProtocol, tls_extension
+from verity.gateway.http_limits import LimitedH11Protocol, LimitedHttpToolsProtocol
 from verity.gateway.mtls import ClientCertificates, bundles_from_pem
 from verity.identity.workload import CertificateAuthority, TrustBundle, X509Svid
 from verity.identity.workload import client_context as svid_client_context
@@ -379,7 +380,7 @@ def test_client_ca_bundle_without_spiffe_root_is_a_config_error(pki: Pki, tmp_pa
 
 def test_verity_serve_uses_the_tls_extension_protocols(pki: Pki) -> None:
     options = uvicorn_options(mtls_config(pki), access_log=False)
-    assert options["http"] is http_protocol()
+    assert issubclass(options["http"], LimitedHttpToolsProtocol or LimitedH11Protocol)
     assert options["ws"] is TlsWebSocketProtocol
     context = options["ssl_context_factory"](None, None)
     assert context.verify_mode == ssl.CERT_OPTIONAL  # other routes work without a certificate

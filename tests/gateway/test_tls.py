@@ -81,6 +81,7 @@ def write_config(folder: Path, *, port: int, http_port: int, key: str = "key.pem
         "store: {url: 'sqlite:///verity.db'}\n"
         "policy: {path: policy.yaml, reload_seconds: 0}\n"
         f"gateway:\n  public_url: 'https://127.0.0.1:{port}'\n"
+        "  header_timeout_seconds: 2\n  max_header_bytes: 4096\n"
         "  routes:\n    - {name: app, host: app.test, upstream: 'http://127.0.0.1:9'}\n"
         f"  tls: {{cert_file: cert.pem, key_file: {key}, redirect_http_port: {http_port}}}\n"
     )
@@ -240,3 +241,22 @@ def test_uvicorn_options_carry_tls_and_the_redirect_listener_does_not(tmp_path: 
     assert redirect is not None
     assert redirect["port"] == 8080
     assert not any(key.startswith("ssl_") for key in redirect)
+
+
+def test_tls_and_redirect_listeners_cut_slowloris_and_huge_headers(served: Served) -> None:
+    context = ssl.create_default_context(cafile=served.ca)
+    head = b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+    raw = socket.create_connection(("127.0.0.1", served.port), timeout=5)
+    with context.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
+        tls.sendall(head)  # the head never ends
+        started = time.monotonic()
+        answer = tls.recv(200)
+        assert answer.startswith(b"HTTP/1.1 408 "), answer
+        assert time.monotonic() - started < 4
+    raw = socket.create_connection(("127.0.0.1", served.port), timeout=5)
+    with context.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
+        tls.sendall(head + b"X-Big: " + b"a" * 20000)
+        assert tls.recv(200).startswith(b"HTTP/1.1 431 ")
+    with socket.create_connection(("127.0.0.1", served.http_port), timeout=5) as plain:
+        plain.sendall(head)  # the plain-HTTP redirect listener: the same bounds
+        assert plain.recv(200).startswith(b"HTTP/1.1 408 ")

@@ -39,6 +39,7 @@ from ..errors import VerityError
 from ..gateway import FactSource, Gateway, build_gateway
 from ..gateway.device_facts import DeviceFacts
 from ..gateway.grant_facts import GrantFacts
+from ..gateway.http_limits import ConnectionLimits, http_protocol
 from ..gateway.mtls import ClientCertificates
 from ..gateway.tls import (
     HttpsRedirect,
@@ -184,24 +185,35 @@ def uvicorn_options(config: VerityConfig, *, access_log: bool) -> dict[str, Any]
     """uvicorn settings: fastest installed loop/parser, no proxy-header rewriting, and TLS
     (files plus a TLS >= 1.2 context factory) when ``gateway.tls`` is set.
 
+    The HTTP protocol (httptools when installed, else h11) is always the capped one of
+    ``verity.gateway.http_limits``: header bytes and header time are bounded before the
+    parser buffers anything, open connections at ``gateway.max_connections``, and requests
+    beyond ``gateway.max_concurrent_requests`` answered 503.
+
     WebSockets use uvicorn's websockets sans-I/O protocol (it answers refused handshakes
     with the ASGI ``websocket.http.response`` extension), with the gateway's message size
-    limit and keep-alive pings. Over TLS, the protocol classes of ``verity.gateway.asgi_tls``
-    hand the client certificate to the gateway (the ASGI TLS extension)."""
+    limit and keep-alive pings. Over TLS, those HTTP classes and the WebSocket one of
+    ``verity.gateway.asgi_tls`` hand the client certificate to the gateway (the ASGI TLS
+    extension)."""
     has = importlib.util.find_spec
-    tls = config.gateway.tls
-    ws = config.gateway.websocket
-    http: Any = "httptools" if has("httptools") else "h11"
+    gateway = config.gateway
+    tls = gateway.tls
+    ws = gateway.websocket
     ws_protocol: Any = "websockets-sansio"
     if tls is not None:
-        from ..gateway.asgi_tls import TlsWebSocketProtocol, http_protocol  # noqa: PLC0415
+        from ..gateway.asgi_tls import TlsWebSocketProtocol  # noqa: PLC0415
 
-        http, ws_protocol = http_protocol(), TlsWebSocketProtocol
+        ws_protocol = TlsWebSocketProtocol
+    limits = ConnectionLimits(
+        max_head_bytes=gateway.max_head_bytes,
+        head_timeout_seconds=gateway.header_timeout_seconds,
+        max_connections=gateway.max_connections,
+    )
     return (uvicorn_tls_options(tls) if tls is not None else {}) | {
         "host": config.server.host,
         "port": config.server.port,
         "loop": "uvloop" if has("uvloop") else "asyncio",
-        "http": http,
+        "http": http_protocol(limits),  # header bytes and time, connections: capped
         "ws": ws_protocol,
         "ws_max_size": ws.max_message_bytes,
         "ws_ping_interval": ws.ping_interval_seconds,
@@ -212,7 +224,8 @@ def uvicorn_options(config: VerityConfig, *, access_log: bool) -> dict[str, Any]
         "access_log": access_log,
         "timeout_graceful_shutdown": 30,
         "timeout_keep_alive": 15,
-        "h11_max_incomplete_event_size": config.gateway.max_header_bytes,
+        "limit_concurrency": gateway.max_concurrent_requests,  # beyond: 503
+        "h11_max_incomplete_event_size": gateway.max_head_bytes,
         "log_config": None,
     }
 

@@ -22,6 +22,7 @@ from ..audit.sink import SecurityEventSink
 from ..config import VerityConfig
 from ..errors import ConfigError, Problem
 from ..identity.idp import IdentityProvider, create_app, open_idp_storage
+from ..identity.idp.passwords import limit_password_hashing
 from ..identity.oidc import LoginService, build_login_app
 from ..store import Stores
 
@@ -86,6 +87,8 @@ def _add_idp(
     if not prefix:
         problem = "the embedded IdP needs an issuer with a path (e.g. .../idp)"
         raise ConfigError("verity.yaml", [Problem("identity.idp.issuer", problem)])
+    hashing = idp.password_hashing  # bounded memory: at most this many argon2 at once
+    limit_password_hashing(hashing.max_concurrent, wait_seconds=hashing.wait_seconds)
     storage = open_idp_storage(config.store.url, schema=schema)
     signin.closers.append(storage.close)
     provider = IdentityProvider(

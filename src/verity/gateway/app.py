@@ -67,8 +67,9 @@ class BrowserLogin(Protocol):
     def hidden_cookies(self) -> frozenset[str]:
         """The session cookies that must never reach an upstream."""
 
-    def login_url(self, return_url: str) -> str:
-        """Where an unauthenticated browser is sent (a path on the gateway)."""
+    def login_url(self, return_url: str, *, issuers: Sequence[str] = ()) -> str:
+        """Where an unauthenticated browser is sent (a path on the gateway); ``issuers``
+        (a route's ``issuers:``) narrows the sign-in to the providers it accepts."""
 
     async def authenticate_cookie(self, request_headers: RawHeaders) -> Principal | None:
         """The principal of the request's session cookie, or None."""
@@ -248,7 +249,7 @@ class Gateway:
             Subject(route, target, inbound.client, inbound.headers, peer)
         )
         if outcome.verdict is not Verdict.ALLOWED:
-            redirect = self._login_redirect(scope, inbound, outcome, host)
+            redirect = self._login_redirect(scope, inbound, outcome, host, route.issuers)
             await (redirect or self.render(outcome, inbound.html))(scope, receive, send)
             return
         added = forwarding_headers(
@@ -263,8 +264,9 @@ class Gateway:
         )  # fmt: skip
 
     def _login_redirect(
-        self, scope: Scope, inbound: Inbound, outcome: Outcome, host: str
-    ) -> Response | None:
+        self, scope: Scope, inbound: Inbound, outcome: Outcome, host: str,
+        issuers: Sequence[str] = (),
+    ) -> Response | None:  # fmt: skip
         """An unauthenticated browser GET goes to the login page (APIs get the 401)."""
         if (
             self.login is None
@@ -278,7 +280,7 @@ class Gateway:
         original = f"{self._proto(scope, inbound)}://{host}{scope['path']}" + (
             f"?{query}" if query else ""
         )
-        return RedirectResponse(self.login.login_url(original), status_code=302)
+        return RedirectResponse(self.login.login_url(original, issuers=issuers), status_code=302)
 
     def _timed(self, send: Send, route: str) -> Send:
         """``send`` that observes the upstream's time to response headers, by status."""

@@ -1,11 +1,11 @@
 """The ASGI TLS extension (``scope["extensions"]["tls"]``) for uvicorn.
 
 uvicorn does not tell an application which client certificate a TLS connection
-presented. The protocol classes here are uvicorn's own (httptools, h11, and the
-websockets sans-I/O WebSocket protocol) with one addition: once the TLS handshake is
-done (``connection_made``), they read the connection's ``ssl.SSLObject`` and wrap the
-application so that every scope of that connection carries the extension of the ASGI
-TLS spec (asgiref ``specs/tls.rst``, version 0.2):
+presented. The HTTP protocol classes of ``verity.gateway.http_limits`` and the WebSocket
+protocol here (uvicorn's websockets sans-I/O one) add it: once the TLS handshake is done
+(``connection_made``), they read the connection's ``ssl.SSLObject`` and wrap the
+application (``with_tls_extension``) so that every scope of that connection carries the
+extension of the ASGI TLS spec (asgiref ``specs/tls.rst``, version 0.2):
 
 - ``client_cert_chain``: the PEM certificates the client sent, leaf first (empty: none);
 - ``client_cert_name``: the leaf's subject, RFC 4514 (``None`` without a certificate);
@@ -15,8 +15,9 @@ TLS spec (asgiref ``specs/tls.rst``, version 0.2):
 - ``tls_version`` (``0x0303``, ``0x0304``) and ``cipher_suite`` (IANA number, ``0x1302``);
 - ``server_cert``: ``None`` (not needed by the gateway).
 
-``verity serve`` passes these classes as uvicorn's ``http`` and ``ws`` options when
-``gateway.tls`` is set. Plain-HTTP connections get no extension, as the spec requires.
+``verity serve`` always uses those HTTP classes, and ``TlsWebSocketProtocol`` as uvicorn's
+``ws`` option when ``gateway.tls`` is set. Plain-HTTP connections get no extension, as the
+spec requires.
 """
 
 from __future__ import annotations
@@ -30,7 +31,6 @@ from typing import Any
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 from starlette.types import ASGIApp, Receive, Scope, Send
-from uvicorn.protocols.http.h11_impl import H11Protocol
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
 TLS_VERSIONS = {"TLSv1": 0x0301, "TLSv1.1": 0x0302, "TLSv1.2": 0x0303, "TLSv1.3": 0x0304}
@@ -113,7 +113,9 @@ class WithTlsExtension:
         await self.app(scope, receive, send)
 
 
-def _wrapped(app: Any, transport: asyncio.BaseTransport) -> Any:
+def with_tls_extension(app: Any, transport: asyncio.BaseTransport) -> Any:
+    """``app`` wrapped to give every scope the TLS extension of ``transport``'s connection
+    (``app`` itself on a plain-HTTP connection)."""
     try:
         extension = tls_extension(transport.get_extra_info("ssl_object"))
     except (ValueError, TypeError, ssl.SSLError):
@@ -122,38 +124,9 @@ def _wrapped(app: Any, transport: asyncio.BaseTransport) -> Any:
     return app if extension is None else WithTlsExtension(app, extension)
 
 
-try:
-    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
-except ImportError:  # pragma: no cover - httptools is part of uvicorn[standard]
-    TlsHttpToolsProtocol: type[asyncio.Protocol] | None = None
-else:
-
-    class _TlsHttpTools(HttpToolsProtocol):
-        """uvicorn's httptools protocol, with the ASGI TLS extension."""
-
-        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-            super().connection_made(transport)
-            self.app = _wrapped(self.app, transport)
-
-    TlsHttpToolsProtocol = _TlsHttpTools
-
-
-class TlsH11Protocol(H11Protocol):
-    """uvicorn's h11 protocol, with the ASGI TLS extension."""
-
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)
-        self.app = _wrapped(self.app, transport)
-
-
 class TlsWebSocketProtocol(WebSocketsSansIOProtocol):
     """uvicorn's websockets sans-I/O WebSocket protocol, with the ASGI TLS extension."""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
-        self.app = _wrapped(self.app, transport)
-
-
-def http_protocol() -> type[asyncio.Protocol]:
-    """The HTTP protocol class for a TLS listener: httptools if installed, else h11."""
-    return TlsHttpToolsProtocol or TlsH11Protocol
+        self.app = with_tls_extension(self.app, transport)

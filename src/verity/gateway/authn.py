@@ -4,6 +4,10 @@ With one issuer every token goes to its verifier. With several, the unverified `
 only chooses which verifier (and so which keys and algorithms, all from configuration)
 checks the token; the verifier then checks ``iss`` again with everything else. No
 credentials at all is the anonymous principal; bad credentials are a ``TokenError``.
+
+A route's ``issuers:`` applies to browser sessions too: a session carries the verified
+``iss`` of the ID token it was created from, and a session from any other issuer is
+``SessionIssuerNotAcceptedError`` (the gateway answers 403 with a hint), never accepted.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import re
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 
 from ..identity import (
+    IdentityError,
     InvalidIssuerError,
     TokenError,
     TokenMalformedError,
@@ -33,6 +38,21 @@ class MalformedCredentialsError(TokenMalformedError):
     """The ``Authorization`` header is not one well-formed ``Bearer`` credential."""
 
     public_message = "The Authorization header must be one Bearer token."
+
+
+class SessionIssuerNotAcceptedError(IdentityError):
+    """A browser session signed in through an issuer the route's ``issuers:`` leaves out."""
+
+    def __init__(self, principal: Principal, issuer: str | None) -> None:
+        self.principal = principal
+        self.issuer = issuer
+        super().__init__(f"session issuer {issuer!r} is not accepted on this route")
+
+
+def session_issuer(principal: Principal) -> str | None:
+    """The ``iss`` of the verified ID token a session was created from (None: unknown)."""
+    issuer = principal.claims.get("iss")
+    return issuer if isinstance(issuer, str) else None
 
 
 def bearer_token(raw: RawHeaders) -> str | None:
@@ -93,15 +113,19 @@ class Authenticator:
         """The verified principal, or anonymous without credentials.
 
         A bearer token wins; without one, a browser session cookie (when login is
-        configured) names the principal. ``accepted`` restricts the token issuers (empty:
-        every configured one). Raises a ``TokenError`` (answer 401) for anything wrong
-        with a token; an unknown, expired or revoked session is simply anonymous.
+        configured) names the principal. ``accepted`` restricts the issuers of tokens and
+        of sessions alike (empty: every configured one). Raises a ``TokenError`` (answer
+        401) for anything wrong with a token, ``SessionIssuerNotAcceptedError`` for a
+        session from another issuer; an unknown, expired or revoked session is anonymous.
         """
         token = bearer_token(raw)
         if token is None:
             if self.sessions is not None:
                 principal = await self.sessions(raw)
                 if principal is not None:
+                    issuer = session_issuer(principal)
+                    if accepted and issuer not in accepted:  # unknown issuer: refused too
+                        raise SessionIssuerNotAcceptedError(principal, issuer)
                     return principal
             return Principal.anonymous()
         verifier = self._verifier(token, accepted)
@@ -113,6 +137,7 @@ __all__ = [
     "Authenticator",
     "MalformedCredentialsError",
     "SessionAuthenticator",
+    "SessionIssuerNotAcceptedError",
     "TokenError",
     "bearer_token",
 ]

@@ -25,7 +25,7 @@ from ..identity import TokenError
 from ..ids import new_decision_id
 from ..model import AccessRequest, Decision, Effect, HttpTarget, NetworkContext, Principal, Reason
 from .assertion import AssertionFacts, AssertionSigner
-from .authn import Authenticator
+from .authn import Authenticator, SessionIssuerNotAcceptedError
 from .facts import FactQuery, Facts, FactSource, gather_facts
 from .headers import ClientAddress, RawHeaders
 from .mtls import PeerCertificate, certificate_identity
@@ -113,6 +113,13 @@ def header_value(value: str) -> str:
     return quote(value, safe=_SAFE)
 
 
+SESSION_ISSUER_NOT_ACCEPTED = Reason(
+    "session.issuer_not_accepted",
+    "access denied: you signed in through an identity provider this application does not accept",
+    hint="sign out, then sign in with a provider this application accepts",
+)
+
+
 def internal_deny(version: str = "") -> Decision:
     """The decision for a failure on the decision path."""
     reason = Reason("internal_error", "access denied: internal error while deciding")
@@ -153,6 +160,8 @@ class Enforcer:
             principal = await self.authenticator.authenticate(
                 subject.headers, subject.route.issuers
             )
+        except SessionIssuerNotAcceptedError as exc:
+            return await self.refuse(subject, SESSION_ISSUER_NOT_ACCEPTED, exc.principal)
         except TokenError as exc:
             log.info("401 route=%s: %s", subject.route.name, exc.operator_message)
             if self.observer is not None:
@@ -185,15 +194,18 @@ class Enforcer:
         except Exception:  # noqa: BLE001 - fail closed on anything
             return await self._failed(subject, "decision", identity)
 
-    async def refuse(self, subject: Subject, reason: Reason) -> Outcome:
+    async def refuse(
+        self, subject: Subject, reason: Reason, principal: Principal | None = None
+    ) -> Outcome:
         """An audited deny decided before the policy (no acceptable client certificate,
-        a cross-site WebSocket). Never raises."""
+        a cross-site WebSocket, a session from an issuer the route does not accept).
+        Never raises."""
         decision = Decision(Effect.DENY, None, new_decision_id(), "", (reason,))
         log.info("403 route=%s: %s (decision %s)", subject.route.name, reason.code,
                  decision.decision_id)  # fmt: skip
         request = AccessRequest(
-            principal=Principal.anonymous(), time=self._clock(), http=subject.http,
-            network=NetworkContext(ip=subject.client.ip),
+            principal=principal or Principal.anonymous(), time=self._clock(),
+            http=subject.http, network=NetworkContext(ip=subject.client.ip),
             context=MappingProxyType({"route": subject.route.name}),
         )  # fmt: skip
         self._notify(request, decision, subject.route.name)

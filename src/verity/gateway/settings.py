@@ -295,6 +295,21 @@ class GatewayConfig(_Section):
         default=32768, ge=1024, le=1048576, description="Request headers larger: 431."
     )
     max_header_count: int = Field(default=100, ge=10, le=1000, description="More: 431.")
+    header_timeout_seconds: float = Field(
+        default=15.0, gt=0, le=300,
+        description="A request head (line and headers) not complete this long after the "
+        "connection opened or the request's first byte: 408 and closed (slowloris).",
+    )  # fmt: skip
+    max_connections: int = Field(
+        default=2048, ge=1, le=1_000_000,
+        description="Open client connections (WebSockets included) at most; one more is "
+        "answered 503 and closed before anything is read.",
+    )  # fmt: skip
+    max_concurrent_requests: int = Field(
+        default=1024, ge=1, le=1_000_000,
+        description="While this many connections are open or requests in progress, a new "
+        "request is answered 503 (uvicorn's limit_concurrency); at most max_connections.",
+    )  # fmt: skip
     jwks_max_stale_seconds: float = Field(
         default=3600, ge=0, description="/readyz fails once issuer keys are stale this long."
     )
@@ -322,6 +337,14 @@ class GatewayConfig(_Section):
             raise ValueError("two routes share a host and path prefix")
         return value
 
+    @field_validator("max_concurrent_requests")
+    @classmethod
+    def _concurrency(cls, value: int, info: ValidationInfo) -> int:
+        connections = info.data.get("max_connections")
+        if connections is not None and value > connections:
+            raise ValueError(f"at most max_connections ({connections})")
+        return value
+
     @field_validator("tls")
     @classmethod
     def _mtls_needs_client_ca(
@@ -335,6 +358,12 @@ class GatewayConfig(_Section):
                 "tls.client_ca_file (the CA bundle that client certificates must chain to)"
             )
         return value
+
+    @property
+    def max_head_bytes(self) -> int:
+        """The bytes of a request head (request line, headers, line ends) the HTTP layer
+        reads at most: ``max_header_bytes`` plus 8 KiB for the request line."""
+        return self.max_header_bytes + 8192
 
     @property
     def mtls_enabled(self) -> bool:

@@ -84,6 +84,19 @@ class SigningKeyPolicy(_Frozen):
     )
 
 
+class PasswordHashing(_Frozen):
+    """Bounds on password hashing (argon2id, 19 MiB each): ``identity.idp.password_hashing``."""
+
+    max_concurrent: int | None = Field(
+        default=None, ge=1, le=256,
+        description="Hashes computed at once in a process; none = the CPUs (at most 8).",
+    )  # fmt: skip
+    wait_seconds: float = Field(
+        default=10.0, ge=0, le=120,
+        description="A login waits this long for a hashing slot, then gets 503.",
+    )  # fmt: skip
+
+
 class TokenLifetimes(_Frozen):
     """How long each artefact lives, in seconds. ``refresh_token`` is the life of one
     refresh token (each rotation starts a new one); ``refresh_family`` caps the whole chain
@@ -113,6 +126,7 @@ class IdpConfig(_Frozen):
     clients: tuple[IdpClient, ...] = Field(default=(), description="Registered clients.")
     lifetimes: TokenLifetimes = Field(default_factory=TokenLifetimes)
     lockout: LockoutPolicy = Field(default_factory=LockoutPolicy)
+    password_hashing: PasswordHashing = Field(default_factory=PasswordHashing)
     keys: SigningKeyPolicy = Field(default_factory=SigningKeyPolicy)
     max_body_bytes: int = Field(default=16384, ge=1024, le=1048576, description="Form cap.")
 

@@ -44,5 +44,33 @@ async def store_unavailable(request: Request, exc: Exception) -> Response:
     return HTMLResponse(page, status_code=503, headers=headers)
 
 
-EXCEPTION_HANDLERS = {StoreUnavailableError: store_unavailable}
+class PasswordHashingBusyError(Exception):
+    """Every password-hashing slot stayed busy while this caller waited (see
+    ``verity.identity.idp.passwords``): the login is refused, not queued without bound."""
+
+    def __init__(self, concurrency: int) -> None:
+        self.concurrency = concurrency
+        super().__init__(f"all {concurrency} password-hashing slots stayed busy")
+
+
+async def hashing_busy(request: Request, exc: Exception) -> Response:
+    """Starlette exception handler for ``PasswordHashingBusyError``: 503, retry shortly."""
+    log.warning("sign-in request refused (%s %s): %s", request.method, request.url.path, exc)
+    headers = {"Retry-After": str(RETRY_AFTER_SECONDS), "Cache-Control": "no-store"}
+    message = "Too many sign-ins at once. Nothing was changed; try again in a few seconds."
+    if "application/json" in request.headers.get("accept", ""):
+        body = {"error": "temporarily_unavailable", "error_description": message}
+        return JSONResponse(body, status_code=503, headers=headers)
+    page = (
+        "<!doctype html><html><head><meta charset='utf-8'><title>Temporarily unavailable"
+        f"</title></head><body><h1>Temporarily unavailable</h1><p>{html.escape(message)}</p>"
+        "</body></html>"
+    )
+    return HTMLResponse(page, status_code=503, headers=headers)
+
+
+EXCEPTION_HANDLERS = {
+    StoreUnavailableError: store_unavailable,
+    PasswordHashingBusyError: hashing_busy,
+}
 """``Starlette(exception_handlers=...)`` for every sign-in app."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -12,6 +13,16 @@ from starlette.responses import JSONResponse, RedirectResponse
 
 from verity.identity.oidc import LoginService, build_login_app
 from verity.model import Principal
+
+_CSRF = re.compile(r"name='csrf' value='([^']*)'")
+
+
+def logout_token(page: httpx.Response) -> str:
+    """The CSRF token of the sign-out confirmation page (GET /verity/logout)."""
+    assert page.status_code == 200, page.text
+    found = _CSRF.search(page.text)
+    assert found is not None, page.text
+    return found.group(1)
 
 
 def gateway_app(service: LoginService) -> Any:
@@ -63,3 +74,9 @@ class RP:
         headers = [(b"host", self.url.split("//")[1].encode()),
                    (b"cookie", f"verity_session={value}".encode())]  # fmt: skip
         return asyncio.run(self.service.authenticate_cookie(headers))
+
+    def logout(self, **headers: str) -> httpx.Response:
+        """Sign out as a browser does: the confirmation page, then its form (same origin)."""
+        token = logout_token(self.client.get("/verity/logout"))
+        origin = {"Origin": self.url, "Sec-Fetch-Site": "same-origin"}
+        return self.client.post("/verity/logout", data={"csrf": token}, headers=origin | headers)

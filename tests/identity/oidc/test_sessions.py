@@ -14,6 +14,7 @@ from verity.store import Stores
 
 from .conftest import RP, make_rp, provider_config
 from .fake_idp import FakeIdP
+from .harness import logout_token
 
 
 def _set_cookies(response: httpx.Response) -> dict[str, str]:
@@ -100,8 +101,8 @@ def test_duplicate_session_cookies_are_rejected(rp: RP) -> None:
 def test_logout_revokes_and_redirects_to_end_session(rp: RP) -> None:
     rp.login()
     cookie = rp.client.cookies["verity_session"]
-    answer = rp.client.get("/verity/logout")
-    assert answer.status_code == 302
+    answer = rp.logout()
+    assert answer.status_code == 303
     target = urlsplit(answer.headers["location"])
     assert f"{target.scheme}://{target.netloc}{target.path}" == f"{rp.idp.issuer}/end_session"
     query = parse_qs(target.query)
@@ -117,7 +118,7 @@ def test_logout_evicts_the_session_cache_at_once(idp: FakeIdP, stores: Stores) -
         rp.login()
         cookie = rp.client.cookies["verity_session"]
         assert rp.principal(cookie) is not None  # now cached for 60 s
-        rp.client.get("/verity/logout")
+        rp.logout()
         assert rp.principal(cookie) is None
 
 
@@ -236,3 +237,63 @@ def test_refreshed_id_token_for_another_subject_revokes(eager_refresh: RP) -> No
     rp.login()
     rp.idp.user = {**rp.idp.user, "sub": "mallory"}
     assert rp.principal() is None
+
+
+def test_cross_site_get_logout_does_not_end_the_session(rp: RP) -> None:
+    # an <img src=".../verity/logout"> or a link on another site: GET only asks
+    rp.login()
+    cookie = rp.client.cookies["verity_session"]
+    for headers in ({"Sec-Fetch-Site": "cross-site"}, {}):
+        page = rp.client.get("/verity/logout", headers=headers)
+        assert page.status_code == 200
+        assert "set-cookie" not in page.headers
+        assert "<form method='post'" in page.text
+        assert page.headers["x-frame-options"] == "DENY"  # the button cannot be clickjacked
+        assert "frame-ancestors 'none'" in page.headers["content-security-policy"]
+    assert rp.principal(cookie) is not None
+
+
+def test_logout_post_without_this_sessions_csrf_token_does_not_end_the_session(rp: RP) -> None:
+    rp.login()
+    cookie = rp.client.cookies["verity_session"]
+    own_token = logout_token(rp.client.get("/verity/logout"))
+    with httpx.Client(base_url=rp.url) as attacker:  # the attacker's own session and token
+        RP(rp.service, rp.url, attacker, rp.idp).login()
+        foreign_token = logout_token(attacker.get("/verity/logout"))
+    version, session_id, mac = own_token.split(".")
+    forms: list[dict[str, Any]] = [
+        {},
+        {"csrf": ""},
+        {"csrf": foreign_token},
+        {"csrf": f"{version}.{session_id}.{mac[:-2]}xx"},
+        {"csrf": [own_token, own_token]},  # two values: which one? neither
+    ]
+    for form in forms:
+        refused = rp.client.post("/verity/logout", data=form)
+        assert refused.status_code == 403, form
+        assert "set-cookie" not in refused.headers
+    refused = rp.client.post("/verity/logout", content=f"csrf={own_token}")  # not a form
+    assert refused.status_code == 403
+    assert rp.principal(cookie) is not None
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"Origin": "https://evil.example"},
+        {"Origin": "null"},
+        {"Sec-Fetch-Site": "cross-site"},
+        {"Sec-Fetch-Site": "same-site"},  # a sibling subdomain is another origin
+    ],
+)
+def test_logout_post_from_a_foreign_origin_does_not_end_the_session_even_with_the_token(
+    rp: RP, headers: dict[str, str]
+) -> None:
+    rp.login()
+    cookie = rp.client.cookies["verity_session"]
+    token = logout_token(rp.client.get("/verity/logout"))
+    refused = rp.client.post("/verity/logout", data={"csrf": token}, headers=headers)
+    assert refused.status_code == 403
+    assert rp.principal(cookie) is not None
+    assert rp.logout().status_code == 303  # from the page itself: signed out
+    assert rp.principal(cookie) is None

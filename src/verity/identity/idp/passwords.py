@@ -3,18 +3,69 @@
 OWASP Password Storage Cheat Sheet: argon2id, 19 MiB memory, 2 iterations, parallelism
 1. Verification of an unknown user still costs one hash (``verify_dummy``), so timing
 does not tell whether an account exists.
+
+Each hash costs 19 MiB for its duration, and memory the C allocator took for it is seldom
+given back: 40 logins at once (the thread pool's size) grew a process by ~700 MB for
+good. So at most ``limit_password_hashing(concurrency)`` hashes run at once (default: the
+number of CPUs, at most 8; more would not finish sooner anyway); a caller waits for a slot
+at most ``wait_seconds`` and then gets ``PasswordHashingBusyError``, which the sign-in apps
+answer with 503 and ``Retry-After`` (``verity.identity.unavailable``) instead of growing.
 """
 
 from __future__ import annotations
 
+import os
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 from argon2 import PasswordHasher, Type
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+
+from ..unavailable import PasswordHashingBusyError
 
 MIN_PASSWORD_LENGTH = 12
 MAX_PASSWORD_LENGTH = 1024
 
 HASHER = PasswordHasher(time_cost=2, memory_cost=19456, parallelism=1, type=Type.ID)
 _DUMMY_HASH = HASHER.hash("verity dummy password for unknown users")
+DEFAULT_CONCURRENCY = max(1, min(os.cpu_count() or 1, 8))
+DEFAULT_WAIT_SECONDS = 10.0
+
+
+class _HashingSlots:
+    """At most ``concurrency`` argon2 computations at once; waiting is bounded in time."""
+
+    def __init__(self, concurrency: int, wait_seconds: float) -> None:
+        if concurrency < 1 or wait_seconds < 0:
+            raise ValueError("concurrency >= 1 and wait_seconds >= 0")
+        self.concurrency = concurrency
+        self.wait_seconds = wait_seconds
+        self._slots = threading.BoundedSemaphore(concurrency)
+
+    @contextmanager
+    def slot(self) -> Iterator[None]:
+        if not self._slots.acquire(timeout=self.wait_seconds):
+            raise PasswordHashingBusyError(self.concurrency)
+        try:
+            yield
+        finally:
+            self._slots.release()
+
+
+_SLOTS = _HashingSlots(DEFAULT_CONCURRENCY, DEFAULT_WAIT_SECONDS)
+
+
+def limit_password_hashing(
+    concurrency: int | None = None, *, wait_seconds: float = DEFAULT_WAIT_SECONDS
+) -> None:
+    """At most ``concurrency`` (None: ``DEFAULT_CONCURRENCY``) password hashes at once in
+    this process; a caller waits ``wait_seconds`` at most (``PasswordHashingBusyError``).
+    Hashes running now finish under the limit they started with."""
+    global _SLOTS  # noqa: PLW0603 - one limit per process, set at start
+    _SLOTS = _HashingSlots(
+        DEFAULT_CONCURRENCY if concurrency is None else concurrency, wait_seconds
+    )
 
 
 def check_policy(password: str) -> None:
@@ -28,17 +79,19 @@ def check_policy(password: str) -> None:
 def hash_password(password: str) -> str:
     """The argon2id hash (PHC string) of an acceptable password."""
     check_policy(password)
-    return HASHER.hash(password)
+    with _SLOTS.slot():
+        return HASHER.hash(password)
 
 
 def verify_password(password_hash: str, untrusted_password: str) -> bool:
     """Whether ``untrusted_password`` matches (constant time inside argon2)."""
     if len(untrusted_password) > MAX_PASSWORD_LENGTH:
         return False
-    try:
-        return HASHER.verify(password_hash, untrusted_password)
-    except (VerifyMismatchError, VerificationError, InvalidHashError):
-        return False
+    with _SLOTS.slot():
+        try:
+            return HASHER.verify(password_hash, untrusted_password)
+        except (VerifyMismatchError, VerificationError, InvalidHashError):
+            return False
 
 
 def verify_dummy(untrusted_password: str) -> bool:

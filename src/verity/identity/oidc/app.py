@@ -2,7 +2,9 @@
 
 GET  {prefix}/login[?provider=NAME][&rd=URL]   chooser page, or 302 to the provider
 GET  {prefix}/callback                          code exchange, new session, 302 to rd
-GET|POST {prefix}/logout                        revoke, 302 to the provider's end-session
+GET  {prefix}/logout                            "Sign out?" page: a form with a CSRF token
+POST {prefix}/logout                            with that token, same-origin only: revoke,
+                                                303 to the provider's end-session endpoint
 POST {prefix}/backchannel-logout                OIDC Back-Channel Logout 1.0
 """
 
@@ -10,7 +12,7 @@ from __future__ import annotations
 
 import html
 import logging
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, urlsplit
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -23,7 +25,7 @@ from ...audit.schema import UserRef
 from ...audit.sink import publish
 from ..unavailable import EXCEPTION_HANDLERS
 from .cookies import clear_cookie, cookie_values, set_cookie
-from .errors import LoginError, LogoutTokenError
+from .errors import LoginError, LogoutForgeryError, LogoutTokenError
 from .redirects import safe_return_url
 from .service import LoginService
 
@@ -31,6 +33,8 @@ log = logging.getLogger("verity.identity.oidc")
 MAX_LOGOUT_BODY = 16384
 _NOBODY = UserRef(uid="unknown", type=UserType.UNKNOWN)
 _NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache", "Referrer-Policy": "no-referrer"}
+_NO_FRAMES = {"X-Frame-Options": "DENY", "Content-Security-Policy": "frame-ancestors 'none'"}
+_SAME_ORIGIN_FETCH = frozenset({"same-origin", "none"})  # Sec-Fetch-Site of our own pages
 
 
 def _page(title: str, body: str, status: int = 200) -> HTMLResponse:
@@ -39,11 +43,11 @@ def _page(title: str, body: str, status: int = 200) -> HTMLResponse:
         f"<title>{html.escape(title)}</title></head><body><h1>{html.escape(title)}</h1>"
         f"{body}</body></html>"
     )
-    return HTMLResponse(document, status_code=status, headers=_NO_STORE)
+    return HTMLResponse(document, status_code=status, headers=_NO_STORE | _NO_FRAMES)
 
 
-def _redirect(location: str, *cookies: str) -> Response:
-    response = RedirectResponse(location, status_code=302, headers=_NO_STORE)
+def _redirect(location: str, *cookies: str, status: int = 302) -> Response:
+    response = RedirectResponse(location, status_code=status, headers=_NO_STORE)
     for cookie in cookies:
         response.headers.append("set-cookie", cookie)
     return response
@@ -61,6 +65,32 @@ def _failure_code(exc: LoginError) -> str:
 
 def _one_cookie(request: Request, name: str) -> str | None:
     values = cookie_values(request.headers.getlist("cookie"), name)
+    return values[0] if len(values) == 1 else None
+
+
+def _require_same_origin(request: Request, base: str) -> None:
+    """``LogoutForgeryError`` when the browser says the request comes from another site or
+    origin (``Sec-Fetch-Site``, ``Origin``): a state change is refused then, token or not."""
+    fetch_site = request.headers.get("sec-fetch-site")
+    if fetch_site is not None and fetch_site.lower() not in _SAME_ORIGIN_FETCH:
+        raise LogoutForgeryError(f"logout request with Sec-Fetch-Site {fetch_site[:20]!r}")
+    origin = request.headers.get("origin")
+    own = urlsplit(base)
+    if origin is not None and origin.lower().rstrip("/") != f"{own.scheme}://{own.netloc}".lower():
+        raise LogoutForgeryError("logout request from another origin")
+
+
+async def _form_field(request: Request, name: str) -> str | None:
+    """One field of an urlencoded form body (at most ``MAX_LOGOUT_BODY`` bytes)."""
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type != "application/x-www-form-urlencoded":
+        return None
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_LOGOUT_BODY:
+            return None
+    values = parse_qs(body.decode("latin-1"), max_num_fields=8).get(name, [])
     return values[0] if len(values) == 1 else None
 
 
@@ -137,13 +167,40 @@ class _Routes:
         session = set_cookie(session_name, cookie, max_age=max_age, secure=secure)
         return _redirect(return_url, session, clear_cookie(tx_name, secure=secure))
 
+    async def logout_page(self, request: Request) -> Response:
+        """GET: a confirmation page whose form POSTs this session's CSRF token (a GET
+        changes nothing: a cross-site link or image cannot sign anyone out)."""
+        service, base = self.service, self.base_of(request)
+        token = service.logout_token(_one_cookie(request, service.cookie_name(base)))
+        if token is None:
+            return _redirect(self.config.post_logout_path)
+        action = html.escape(f"{self.config.path_prefix}/logout")
+        form = (
+            f"<form method='post' action='{action}'><p>Sign out of this session?</p>"
+            f"<input type='hidden' name='csrf' value='{html.escape(token)}'>"
+            "<button type='submit'>Sign out</button></form>"
+        )
+        return _page("Sign out", form)
+
     async def logout(self, request: Request) -> Response:
+        """POST from the confirmation page: same origin and this session's CSRF token,
+        else 403 and the session stays."""
         service, base = self.service, self.base_of(request)
         name = service.cookie_name(base)
-        location = await service.logout(
-            session_cookie=_one_cookie(request, name), base=base, client_ip=_client_ip(request)
-        )
-        return _redirect(location, clear_cookie(name, secure=service.secure(base)))
+        try:
+            _require_same_origin(request, base)
+            location = await service.logout(
+                session_cookie=_one_cookie(request, name),
+                untrusted_csrf=await _form_field(request, "csrf"),
+                base=base,
+                client_ip=_client_ip(request),
+            )
+        except LogoutForgeryError as exc:
+            log.warning("logout refused: %s", exc)
+            again = html.escape(f"{self.config.path_prefix}/logout")
+            body = f"<p>{html.escape(exc.public_message)}</p><p><a href='{again}'>Sign out</a></p>"
+            return _page("Sign-out refused", body, exc.status)
+        return _redirect(location, clear_cookie(name, secure=service.secure(base)), status=303)
 
     async def backchannel(self, request: Request) -> Response:
         headers = {"Cache-Control": "no-store"}
@@ -174,7 +231,8 @@ def build_login_app(service: LoginService) -> Starlette:
         routes=[
             Route(f"{prefix}/login", routes.login, methods=["GET"]),
             Route(f"{prefix}/callback", routes.callback, methods=["GET"]),
-            Route(f"{prefix}/logout", routes.logout, methods=["GET", "POST"]),
+            Route(f"{prefix}/logout", routes.logout_page, methods=["GET"]),
+            Route(f"{prefix}/logout", routes.logout, methods=["POST"]),
             Route(f"{prefix}/backchannel-logout", routes.backchannel, methods=["POST"]),
         ],
         exception_handlers=EXCEPTION_HANDLERS,  # store down: 503, nothing half-done

@@ -8,7 +8,8 @@ LoginError (an IdentityError)
  ├── NonceMismatchError     the ID token's ``nonce`` is missing or not this login's
  ├── IdTokenError           the ID token failed verification (``reason`` from TokenError)
  ├── ProviderError          discovery, token endpoint or an error answer from the IdP
- └── LogoutTokenError       a back-channel logout token was rejected
+ ├── LogoutTokenError       a back-channel logout token was rejected
+ └── LogoutForgeryError     a logout without this session's CSRF token, or cross-site
 """
 
 from __future__ import annotations
@@ -63,3 +64,11 @@ class ProviderError(LoginError):
 
 class LogoutTokenError(LoginError):
     """A back-channel logout token was rejected (``invalid_request``)."""
+
+
+class LogoutForgeryError(LoginError):
+    """A logout request without this session's CSRF token, or sent from another site:
+    the session is kept (a cross-site page must not sign anyone out)."""
+
+    status = 403
+    public_message = "This sign-out request did not come from the sign-out page. Nothing changed."

@@ -21,12 +21,19 @@ from ..config import is_loopback_host
 from .backchannel import unverified_issuer, verify_logout_token
 from .config import LoginConfig
 from .cookies import cookie_values, signer_from_store
-from .errors import LoginStateError, LogoutTokenError, ProviderError, UnknownProviderError
+from .errors import (
+    LoginStateError,
+    LogoutForgeryError,
+    LogoutTokenError,
+    ProviderError,
+    UnknownProviderError,
+)
 from .provider import Provider, random_token
 from .refresh import Refresher, principal_for
 from .sessions import SessionManager
 
 log = logging.getLogger("verity.identity.oidc")
+LOGOUT_PURPOSE = "logout-csrf"
 Headers = Sequence[tuple[bytes, bytes]] | Mapping[str, str]
 
 
@@ -113,8 +120,14 @@ class LoginService:
             f"{prefix}{name}{suffix}" for prefix in ("", "__Host-") for suffix in ("", "_login")
         )
 
-    def login_url(self, return_url: str, *, provider: str | None = None) -> str:
-        """Where the gateway sends an unauthenticated browser (a relative URL)."""
+    def login_url(
+        self, return_url: str, *, provider: str | None = None, issuers: Sequence[str] = ()
+    ) -> str:
+        """Where the gateway sends an unauthenticated browser (a relative URL). With a
+        route's ``issuers`` and exactly one provider among them, straight to that one."""
+        if provider is None and issuers:
+            accepted = [p.name for p in self.config.providers if p.issuer in issuers]
+            provider = accepted[0] if len(accepted) == 1 else None
         query = {"rd": return_url} | ({"provider": provider} if provider else {})
         return f"{self.config.path_prefix}/login?{urlencode(query, quote_via=quote)}"
 
@@ -227,16 +240,32 @@ class LoginService:
         return principal
 
     # -- logout ---------------------------------------------------------------------------
+    def logout_token(self, session_cookie: str | None) -> str | None:
+        """The CSRF token of the sign-out form of this session (``None``: no session): the
+        session id, MACed with the cookie key for this purpose only."""
+        found = self.sessions.lookup(session_cookie)
+        return None if found is None else self.sessions.signer.sign(LOGOUT_PURPOSE, found[0].id)
+
     async def logout(
-        self, *, session_cookie: str | None, base: str, client_ip: str | None = None
+        self,
+        *,
+        session_cookie: str | None,
+        untrusted_csrf: str | None,
+        base: str,
+        client_ip: str | None = None,
     ) -> str:
         """End the session; returns where to send the browser (the IdP's end-session
-        endpoint with ``id_token_hint`` and ``post_logout_redirect_uri`` when it has one)."""
+        endpoint with ``id_token_hint`` and ``post_logout_redirect_uri`` when it has one).
+
+        ``untrusted_csrf`` must be this session's ``logout_token``; otherwise
+        ``LogoutForgeryError`` and the session stays (no sign-out by a foreign page)."""
         found = self.sessions.lookup(session_cookie)
         after = self.config.post_logout_path
         if found is None:
             return after
         record, principal = found
+        if self.sessions.signer.unsign(LOGOUT_PURPOSE, untrusted_csrf) != record.id:
+            raise LogoutForgeryError("logout without this session's CSRF token")
         self.sessions.revoke(record, reason="logout")
         event = session_event(
             EventKind.LOGOUT, user=user_ref(principal), session_id=record.id, src_ip=client_ip

@@ -1,0 +1,218 @@
+"""Resource limits in the HTTP protocol layer, enforced before any request is parsed.
+
+uvicorn's HTTP/1.1 protocols buffer a request's header block until it ends: with
+httptools there is no bound at all (one 150 MB header line is kept in memory), and
+neither protocol has a deadline for the header block (a client sending one byte every few
+seconds holds its connection forever). The protocol classes here are uvicorn's own
+(httptools and h11) with three bounds, checked in ``data_received`` before the parser
+sees a byte:
+
+- **header bytes**: the bytes of a request head (request line, headers, the blank line)
+  are counted as they arrive; the parser is fed at most ``max_head_bytes`` of them, and a
+  head still incomplete at that point is answered ``431`` and the connection closed, so
+  nothing beyond the limit is ever buffered;
+- **header time**: a request head must be complete ``head_timeout_seconds`` after the
+  connection opened (first request) or after the first byte of the request (later
+  requests on a keep-alive connection); otherwise ``408`` and the connection is closed
+  (slowloris). Idle keep-alive connections are closed by uvicorn's ``timeout_keep_alive``;
+- **connections**: beyond ``max_connections`` open connections (WebSockets included), a
+  new connection is answered ``503`` and closed at once, without reading it.
+
+Every class also adds the ASGI TLS extension on TLS connections (``verity.gateway.asgi_tls``);
+``http_protocol(limits)`` returns the class ``verity serve`` passes to uvicorn as ``http``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import http
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import h11
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+from .asgi_tls import with_tls_extension
+
+_REFUSALS = {
+    status: (
+        f"HTTP/1.1 {status} {http.HTTPStatus(status).phrase}\r\n"
+        "content-type: text/plain; charset=utf-8\r\n"
+        f"content-length: {len(http.HTTPStatus(status).phrase)}\r\n"
+        "connection: close\r\n\r\n"
+        f"{http.HTTPStatus(status).phrase}"
+    ).encode("ascii")
+    for status in (408, 431, 503)
+}
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionLimits:
+    """The bounds of every client connection (``gateway.max_header_bytes`` + 8 KiB,
+    ``gateway.header_timeout_seconds``, ``gateway.max_connections``)."""
+
+    max_head_bytes: int = 40960
+    head_timeout_seconds: float = 15.0
+    max_connections: int = 2048
+
+
+class _HeadGuard:
+    """The bounds of ``ConnectionLimits`` for one connection (shared by both protocols).
+
+    The concrete class says whether the parser is reading a request head (``_in_head``)
+    and feeds it (``_feed``, uvicorn's own ``data_received``)."""
+
+    limits: ClassVar[ConnectionLimits] = ConnectionLimits()
+    transport: asyncio.Transport
+    connections: set[Any]
+    _head_bytes: int = 0
+    _head_timer: asyncio.TimerHandle | None = None
+    _refused: bool = False
+
+    def _in_head(self) -> bool:
+        raise NotImplementedError
+
+    def _feed(self, data: bytes) -> None:
+        raise NotImplementedError
+
+    def _opened(self) -> None:
+        """After ``connection_made``: refuse beyond ``max_connections``, else start the
+        deadline of the first request head."""
+        if len(self.connections) > self.limits.max_connections:
+            self._refuse(503)
+        else:
+            self._start_head_timer()
+
+    def _guarded_data(self, data: bytes) -> None:
+        if self._refused:
+            return
+        if not self._in_head():
+            self._feed(data)
+            self._after_feed()
+            return
+        self._start_head_timer()
+        room = self.limits.max_head_bytes - self._head_bytes
+        if len(data) <= room:
+            self._head_bytes += len(data)
+            self._feed(data)
+            self._after_feed()
+            return
+        self._head_bytes += room
+        if room > 0:  # (an empty feed would mean end of stream to h11)
+            self._feed(data[:room])  # at most the limit reaches the parser
+        if self._in_head():
+            if not self.transport.is_closing():  # (the parser may have refused already)
+                self._refuse(431)
+            return
+        self._after_feed()
+        self._guarded_data(data[room:])  # the head ended in time: a body or the next request
+
+    def _after_feed(self) -> None:
+        if not self._in_head():
+            self._head_done()
+
+    def _head_done(self) -> None:
+        self._head_bytes = 0
+        self._stop_head_timer()
+
+    def _start_head_timer(self) -> None:
+        if self._head_timer is None and not self._refused:
+            loop = asyncio.get_running_loop()
+            self._head_timer = loop.call_later(self.limits.head_timeout_seconds, self._expired)
+
+    def _stop_head_timer(self) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+
+    def _expired(self) -> None:
+        self._head_timer = None
+        cycle = getattr(self, "cycle", None)
+        if cycle is not None and not cycle.response_complete:
+            self._start_head_timer()  # a pipelined head waits for the answer in progress
+        elif self._in_head() and not self.transport.is_closing():
+            self._refuse(408)
+
+    def _refuse(self, status: int) -> None:
+        self._refused = True
+        self._stop_head_timer()
+        self.transport.write(_REFUSALS[status])
+        self.transport.close()
+
+
+class LimitedH11Protocol(_HeadGuard, H11Protocol):
+    """uvicorn's h11 protocol with the bounds of ``ConnectionLimits`` (and ASGI TLS)."""
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self.app = with_tls_extension(self.app, transport)
+        self._opened()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._stop_head_timer()
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        self._guarded_data(data)
+
+    def _in_head(self) -> bool:
+        return self.conn.their_state is h11.IDLE
+
+    def _feed(self, data: bytes) -> None:
+        H11Protocol.data_received(self, data)
+
+
+LimitedHttpToolsProtocol: type[asyncio.Protocol] | None
+try:
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+except ImportError:  # pragma: no cover - httptools is part of uvicorn[standard]
+    LimitedHttpToolsProtocol = None
+else:
+
+    class _LimitedHttpTools(_HeadGuard, HttpToolsProtocol):
+        """uvicorn's httptools protocol with the bounds of ``ConnectionLimits`` (and TLS)."""
+
+        _reading_head = True
+
+        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+            super().connection_made(transport)
+            self.app = with_tls_extension(self.app, transport)
+            self._opened()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self._stop_head_timer()
+            super().connection_lost(exc)
+
+        def data_received(self, data: bytes) -> None:
+            self._guarded_data(data)
+
+        def on_headers_complete(self) -> None:
+            self._reading_head = False
+            self._head_done()  # before a WebSocket upgrade hands the transport over
+            super().on_headers_complete()
+
+        def on_message_complete(self) -> None:
+            super().on_message_complete()
+            self._reading_head = True  # the next bytes start the next request's head
+            self._head_bytes = 0
+
+        def _in_head(self) -> bool:
+            return self._reading_head
+
+        def _feed(self, data: bytes) -> None:
+            HttpToolsProtocol.data_received(self, data)
+
+    LimitedHttpToolsProtocol = _LimitedHttpTools
+
+
+def http_protocol(limits: ConnectionLimits, *, parser: str | None = None) -> type[asyncio.Protocol]:
+    """The HTTP protocol class for uvicorn's ``http`` option, bound to ``limits``:
+    httptools when installed (or ``parser="httptools"``), else h11 (``parser="h11"``)."""
+    base: type[asyncio.Protocol]
+    if parser == "h11" or (parser is None and LimitedHttpToolsProtocol is None):
+        base = LimitedH11Protocol
+    elif LimitedHttpToolsProtocol is not None:
+        base = LimitedHttpToolsProtocol
+    else:
+        raise ValueError(f"HTTP parser {parser!r} is not installed")
+    return type(base.__name__, (base,), {"limits": limits})

@@ -73,5 +73,6 @@ def test_a_route_cannot_share_another_routes_assertion_audience(
 ) -> None:
     """An assertion minted for one route would otherwise be accepted by the other's app."""
     message = problems({"routes": [first, second]})["routes"]
-    assert repr(first["name"]) in message and "'x'" in message, message
+    assert repr(first["name"]) in message, message
+    assert "'x'" in message, message
     assert "'payroll'" in message, message

@@ -16,7 +16,8 @@ has its own reason (``expired``, ``bad_audience``...), answered 401 with
 ``WWW-Authenticate``; a deny is 403 JSON with the decision id, reason and hint; any
 exception on the decision path is a 403 deny with reason ``internal_error`` and the view
 never runs. The verified principal is ``g.verity_principal`` (the decision
-``g.verity_decision``); client-supplied identity headers are never read. Needs the
+``g.verity_decision``); client-supplied identity headers (``X-Verity-User``...) are
+never read, and are removed from ``request.headers`` before the view runs. Needs the
 ``flask`` extra (``pip install verity[flask]``).
 """
 
@@ -41,6 +42,7 @@ from ._common import (
     Rejection,
     Target,
     denied,
+    strip_identity_environ,
 )
 
 log = logging.getLogger("verity.integrations")
@@ -173,6 +175,7 @@ def require(
             if outcome.rejection is not None:
                 return _response(outcome.rejection)
             g.verity_principal = outcome.principal
+            strip_identity_environ(request.environ)  # no forged X-Verity-User for the view
             return view(*args, **kwargs)
 
         return wrapper

@@ -49,8 +49,11 @@ def _app_url(dsn: str, schema: str, role: str = "verity_app") -> str:
 
 
 @pytest.fixture
-def app_url(postgres_dsn: str, pg_schema: str) -> str:
-    """The example schema installed in ``pg_schema``, seeded; the app role's URL."""
+def app_url(postgres_dsn: str, pg_schema: str) -> Iterator[str]:
+    """The example schema installed in ``pg_schema``, seeded; the app role's URL.
+
+    The schema revokes TEMPORARY on the whole test database from PUBLIC; the default is
+    restored afterwards, so that the database is left as other tests expect it."""
     with psycopg.connect(postgres_dsn, autocommit=True) as owner:
         owner.execute(sql.SQL("set search_path to {}").format(sql.Identifier(pg_schema)))
         owner.execute(SCHEMA_SQL.read_bytes())
@@ -60,7 +63,12 @@ def app_url(postgres_dsn: str, pg_schema: str) -> str:
             "insert into notes (owner, body) values "
             "('alice', 'a1'), ('alice', 'a2'), ('bob', 'b1'), ('root', 'r1')"
         )
-    return _app_url(postgres_dsn, pg_schema)
+        database = sql.Identifier(owner.info.dbname)
+    try:
+        yield _app_url(postgres_dsn, pg_schema)
+    finally:
+        with psycopg.connect(postgres_dsn, autocommit=True) as owner:
+            owner.execute(sql.SQL("grant temporary on database {} to public").format(database))
 
 
 @pytest.fixture

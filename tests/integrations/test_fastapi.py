@@ -305,3 +305,24 @@ def test_a_forged_x_verity_user_next_to_a_valid_token_does_not_reach_the_handler
     forged = {**auth(token("alice")), "X-Verity-User": "root", "X-Forwarded-User": "root"}
     assert TestClient(app).get("/invoices/1", headers=forged).status_code == 200
     assert seen == [("alice", None, None, None)]
+
+
+def test_two_checks_of_one_request_share_its_single_use_assertion() -> None:
+    signer = AssertionSigner(generate_private_key("ES256"), issuer=GATEWAY)  # type: ignore[arg-type]
+    app = FastAPI()
+    Verity(app, assertion=AssertionSource(issuer=GATEWAY, audience="invoices",
+                                          jwks=signer.jwks()), engine=ENGINE)  # fmt: skip
+    listed = require(action="list", resource_type="invoice")
+    read = require(action="read", resource_type="invoice", resource_id_param="invoice_id",
+                   attributes=lambda _r, i: {"owner": "alice"})  # fmt: skip
+
+    @app.get("/invoices/{invoice_id}", dependencies=[Depends(listed)])
+    def show(invoice_id: str, who: Annotated[Principal, Depends(read)]) -> dict[str, str]:
+        return {"who": who.id}
+
+    client = TestClient(app)
+    response = client.get(
+        "/invoices/1", headers={"X-Verity-Assertion": assertion_for(signer, "alice")}
+    )
+    assert response.status_code == 200, response.json()
+    assert response.json() == {"who": "alice"}

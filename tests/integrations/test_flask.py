@@ -288,3 +288,19 @@ def test_a_forged_x_verity_user_next_to_a_valid_token_does_not_reach_the_view() 
     response = app.test_client().get("/whoami", headers=forged)
     assert response.status_code == 200
     assert response.json == {"who": "alice", "x-verity-user": None, "x-forwarded-user": None}
+
+
+def test_stacked_checks_of_one_request_share_its_single_use_assertion() -> None:
+    app, signer, _ = _gateway_app()
+
+    @app.get("/stacked/<invoice_id>")
+    @require(action="list", resource_type="invoice")
+    @require(action="read", resource_type="invoice", resource_id_arg="invoice_id",
+             attributes=lambda _i: {"owner": "alice"})  # fmt: skip
+    def stacked(invoice_id: str) -> dict[str, str]:
+        return {"who": g.verity_principal.id}
+
+    headers = {"X-Verity-Assertion": _minted(signer, path="/stacked/1")}
+    response = app.test_client().get("/stacked/1", headers=headers)
+    assert response.status_code == 200, response.json
+    assert response.json == {"who": "alice"}

@@ -120,11 +120,13 @@ class Rejection:
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
-    """Allowed (``rejection is None``) with the principal and decision, or a rejection."""
+    """Allowed (``rejection is None``) with the principal and decision, or a rejection;
+    ``identity``: the verified caller, reused by a second check of the same request."""
 
     principal: Principal | None = None
     decision: Decision | None = None
     rejection: Rejection | None = None
+    identity: Identity | None = None
 
 
 def unauthenticated(error: TokenError | _assertion.AssertionVerificationError | None) -> Rejection:
@@ -284,20 +286,23 @@ class Guard:
         for listener in self.listeners:
             listener(request, decision)
         if decision.allowed:
-            return Outcome(principal, decision)
+            return Outcome(principal, decision, identity=identity)
         if not principal.authenticated:
-            return Outcome(principal, decision, unauthenticated(None))
-        return Outcome(principal, decision, denied(decision))
+            return Outcome(principal, decision, unauthenticated(None), identity)
+        return Outcome(principal, decision, denied(decision), identity)
 
     def authorize(
-        self, incoming: Incoming, target: Loader | None = None, *, anonymous_ok: bool = False
-    ) -> Outcome:
+        self, incoming: Incoming, target: Loader | None = None, *, anonymous_ok: bool = False,
+        identity: Identity | None = None,
+    ) -> Outcome:  # fmt: skip
         """Sync enforcement (Flask): identify, load the target, decide. Never raises.
 
         Without ``anonymous_ok`` a caller without credentials gets 401 before ``target``
-        (which may load resource attributes) runs or the policy is asked."""
+        (which may load resource attributes) runs or the policy is asked. ``identity``:
+        the caller an earlier check of this same request verified (an assertion is
+        single-use, and its header is gone once a check allowed the request)."""
         try:
-            identity = self.identify(incoming)
+            identity = identity or self.identify(incoming)
             if not identity.principal.authenticated and not anonymous_ok:
                 return Outcome(rejection=unauthenticated(None))
             resolved = target(identity.principal) if target is not None else Target()
@@ -306,11 +311,12 @@ class Guard:
             return _failed(exc)
 
     async def aauthorize(
-        self, incoming: Incoming, target: AsyncLoader | None = None, *, anonymous_ok: bool = False
-    ) -> Outcome:
+        self, incoming: Incoming, target: AsyncLoader | None = None, *, anonymous_ok: bool = False,
+        identity: Identity | None = None,
+    ) -> Outcome:  # fmt: skip
         """Async ``authorize`` (FastAPI, Starlette). Never raises."""
         try:
-            identity = await self.aidentify(incoming)
+            identity = identity or await self.aidentify(incoming)
             if not identity.principal.authenticated and not anonymous_ok:
                 return Outcome(rejection=unauthenticated(None))
             resolved = await target(identity.principal) if target is not None else Target()

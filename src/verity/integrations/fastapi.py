@@ -40,6 +40,7 @@ from ..model import Decision, Principal
 from ._common import (
     AssertionSource,
     Guard,
+    Identity,
     Incoming,
     Listener,
     Outcome,
@@ -184,7 +185,13 @@ def require(
             request, action=action, resource_type=resource_type,
             resource_id_param=resource_id_param, attributes=attributes,
         )  # fmt: skip
-        outcome = await chosen.aauthorize(incoming(request), load, anonymous_ok=allow_anonymous)
+        known = getattr(request.state, "verity_identity", None)  # a route's earlier require()
+        outcome = await chosen.aauthorize(
+            incoming(request), load, anonymous_ok=allow_anonymous,
+            identity=known if isinstance(known, Identity) else None,
+        )  # fmt: skip
+        if outcome.identity is not None:
+            request.state.verity_identity = outcome.identity
         return _enforce(request, outcome)
 
     return dependency

@@ -36,6 +36,7 @@ from ..model import Principal
 from ._common import (
     AssertionSource,
     Guard,
+    Identity,
     Incoming,
     Listener,
     Outcome,
@@ -133,6 +134,13 @@ def _target(
 
 
 def _outcome(guard: Guard | None, load: Callable[[Principal], Target], anonymous: bool) -> Outcome:
+    outcome = _decided(guard, load, anonymous)
+    if outcome.identity is not None:
+        g.verity_identity = outcome.identity  # for a stacked @require on the same request
+    return outcome
+
+
+def _decided(guard: Guard | None, load: Callable[[Principal], Target], anonymous: bool) -> Outcome:
     if guard is None:
         log.error("fail closed: verity.integrations.flask.Verity(app) was not set up")
         decision = internal_deny()
@@ -142,7 +150,11 @@ def _outcome(guard: Guard | None, load: Callable[[Principal], Target], anonymous
     except (UnicodeError, ValueError):
         body = {"error": "bad_request", "error_description": "Malformed request."}
         return Outcome(rejection=Rejection(400, body))
-    return guard.authorize(current, load, anonymous_ok=anonymous)
+    known = g.get("verity_identity")
+    return guard.authorize(
+        current, load, anonymous_ok=anonymous,
+        identity=known if isinstance(known, Identity) else None,
+    )  # fmt: skip
 
 
 def require(

@@ -101,3 +101,27 @@ create policy notes_admin_all on notes
     with check ((select verity_has_role('admin')));
 
 grant select, insert, update, delete on notes to verity_app;
+
+-- No temporary objects for the application role. Injected SQL could otherwise leave a
+-- temporary view or table named like one of yours on a pooled connection, and the next
+-- user's unqualified query would run under her identity through it. rls_transaction()
+-- drops leftovers (DISCARD TEMP) and reset_connection() wipes returned connections
+-- (DISCARD ALL); this makes them impossible to create at all. TEMPORARY is granted to
+-- PUBLIC by default, so it is revoked from PUBLIC: grant it by name to roles that need it.
+-- Needs the database owner (a superuser or the owner); anyone else only gets the warning.
+do $$
+begin
+    execute format('revoke temporary on database %I from public', current_database());
+    execute format('revoke temporary on database %I from verity_app', current_database());
+exception when insufficient_privilege then
+    null;
+end
+$$;
+do $$
+begin
+    if has_database_privilege('verity_app', current_database(), 'TEMPORARY') then
+        raise warning 'verity_app can still create temporary objects: as the database '
+            'owner, run: revoke temporary on database % from public', current_database();
+    end if;
+end
+$$;

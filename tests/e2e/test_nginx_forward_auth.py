@@ -86,7 +86,9 @@ class SampleApp:
         headers: dict[str, list[str]] = {}
         for key, value in scope["headers"]:
             headers.setdefault(key.decode(), []).append(value.decode())
-        body = json.dumps({"path": scope["path"], "headers": headers}).encode()
+        seen = {"path": scope["path"], "raw_path": scope["raw_path"].decode("latin-1"),
+                "method": scope["method"], "headers": headers}  # fmt: skip
+        body = json.dumps(seen).encode()
         await send({"type": "http.response.start", "status": 200,
                     "headers": [(b"content-type", b"application/json")]})  # fmt: skip
         await send({"type": "http.response.body", "body": body})
@@ -194,10 +196,33 @@ def test_allowed_request_reaches_the_app_with_a_verifiable_assertion(stack: Stac
     assert "authorization" not in seen
     claims = assertion.verify(
         seen["x-verity-assertion"][0], issuer=stack.verity_url, audience="app",
-        jwks_url=f"{stack.verity_url}/.well-known/verity/jwks.json",
+        jwks_url=f"{stack.verity_url}/.well-known/verity/jwks.json", method="GET", path="/docs",
     )  # fmt: skip
     assert claims.subject == "alice"
     assert claims.decision_id == seen["x-verity-decision-id"][0]
+
+
+def test_the_assertion_binds_the_request_the_app_receives_and_only_once(stack: Stack) -> None:
+    """The gateway hashes the canonical path of X-Original-URI; the app, behind nginx,
+    recomputes it from the path it receives: they agree. A captured assertion then fails
+    for another method, and a second use of it fails too."""
+    response = get(
+        stack, "/docs/a%20b?x=1", Authorization=f"Bearer {stack.token('alice', ['engineers'])}"
+    )
+    assert response.status_code == 200
+    seen = response.json()
+    options: dict[str, Any] = {
+        "issuer": stack.verity_url, "audience": "app",
+        "jwks_url": f"{stack.verity_url}/.well-known/verity/jwks.json",
+        "replay_cache": assertion.MemoryReplayCache(),
+    }  # fmt: skip
+    token = seen["headers"]["x-verity-assertion"][0]
+    with pytest.raises(assertion.AssertionBindingError):
+        assertion.verify(token, method="DELETE", path=seen["raw_path"], **options)
+    claims = assertion.verify(token, method=seen["method"], path=seen["raw_path"], **options)
+    assert (claims.subject, seen["raw_path"]) == ("alice", "/docs/a%20b")
+    with pytest.raises(assertion.AssertionReplayError):
+        assertion.verify(token, method=seen["method"], path=seen["raw_path"], **options)
 
 
 def test_denied_request_is_403_with_a_decision_id(stack: Stack) -> None:

@@ -7,17 +7,20 @@ import hashlib
 import hmac
 import json
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
 import jwt
 import pytest
+import redis
 from cryptography.hazmat.primitives import serialization
 
 from verity.gateway import AssertionSigner
 from verity.gateway.assertion import TOKEN_TYPE, AssertionFacts
 from verity.identity.dev import generate_private_key
 from verity.integrations import assertion
+from verity.integrations.replay import MemoryReplayCache, RedisReplayCache, ReplayCacheFullError
 from verity.model import Principal
 
 from .conftest import GATEWAY_URL, Issuer, RecordingUpstream, bearer
@@ -25,13 +28,19 @@ from .conftest import GATEWAY_URL, Issuer, RecordingUpstream, bearer
 ALICE = Principal("alice", email="alice@example.com", groups={"engineers", "sre"})
 
 
+def facts(audience: str = "wiki", method: str = "GET", path: str = "/page") -> AssertionFacts:
+    return AssertionFacts(audience=audience, decision_id="d1", method=method, path=path,
+                          device_id="dev-1", trust_score=80)  # fmt: skip
+
+
 def signed(signer: AssertionSigner, audience: str = "wiki") -> str:
-    facts = AssertionFacts(audience=audience, decision_id="d1", device_id="dev-1", trust_score=80)
-    return signer.sign(ALICE, facts)
+    return signer.sign(ALICE, facts(audience))
 
 
 def check(token: str, signer: AssertionSigner, **kwargs: Any) -> assertion.AssertionClaims:
-    options: dict[str, Any] = {"issuer": GATEWAY_URL, "audience": "wiki", "jwks": signer.jwks()}
+    options: dict[str, Any] = {"issuer": GATEWAY_URL, "audience": "wiki", "jwks": signer.jwks(),
+                               "method": "GET", "path": "/page",
+                               "replay_cache": assertion.MemoryReplayCache()}  # fmt: skip
     options.update(kwargs)
     return assertion.verify(token, **options)
 
@@ -78,14 +87,14 @@ def _forge(header: dict[str, Any], claims: dict[str, Any], signature: bytes = b"
 
 
 def test_alg_none_is_rejected(signer: AssertionSigner) -> None:
-    claims = signer.claims(ALICE, AssertionFacts(audience="wiki", decision_id="d"))
+    claims = signer.claims(ALICE, facts())
     token = _forge({"alg": "none", "typ": TOKEN_TYPE, "kid": signer.kid}, claims)
     with pytest.raises(assertion.AssertionAlgorithmError):
         check(token, signer)
 
 
 def test_hs256_with_the_public_key_as_secret_is_rejected(signer: AssertionSigner) -> None:
-    claims = signer.claims(ALICE, AssertionFacts(audience="wiki", decision_id="d"))
+    claims = signer.claims(ALICE, facts())
     secret = signer._key.public_key().public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     )
@@ -99,14 +108,14 @@ def test_hs256_with_the_public_key_as_secret_is_rejected(signer: AssertionSigner
 
 def test_tampered_claims_are_rejected(signer: AssertionSigner) -> None:
     header, _, signature = signed(signer).split(".")
-    claims = signer.claims(Principal("root"), AssertionFacts(audience="wiki", decision_id="d"))
+    claims = signer.claims(Principal("root"), facts())
     payload = base64.urlsafe_b64encode(json.dumps(claims).encode()).rstrip(b"=").decode()
     with pytest.raises(assertion.AssertionSignatureError):
         check(f"{header}.{payload}.{signature}", signer)
 
 
 def test_an_access_token_is_not_an_assertion(signer: AssertionSigner) -> None:
-    claims = signer.claims(ALICE, AssertionFacts(audience="wiki", decision_id="d"))
+    claims = signer.claims(ALICE, facts())
     token = jwt.encode(
         claims, signer._key, algorithm="ES256", headers={"kid": signer.kid, "typ": "JWT"}
     )
@@ -115,7 +124,7 @@ def test_an_access_token_is_not_an_assertion(signer: AssertionSigner) -> None:
 
 
 def test_missing_required_claim_is_rejected(signer: AssertionSigner) -> None:
-    claims = signer.claims(ALICE, AssertionFacts(audience="wiki", decision_id="d"))
+    claims = signer.claims(ALICE, facts())
     del claims["jti"]
     token = jwt.encode(
         claims, signer._key, algorithm="ES256", headers={"kid": signer.kid, "typ": TOKEN_TYPE}
@@ -133,7 +142,9 @@ def test_garbage_is_malformed(signer: AssertionSigner, token: str) -> None:
 
 def test_one_key_source_is_required(signer: AssertionSigner) -> None:
     with pytest.raises(ValueError, match="exactly one"):
-        assertion.verify(signed(signer), issuer=GATEWAY_URL, audience="wiki")
+        assertion.verify(
+            signed(signer), issuer=GATEWAY_URL, audience="wiki", method="GET", path="/page"
+        )
 
 
 @pytest.mark.anyio
@@ -144,13 +155,125 @@ async def test_gateway_assertion_verifies_for_its_route(
     seen = upstream.seen[-1]
     jwks = (await client.get("/.well-known/verity/jwks.json")).json()
     token = seen.header("x-verity-assertion")[0]
-    claims = assertion.verify(token, issuer=GATEWAY_URL, audience="app", jwks=jwks)
+    claims = assertion.verify(
+        token, issuer=GATEWAY_URL, audience="app", jwks=jwks, method="GET", path="/"
+    )
     assert claims.subject == "alice"
     assert claims.decision_id == seen.header("x-verity-decision-id")[0]
     with pytest.raises(assertion.AssertionAudienceError):
-        assertion.verify(token, issuer=GATEWAY_URL, audience="fa", jwks=jwks)
+        assertion.verify(
+            token, issuer=GATEWAY_URL, audience="fa", jwks=jwks, method="GET", path="/"
+        )
 
 
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
+
+
+def test_an_assertion_minted_for_get_is_refused_for_delete_of_the_same_path(
+    signer: AssertionSigner,
+) -> None:
+    token = signer.sign(ALICE, facts(path="/invoices/inv-1"))
+    with pytest.raises(assertion.AssertionBindingError):
+        check(token, signer, method="DELETE", path="/invoices/inv-1")
+    with pytest.raises(assertion.AssertionBindingError):
+        check(token, signer, method="GET", path="/invoices/inv-2")
+    claims = check(token, signer, method="GET", path="/invoices/inv-1?x=1")  # query not bound
+    assert claims.subject == "alice"
+
+
+def test_the_binding_is_over_the_canonical_path_the_app_receives(signer: AssertionSigner) -> None:
+    token = signer.sign(ALICE, facts(path="/files/a b/c"))  # what the policy decided
+    assert check(token, signer, path="/files/a%20b/c").subject == "alice"  # as received
+
+
+def test_a_captured_assertion_is_accepted_once(signer: AssertionSigner) -> None:
+    token = signed(signer)
+    cache = assertion.MemoryReplayCache()
+    check(token, signer, replay_cache=cache)
+    for _ in range(3):
+        with pytest.raises(assertion.AssertionReplayError):
+            check(token, signer, replay_cache=cache)
+
+
+def test_verify_refuses_a_replay_by_default(signer: AssertionSigner) -> None:
+    token = signed(signer)
+    options = {"issuer": GATEWAY_URL, "audience": "wiki", "jwks": signer.jwks()}
+    assertion.verify(token, method="GET", path="/page", **options)
+    with pytest.raises(assertion.AssertionReplayError):
+        assertion.verify(token, method="GET", path="/page", **options)
+
+
+def test_a_rejected_assertion_does_not_use_up_its_jti(signer: AssertionSigner) -> None:
+    token = signed(signer)
+    cache = assertion.MemoryReplayCache()
+    with pytest.raises(assertion.AssertionBindingError):
+        check(token, signer, method="DELETE", replay_cache=cache)
+    assert check(token, signer, replay_cache=cache).subject == "alice"
+
+
+def test_an_assertion_without_a_request_binding_is_refused(signer: AssertionSigner) -> None:
+    claims = signer.claims(ALICE, facts())
+    del claims["req"]
+    token = jwt.encode(
+        claims, signer._key, algorithm="ES256", headers={"kid": signer.kid, "typ": TOKEN_TYPE}
+    )
+    with pytest.raises(assertion.AssertionClaimError) as caught:
+        check(token, signer)
+    assert caught.value.claim == "req"
+
+
+def test_concurrent_replays_are_accepted_once(signer: AssertionSigner) -> None:
+    token = signed(signer)
+    cache = assertion.MemoryReplayCache()
+
+    def attempt(_: int) -> bool:
+        try:
+            check(token, signer, replay_cache=cache)
+        except assertion.AssertionReplayError:
+            return False
+        return True
+
+    with ThreadPoolExecutor(8) as pool:
+        assert sorted(pool.map(attempt, range(32))) == [False] * 31 + [True]
+
+
+def test_the_replay_cache_is_bounded_and_forgets_expired_ids() -> None:
+    now = [1000.0]
+    cache = MemoryReplayCache(2, clock=lambda: now[0])
+    assert cache.first_use("a", 1010)
+    assert cache.first_use("b", 1020)
+    assert not cache.first_use("a", 1010)
+    with pytest.raises(ReplayCacheFullError):  # full of unexpired ids: refuse, not forget
+        cache.first_use("c", 1030)
+    now[0] = 1010.0  # "a" expired
+    assert cache.first_use("c", 1030)
+    assert len(cache) == 2
+
+
+def test_a_full_replay_cache_refuses_the_assertion(signer: AssertionSigner) -> None:
+    cache = MemoryReplayCache(1)
+    check(signed(signer), signer, replay_cache=cache)
+    with pytest.raises(assertion.AssertionReplayError):
+        check(signed(signer), signer, replay_cache=cache)
+
+
+def test_a_shared_redis_cache_refuses_a_replay_in_another_process(
+    signer: AssertionSigner, redis_url: str, redis_prefix: str
+) -> None:
+    token = signed(signer)
+    first = redis.Redis.from_url(redis_url)  # two processes: two clients, one Redis
+    second = redis.Redis.from_url(redis_url)
+    try:
+        check(token, signer, replay_cache=RedisReplayCache(first, prefix=redis_prefix))
+        with pytest.raises(assertion.AssertionReplayError):
+            check(token, signer, replay_cache=RedisReplayCache(second, prefix=redis_prefix))
+        ttl = first.ttl(
+            redis_prefix
+            + f"{GATEWAY_URL} {jwt.decode(token, options={'verify_signature': False})['jti']}"
+        )
+        assert 0 < ttl <= 60 + 5 + 2  # expires with the assertion
+    finally:
+        first.close()
+        second.close()

@@ -286,7 +286,7 @@ async def test_assertion_for_a_non_ascii_identity_verifies_and_names_this_decisi
     claims = [
         assertion.verify(
             request.header("x-verity-assertion")[0], issuer=GATEWAY_URL, audience="app",
-            jwks=signer.jwks(),
+            jwks=signer.jwks(), method="GET", path="/",
         )
         for request in seen
     ]  # fmt: skip

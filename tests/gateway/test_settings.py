@@ -53,3 +53,26 @@ def test_a_route_is_normalised() -> None:
 def test_every_error_names_its_key_path(data: dict[str, Any], path: str) -> None:
     found = problems(data)
     assert path in found, found
+
+
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [
+        (
+            route(name="payroll", host="pay.test"),
+            route(name="x", host="x.test", audience="payroll"),
+        ),
+        (
+            route(name="pay", host="pay.test", audience="payroll"),
+            route(name="x", host="x.test", audience="payroll"),
+        ),
+    ],
+)
+def test_a_route_cannot_share_another_routes_assertion_audience(
+    first: dict[str, Any], second: dict[str, Any]
+) -> None:
+    """An assertion minted for one route would otherwise be accepted by the other's app."""
+    message = problems({"routes": [first, second]})["routes"]
+    assert repr(first["name"]) in message, message
+    assert "'x'" in message, message
+    assert "'payroll'" in message, message

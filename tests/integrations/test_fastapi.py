@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
-from fastapi import Depends, FastAPI
+from fastapi import Depends, FastAPI, Header, Request
 from fastapi.testclient import TestClient
 
 from verity.gateway import AssertionSigner
@@ -218,11 +218,25 @@ def gateway_app(jwks: dict[str, Any]) -> FastAPI:
     ) -> dict[str, str]:  # fmt: skip
         return {"who": who.id}
 
+    @app.delete("/invoices/{invoice_id}")
+    def delete(
+        invoice_id: str,
+        who: Annotated[Principal, Depends(require(action="read", resource_type="invoice",
+                       resource_id_param="invoice_id", attributes=lambda _r, i: {"owner": "alice"}))],
+    ) -> dict[str, str]:  # fmt: skip
+        return {"deleted": invoice_id, "by": who.id}
+
     return app
 
 
-def assertion_for(signer: AssertionSigner, subject: str, audience: str = "invoices") -> str:
-    facts = AssertionFacts(audience=audience, decision_id="gw-1")
+def assertion_for(
+    signer: AssertionSigner,
+    subject: str,
+    audience: str = "invoices",
+    method: str = "GET",
+    path: str = "/invoices/1",
+) -> str:
+    facts = AssertionFacts(audience=audience, decision_id="gw-1", method=method, path=path)
     return signer.sign(Principal(subject, groups={"employees"}), facts)
 
 
@@ -250,3 +264,65 @@ def test_x_verity_user_without_assertion_is_not_identity() -> None:
     client = TestClient(gateway_app(signer.jwks()))
     response = client.get("/invoices/1", headers={"X-Verity-User": "alice"})
     assert response.status_code == 401
+
+
+def test_an_assertion_minted_for_get_cannot_delete_the_same_invoice() -> None:
+    signer = AssertionSigner(generate_private_key("ES256"), issuer=GATEWAY)  # type: ignore[arg-type]
+    client = TestClient(gateway_app(signer.jwks()))
+    minted = {"X-Verity-Assertion": assertion_for(signer, "alice", path="/invoices/1")}
+    response = client.delete("/invoices/1", headers=minted)
+    assert response.status_code == 401
+    assert response.json()["reason"] == "bad_assertion"
+    other_path = {"X-Verity-Assertion": assertion_for(signer, "alice", path="/invoices/2")}
+    assert client.get("/invoices/1", headers=other_path).status_code == 401
+
+
+def test_a_captured_gateway_assertion_is_accepted_once() -> None:
+    signer = AssertionSigner(generate_private_key("ES256"), issuer=GATEWAY)  # type: ignore[arg-type]
+    client = TestClient(gateway_app(signer.jwks()))
+    captured = {"X-Verity-Assertion": assertion_for(signer, "alice")}
+    statuses = [client.get("/invoices/1", headers=captured).status_code for _ in range(4)]
+    assert statuses == [200, 401, 401, 401]
+
+
+def test_a_forged_x_verity_user_next_to_a_valid_token_does_not_reach_the_handler() -> None:
+    app = FastAPI()
+    Verity(app, verifier=verifier(), engine=ENGINE)
+    seen: list[Any] = []
+
+    @app.get("/invoices/{invoice_id}")
+    def read(
+        invoice_id: str,
+        request: Request,
+        who: Annotated[Principal, Depends(require(action="read", resource_type="invoice",
+                       resource_id_param="invoice_id", attributes=lambda _r, i: {"owner": "alice"}))],
+        x_verity_user: Annotated[str | None, Header()] = None,
+    ) -> dict[str, str]:  # fmt: skip
+        seen.append((who.id, x_verity_user, request.headers.get("x-verity-user"),
+                     request.headers.get("x-forwarded-user")))  # fmt: skip
+        return {"who": who.id}
+
+    forged = {**auth(token("alice")), "X-Verity-User": "root", "X-Forwarded-User": "root"}
+    assert TestClient(app).get("/invoices/1", headers=forged).status_code == 200
+    assert seen == [("alice", None, None, None)]
+
+
+def test_two_checks_of_one_request_share_its_single_use_assertion() -> None:
+    signer = AssertionSigner(generate_private_key("ES256"), issuer=GATEWAY)  # type: ignore[arg-type]
+    app = FastAPI()
+    Verity(app, assertion=AssertionSource(issuer=GATEWAY, audience="invoices",
+                                          jwks=signer.jwks()), engine=ENGINE)  # fmt: skip
+    listed = require(action="list", resource_type="invoice")
+    read = require(action="read", resource_type="invoice", resource_id_param="invoice_id",
+                   attributes=lambda _r, i: {"owner": "alice"})  # fmt: skip
+
+    @app.get("/invoices/{invoice_id}", dependencies=[Depends(listed)])
+    def show(invoice_id: str, who: Annotated[Principal, Depends(read)]) -> dict[str, str]:
+        return {"who": who.id}
+
+    client = TestClient(app)
+    response = client.get(
+        "/invoices/1", headers={"X-Verity-Assertion": assertion_for(signer, "alice")}
+    )
+    assert response.status_code == 200, response.json()
+    assert response.json() == {"who": "alice"}

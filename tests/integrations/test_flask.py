@@ -5,12 +5,13 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
-from flask import Flask, g
+from flask import Flask, g, request
 from flask.testing import FlaskClient
 from werkzeug.serving import make_server
 
@@ -125,6 +126,19 @@ def small_app(engine: Any = ENGINE, **options: Any) -> tuple[Flask, list[str]]:
         ran.append(invoice_id)
         return {"who": g.verity_principal.id}
 
+    @app.delete("/invoices/<invoice_id>")
+    @require(action="read", resource_type="invoice", resource_id_arg="invoice_id",
+             attributes=load)  # fmt: skip
+    def delete(invoice_id: str) -> dict[str, str]:
+        ran.append(f"delete {invoice_id}")
+        return {"deleted": invoice_id}
+
+    @app.get("/whoami")
+    @require(action="list", resource_type="invoice")
+    def whoami() -> dict[str, Any]:
+        return {"who": g.verity_principal.id, "x-verity-user": request.headers.get("X-Verity-User"),
+                "x-forwarded-user": request.headers.get("X-Forwarded-User")}  # fmt: skip
+
     @app.get("/files/<path:name>")
     @require(allow_anonymous=True)
     def files(name: str) -> dict[str, str]:
@@ -193,7 +207,9 @@ def test_gateway_assertion_is_accepted_only_with_a_valid_signature() -> None:
     source = AssertionSource(issuer=GATEWAY, audience="invoices", jwks=signer.jwks())
     app, _ = small_app(assertion=source, verifier=None)
     client = app.test_client()
-    facts = AssertionFacts(audience="invoices", decision_id="gw-1")
+    facts = AssertionFacts(
+        audience="invoices", decision_id="gw-1", method="GET", path="/invoices/1"
+    )
     alice = Principal("alice", groups={"employees"})
     good = client.get("/invoices/1", headers={"X-Verity-Assertion": signer.sign(alice, facts)})
     assert good.status_code == 200
@@ -222,3 +238,69 @@ def test_example_app_over_a_real_socket(served: str) -> None:
         assert http.get("/invoices/inv-1").status_code == 401
         assert http.get("/invoices/inv-1", headers=auth(token("alice"))).status_code == 200
         assert http.get("/invoices/inv-2", headers=auth(token("alice"))).status_code == 403
+
+
+def _gateway_app() -> tuple[Flask, AssertionSigner, list[str]]:
+    key = generate_private_key("ES256")
+    assert isinstance(key, ec.EllipticCurvePrivateKey)
+    signer = AssertionSigner(key, issuer=GATEWAY)
+    source = AssertionSource(issuer=GATEWAY, audience="invoices", jwks=signer.jwks())
+    app, ran = small_app(assertion=source, verifier=None)
+    return app, signer, ran
+
+
+def _minted(signer: AssertionSigner, method: str = "GET", path: str = "/invoices/1") -> str:
+    facts = AssertionFacts(audience="invoices", decision_id="gw-1", method=method, path=path)
+    return signer.sign(Principal("alice", groups={"employees"}), facts)
+
+
+def test_an_assertion_minted_for_get_cannot_delete_the_same_invoice() -> None:
+    app, signer, ran = _gateway_app()
+    client = app.test_client()
+    response = client.delete("/invoices/1", headers={"X-Verity-Assertion": _minted(signer)})
+    assert response.status_code == 401
+    assert ran == []
+
+
+def test_a_captured_assertion_replayed_concurrently_over_a_threaded_server_is_accepted_once() -> (
+    None
+):
+    app, signer, ran = _gateway_app()
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    captured = {"X-Verity-Assertion": _minted(signer)}
+    url = f"http://127.0.0.1:{server.server_port}/invoices/1"
+    try:
+        with ThreadPoolExecutor(8) as pool:
+            statuses = list(pool.map(lambda _: httpx.get(url, headers=captured, timeout=5).status_code,
+                                     range(16)))  # fmt: skip
+    finally:
+        server.shutdown()
+        thread.join(10)
+    assert sorted(statuses) == [200] + [401] * 15
+    assert ran == ["1"]
+
+
+def test_a_forged_x_verity_user_next_to_a_valid_token_does_not_reach_the_view() -> None:
+    app, _ = small_app()
+    forged = {**auth(token("alice")), "X-Verity-User": "root", "X-Forwarded-User": "root"}
+    response = app.test_client().get("/whoami", headers=forged)
+    assert response.status_code == 200
+    assert response.json == {"who": "alice", "x-verity-user": None, "x-forwarded-user": None}
+
+
+def test_stacked_checks_of_one_request_share_its_single_use_assertion() -> None:
+    app, signer, _ = _gateway_app()
+
+    @app.get("/stacked/<invoice_id>")
+    @require(action="list", resource_type="invoice")
+    @require(action="read", resource_type="invoice", resource_id_arg="invoice_id",
+             attributes=lambda _i: {"owner": "alice"})  # fmt: skip
+    def stacked(invoice_id: str) -> dict[str, str]:
+        return {"who": g.verity_principal.id}
+
+    headers = {"X-Verity-Assertion": _minted(signer, path="/stacked/1")}
+    response = app.test_client().get("/stacked/1", headers=headers)
+    assert response.status_code == 200, response.json
+    assert response.json == {"who": "alice"}

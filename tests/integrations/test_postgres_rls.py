@@ -21,9 +21,11 @@ from psycopg_pool import ConnectionPool
 
 from verity.integrations.postgres_rls import (
     RlsIdentityError,
+    async_reset_connection,
     async_rls_transaction,
     install_key,
     key_pads,
+    reset_connection,
     rls_transaction,
     sign,
 )
@@ -38,17 +40,20 @@ ADMIN = Principal(id="root", roles={"admin", "user"})
 Conn = psycopg.Connection[tuple[Any, ...]]
 
 
-def _app_url(dsn: str, schema: str) -> str:
+def _app_url(dsn: str, schema: str, role: str = "verity_app") -> str:
     parts = urlsplit(dsn)
     host = parts.hostname or "127.0.0.1"
-    netloc = f"verity_app@{host}" + (f":{parts.port}" if parts.port else "")
+    netloc = f"{role}@{host}" + (f":{parts.port}" if parts.port else "")
     query = "options=" + quote(f"-csearch_path={schema}")
     return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
 
 
 @pytest.fixture
-def app_url(postgres_dsn: str, pg_schema: str) -> str:
-    """The example schema installed in ``pg_schema``, seeded; the app role's URL."""
+def app_url(postgres_dsn: str, pg_schema: str) -> Iterator[str]:
+    """The example schema installed in ``pg_schema``, seeded; the app role's URL.
+
+    The schema revokes TEMPORARY on the whole test database from PUBLIC; the default is
+    restored afterwards, so that the database is left as other tests expect it."""
     with psycopg.connect(postgres_dsn, autocommit=True) as owner:
         owner.execute(sql.SQL("set search_path to {}").format(sql.Identifier(pg_schema)))
         owner.execute(SCHEMA_SQL.read_bytes())
@@ -58,13 +63,37 @@ def app_url(postgres_dsn: str, pg_schema: str) -> str:
             "insert into notes (owner, body) values "
             "('alice', 'a1'), ('alice', 'a2'), ('bob', 'b1'), ('root', 'r1')"
         )
-    return _app_url(postgres_dsn, pg_schema)
+        database = sql.Identifier(owner.info.dbname)
+    try:
+        yield _app_url(postgres_dsn, pg_schema)
+    finally:
+        with psycopg.connect(postgres_dsn, autocommit=True) as owner:
+            owner.execute(sql.SQL("grant temporary on database {} to public").format(database))
 
 
 @pytest.fixture
 def app(app_url: str) -> Iterator[Conn]:
     with psycopg.connect(app_url, autocommit=True) as conn:
         yield conn
+
+
+@pytest.fixture
+def temp_app_url(app_url: str, postgres_dsn: str, pg_schema: str) -> Iterator[str]:
+    """A login role with verity_app's rights plus TEMPORARY: a database where the example
+    schema's ``revoke temporary`` was not applied (the helper must still hold)."""
+    role = f"{pg_schema}_tmp"
+    with psycopg.connect(postgres_dsn, autocommit=True) as owner:
+        database = owner.info.dbname
+        owner.execute(sql.SQL("create role {} login in role verity_app").format(
+            sql.Identifier(role)))  # fmt: skip
+        owner.execute(sql.SQL("grant temporary on database {} to {}").format(
+            sql.Identifier(database), sql.Identifier(role)))  # fmt: skip
+    try:
+        yield _app_url(postgres_dsn, pg_schema, role)
+    finally:
+        with psycopg.connect(postgres_dsn, autocommit=True) as owner:
+            owner.execute(sql.SQL("drop owned by {}").format(sql.Identifier(role)))
+            owner.execute(sql.SQL("drop role {}").format(sql.Identifier(role)))
 
 
 def _bodies(conn: Conn, query: str = "select body from notes order by body") -> list[str]:
@@ -156,7 +185,12 @@ def test_a_signature_cannot_be_replayed_in_another_transaction(app: Conn) -> Non
         assert _bodies(app) == []
 
 
-def test_a_temporary_table_cannot_stand_in_for_the_key(app: Conn) -> None:
+def test_a_temporary_table_cannot_stand_in_for_the_key(temp_app_url: str) -> None:
+    with psycopg.connect(temp_app_url, autocommit=True) as app:
+        _forge_with_a_temporary_key_table(app)
+
+
+def _forge_with_a_temporary_key_table(app: Conn) -> None:
     attacker_key = b"k" * 32
     inner, outer = key_pads(attacker_key)
     app.execute("create temporary table verity_rls_key (id int, inner_pad bytea, outer_pad bytea)")
@@ -227,3 +261,77 @@ def test_the_pads_are_rfc2104_hmac() -> None:
     expected = hashlib.sha256(outer + hashlib.sha256(inner + message).digest()).hexdigest()
     assert sign(KEY, "alice", "{user}", "123.456") == expected
     assert expected == hmac.new(KEY, message, hashlib.sha256).hexdigest()
+
+
+def _plant_capturing_view(conn: Conn, schema: str) -> None:
+    """What Bob's injected SQL leaves behind: a temporary view named ``notes`` (found
+    before the real table: pg_temp comes first) that copies every row it returns into his
+    temporary table ``loot``."""
+    conn.execute("create temporary table loot (body text)")
+    conn.execute(
+        "create function pg_temp.grab(b text) returns boolean language sql volatile "
+        "as $$ insert into pg_temp.loot values (b) returning true $$"
+    )
+    conn.execute(
+        sql.SQL(
+            "create temporary view notes as select n.id, n.body from {}.notes n "
+            "where pg_temp.grab(n.body)"
+        ).format(sql.Identifier(schema))
+    )
+
+
+def _loot(conn: Conn) -> list[str]:
+    row = conn.execute("select to_regclass('pg_temp.loot') is not null").fetchone()
+    if row is None or not row[0]:
+        return []
+    return _bodies(conn, "select body from pg_temp.loot order by body")
+
+
+def test_a_temporary_view_left_on_a_pooled_connection_cannot_capture_the_next_users_rows(
+    temp_app_url: str, pg_schema: str
+) -> None:
+    with ConnectionPool(temp_app_url, min_size=1, max_size=1, kwargs={"autocommit": True}) as pool:
+        with pool.connection() as conn, rls_transaction(conn, BOB, key=KEY):
+            _plant_capturing_view(conn, pg_schema)  # Bob's request, with SQL injection
+        with pool.connection() as conn, rls_transaction(conn, ALICE, key=KEY):
+            # Alice's request: the documented unqualified query, same pooled connection.
+            assert _bodies(conn, "select body from notes order by body") == ["a1", "a2"]
+            kind = conn.execute("select relpersistence from pg_class where oid = 'notes'::regclass")
+            assert kind.fetchone() == ("p",)  # the real table, not Bob's view
+        with pool.connection() as conn:  # Bob's next request
+            assert _loot(conn) == []
+
+
+def test_a_pool_reset_wipes_what_injected_sql_left_on_the_connection(
+    temp_app_url: str, pg_schema: str
+) -> None:
+    pool = ConnectionPool(
+        temp_app_url, min_size=1, max_size=1, kwargs={"autocommit": True}, reset=reset_connection
+    )
+    with pool:
+        with pool.connection() as conn, rls_transaction(conn, BOB, key=KEY):
+            _plant_capturing_view(conn, pg_schema)
+            conn.execute("select set_config('search_path', 'pg_temp', false)")
+        with pool.connection() as conn:  # nothing is left on the connection
+            assert conn.execute("select to_regclass('pg_temp.notes')").fetchone() == (None,)
+            assert conn.execute("show search_path").fetchone() == (pg_schema,)
+
+
+def test_async_pool_reset_wipes_temporary_objects(temp_app_url: str, pg_schema: str) -> None:
+    async def run() -> tuple[Any, ...] | None:
+        conn = await psycopg.AsyncConnection.connect(temp_app_url)  # not autocommit
+        async with conn:
+            await conn.execute("create temporary table loot (body text)")
+            await conn.commit()
+            await async_reset_connection(conn)
+            cursor = await conn.execute("select to_regclass('pg_temp.loot')")
+            row = await cursor.fetchone()
+            assert conn.autocommit is False  # restored
+            return row
+
+    assert asyncio.run(run()) == (None,)
+
+
+def test_the_example_schema_denies_the_application_role_temporary_objects(app: Conn) -> None:
+    with pytest.raises(psycopg.errors.InsufficientPrivilege):
+        app.execute("create temporary view notes as select 1 as id, 'x' as body")

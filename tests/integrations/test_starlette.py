@@ -7,6 +7,7 @@ from typing import Any
 
 import httpx
 import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -15,14 +16,16 @@ from starlette.testclient import TestClient
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from tests.gateway.servers import ThreadServer
+from verity.gateway import AssertionSigner
+from verity.gateway.assertion import AssertionFacts
 from verity.identity import TokenVerifier
-from verity.identity.dev import mint
-from verity.integrations.starlette import VerityMiddleware, path_excluded
-from verity.model import AccessRequest, Decision
+from verity.identity.dev import generate_private_key, mint
+from verity.integrations.starlette import AssertionSource, VerityMiddleware, path_excluded
+from verity.model import AccessRequest, Decision, Principal
 from verity.policy import compile_policy, load_policy, load_policy_file
 
 from . import apps_support
-from .apps_support import APPS, ISSUER, KEY, example
+from .apps_support import APPS, GATEWAY, ISSUER, KEY, example
 
 AUDIENCE = "reports"
 ENGINE = compile_policy(load_policy_file(APPS / "starlette.policy.yaml"))
@@ -96,7 +99,9 @@ def echo_app(**options: Any) -> Starlette:
     policy = load_policy(
         options.pop("policy", "rules: [{name: all, allow: {groups: [employees]}}]")
     )
-    app = Starlette(routes=[Route("/echo", echo), WebSocketRoute("/ws", socket)])
+    app = Starlette(
+        routes=[Route("/echo", echo, methods=["GET", "POST"]), WebSocketRoute("/ws", socket)]
+    )
     options.setdefault("engine", compile_policy(policy))
     return VerityMiddleware(app, verifier=verifier(), **options)  # type: ignore[return-value]
 
@@ -188,3 +193,22 @@ def test_import_verity_needs_neither_fastapi_nor_flask() -> None:
         [sys.executable, "-c", code], capture_output=True, timeout=60, check=False
     )
     assert done.returncode == 0, done.stderr.decode()
+
+
+def test_a_gateway_assertion_is_bound_to_its_request_and_accepted_once() -> None:
+    key = generate_private_key("ES256")
+    assert isinstance(key, ec.EllipticCurvePrivateKey)
+    signer = AssertionSigner(key, issuer=GATEWAY)
+    source = AssertionSource(issuer=GATEWAY, audience=AUDIENCE, jwks=signer.jwks())
+    client = TestClient(echo_app(assertion=source))
+    alice = Principal("alice", groups={"employees"})
+
+    def minted(method: str, path: str) -> dict[str, str]:
+        facts = AssertionFacts(audience=AUDIENCE, decision_id="gw-1", method=method, path=path)
+        return {"X-Verity-Assertion": signer.sign(alice, facts)}
+
+    assert client.post("/echo", headers=minted("GET", "/echo")).status_code == 401
+    assert client.get("/echo", headers=minted("GET", "/other")).status_code == 401
+    captured = minted("GET", "/echo")
+    statuses = [client.get("/echo", headers=captured).status_code for _ in range(4)]
+    assert statuses == [200, 401, 401, 401]

@@ -8,6 +8,7 @@ person who they are, what the gateway decided and which pages to try.
 from __future__ import annotations
 
 import asyncio
+import functools
 import html
 
 from starlette.applications import Starlette
@@ -31,10 +32,14 @@ def create_demo_app(*, gateway_url: str, audience: str) -> Starlette:
 
     async def page(request: Request) -> HTMLResponse:
         token = request.headers.get("x-verity-assertion", "")
+        raw = request.scope.get("raw_path") or request.url.path.encode()
         try:
             claims = await asyncio.to_thread(
-                verify, token, jwks_url=jwks_url, issuer=gateway_url, audience=audience
-            )
+                functools.partial(
+                    verify, token, jwks_url=jwks_url, issuer=gateway_url, audience=audience,
+                    method=request.method, path=bytes(raw).decode("latin-1"),
+                )
+            )  # fmt: skip
         except AssertionVerificationError as exc:
             return HTMLResponse(f"<h1>Refused</h1><p>{html.escape(str(exc))}</p>", status_code=401)
         links = "".join(

@@ -253,7 +253,7 @@ class Enforcer:
             return Outcome(verdict, decision, principal)
         if not acknowledged and self.observer is not None and self.observer.fail_closed:
             return Outcome(Verdict.UNAVAILABLE, decision, principal)
-        headers = self._identity_headers(subject.route, principal, decision, facts)
+        headers = self._identity_headers(subject, principal, decision, facts)
         return Outcome(Verdict.ALLOWED, decision, principal, headers)
 
     def _request(
@@ -283,8 +283,9 @@ class Enforcer:
             listener(request, decision, route)
 
     def _identity_headers(
-        self, route: RouteConfig, principal: Principal, decision: Decision, facts: Facts
+        self, subject: Subject, principal: Principal, decision: Decision, facts: Facts
     ) -> tuple[tuple[str, str], ...]:
+        route = subject.route
         headers = [("x-verity-decision-id", decision.decision_id)]
         if not principal.authenticated:
             return tuple(headers)
@@ -293,6 +294,8 @@ class Enforcer:
             AssertionFacts(
                 audience=route.assertion_audience,
                 decision_id=decision.decision_id,
+                method=subject.http.method,  # the request decided: the assertion binds it
+                path=subject.http.path,
                 device_id=facts.device.id if facts.device is not None else None,
                 trust_score=facts.trust_score,
             ),

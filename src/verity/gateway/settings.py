@@ -335,6 +335,14 @@ class GatewayConfig(_Section):
         places = [(route.host, route.path_prefix) for route in value]
         if len(set(places)) != len(places):
             raise ValueError("two routes share a host and path prefix")
+        audiences: dict[str, str] = {}  # an assertion for one route must not open another
+        for route in value:
+            other = audiences.setdefault(route.assertion_audience, route.name)
+            if other != route.name:
+                raise ValueError(
+                    f"routes {other!r} and {route.name!r} share the assertion audience "
+                    f"{route.assertion_audience!r}: give each route its own `audience`"
+                )
         return value
 
     @field_validator("max_concurrent_requests")

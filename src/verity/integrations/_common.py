@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
@@ -21,7 +21,14 @@ from urllib.parse import urlsplit
 from ..gateway.authn import bearer_token
 from ..gateway.enforce import Decider, internal_deny
 from ..gateway.errors import BadRequestError
-from ..gateway.headers import ClientResolver, RawHeaders, policy_headers, single_header, valid_host
+from ..gateway.headers import (
+    ClientResolver,
+    RawHeaders,
+    is_identity_header,
+    policy_headers,
+    single_header,
+    valid_host,
+)
 from ..identity import TokenError, TokenVerifier, VerifiedToken
 from ..model import (
     AccessRequest,
@@ -33,6 +40,7 @@ from ..model import (
     normalize_path,
 )
 from . import assertion as _assertion
+from .replay import MemoryReplayCache, ReplayCache
 
 log = logging.getLogger("verity.integrations")
 Attributes = Mapping[str, Any]
@@ -46,23 +54,33 @@ Listener = Callable[[AccessRequest, Decision], None]  # audit/metrics; an except
 @dataclass(frozen=True, slots=True)
 class AssertionSource:
     """Trust the gateway's ``X-Verity-Assertion`` (apps behind the gateway): one of
-    ``jwks_url`` (its ``/.well-known/verity/jwks.json``) or ``jwks``; ``audience``: the route."""
+    ``jwks_url`` (its ``/.well-known/verity/jwks.json``) or ``jwks``; ``audience``: the route.
+    ``replay_cache`` remembers used ``jti``s (in-process by default; several processes
+    need a shared one such as ``RedisReplayCache``)."""
 
     issuer: str
     audience: str
     jwks_url: str | None = None
     jwks: Mapping[str, Any] | None = None
     leeway: float = 5.0
+    replay_cache: ReplayCache = field(default_factory=MemoryReplayCache, repr=False)
 
     def __post_init__(self) -> None:
         if (self.jwks_url is None) == (self.jwks is None):
             raise ValueError("AssertionSource: give exactly one of jwks_url and jwks")
 
-    def verify(self, untrusted: str) -> _assertion.AssertionClaims:
-        """The verified claims of an assertion; raises ``AssertionVerificationError``."""
+    @property
+    def blocking(self) -> bool:
+        """Whether ``verify`` may do I/O (a JWKS fetch, a shared replay cache)."""
+        return self.jwks_url is not None or not isinstance(self.replay_cache, MemoryReplayCache)
+
+    def verify(self, untrusted: str, method: str, path: str) -> _assertion.AssertionClaims:
+        """The verified claims of an assertion for this request (``path`` as received);
+        raises ``AssertionVerificationError``."""
         return _assertion.verify(
-            untrusted, issuer=self.issuer, audience=self.audience,
+            untrusted, issuer=self.issuer, audience=self.audience, method=method, path=path,
             jwks_url=self.jwks_url, jwks=self.jwks, leeway=self.leeway,
+            replay_cache=self.replay_cache,
         )  # fmt: skip
 
 
@@ -102,11 +120,13 @@ class Rejection:
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
-    """Allowed (``rejection is None``) with the principal and decision, or a rejection."""
+    """Allowed (``rejection is None``) with the principal and decision, or a rejection;
+    ``identity``: the verified caller, reused by a second check of the same request."""
 
     principal: Principal | None = None
     decision: Decision | None = None
     rejection: Rejection | None = None
+    identity: Identity | None = None
 
 
 def unauthenticated(error: TokenError | _assertion.AssertionVerificationError | None) -> Rejection:
@@ -132,6 +152,20 @@ def denied(decision: Decision) -> Rejection:
             "code": first.code if first else "denied",
             "hint": first.hint if first else None}  # fmt: skip
     return Rejection(403, body, {"Cache-Control": "no-store"})
+
+
+def strip_identity_headers(headers: RawHeaders) -> list[tuple[bytes, bytes]]:
+    """``headers`` without the identity headers a client could forge (``X-Verity-*``,
+    ``X-Forwarded-User``, ``Remote-User``...): what a handler may see once allowed."""
+    return [(name, value) for name, value in headers
+            if not is_identity_header(name.decode("latin-1"))]  # fmt: skip
+
+
+def strip_identity_environ(environ: MutableMapping[str, Any]) -> None:
+    """``strip_identity_headers`` for a WSGI environ (``HTTP_X_VERITY_USER``...)."""
+    for key in [key for key in environ if key.startswith("HTTP_")]:
+        if not strip_identity_headers([(key[5:].encode("latin-1"), b"")]):
+            del environ[key]
 
 
 def canonical_path(incoming: Incoming) -> str:
@@ -210,23 +244,25 @@ class Guard:
             return asserted, None
         return None, bearer_token(headers) if self.verifier is not None else None
 
-    def identify(self, headers: RawHeaders) -> Identity:
-        """The verified caller (anonymous without credentials); raises on bad ones."""
-        asserted, token = self._credentials(headers)
+    def identify(self, incoming: Incoming) -> Identity:
+        """The verified caller (anonymous without credentials); raises on bad ones. An
+        assertion must be bound to this request's method and path, and unused."""
+        asserted, token = self._credentials(incoming.headers)
         if asserted is not None and self.assertion is not None:
-            return _asserted(self.assertion.verify(asserted))
+            claims = self.assertion.verify(asserted, incoming.method, incoming.raw_path)
+            return _asserted(claims)
         if token is not None and self.verifier is not None:
             return _token(self.verifier, self.verifier.verify(token))
         return _ANONYMOUS
 
-    async def aidentify(self, headers: RawHeaders) -> Identity:
+    async def aidentify(self, incoming: Incoming) -> Identity:
         """``identify`` without blocking the event loop (JWKS fetches happen off-loop)."""
-        asserted, token = self._credentials(headers)
+        asserted, token = self._credentials(incoming.headers)
         if token is not None and self.verifier is not None:
             return _token(self.verifier, await self.verifier.averify(token))
-        if asserted is not None and self.assertion is not None and self.assertion.jwks_url:
-            return await asyncio.to_thread(self.identify, headers)
-        return self.identify(headers)
+        if asserted is not None and self.assertion is not None and self.assertion.blocking:
+            return await asyncio.to_thread(self.identify, incoming)
+        return self.identify(incoming)
 
     def http_target(self, incoming: Incoming) -> HttpTarget:
         """The ``HttpTarget`` (validated host, method, canonical path); raises 400."""
@@ -250,20 +286,23 @@ class Guard:
         for listener in self.listeners:
             listener(request, decision)
         if decision.allowed:
-            return Outcome(principal, decision)
+            return Outcome(principal, decision, identity=identity)
         if decision.requires_authentication and not principal.authenticated:  # authenticate: 401
-            return Outcome(principal, decision, unauthenticated(None))
-        return Outcome(principal, decision, denied(decision))
+            return Outcome(principal, decision, unauthenticated(None), identity)
+        return Outcome(principal, decision, denied(decision), identity)
 
     def authorize(
-        self, incoming: Incoming, target: Loader | None = None, *, anonymous_ok: bool = False
-    ) -> Outcome:
+        self, incoming: Incoming, target: Loader | None = None, *, anonymous_ok: bool = False,
+        identity: Identity | None = None,
+    ) -> Outcome:  # fmt: skip
         """Sync enforcement (Flask): identify, load the target, decide. Never raises.
 
         Without ``anonymous_ok`` a caller without credentials gets 401 before ``target``
-        (which may load resource attributes) runs or the policy is asked."""
+        (which may load resource attributes) runs or the policy is asked. ``identity``:
+        the caller an earlier check of this same request verified (an assertion is
+        single-use, and its header is gone once a check allowed the request)."""
         try:
-            identity = self.identify(incoming.headers)
+            identity = identity or self.identify(incoming)
             if not identity.principal.authenticated and not anonymous_ok:
                 return Outcome(rejection=unauthenticated(None))
             resolved = target(identity.principal) if target is not None else Target()
@@ -272,11 +311,12 @@ class Guard:
             return _failed(exc)
 
     async def aauthorize(
-        self, incoming: Incoming, target: AsyncLoader | None = None, *, anonymous_ok: bool = False
-    ) -> Outcome:
+        self, incoming: Incoming, target: AsyncLoader | None = None, *, anonymous_ok: bool = False,
+        identity: Identity | None = None,
+    ) -> Outcome:  # fmt: skip
         """Async ``authorize`` (FastAPI, Starlette). Never raises."""
         try:
-            identity = await self.aidentify(incoming.headers)
+            identity = identity or await self.aidentify(incoming)
             if not identity.principal.authenticated and not anonymous_ok:
                 return Outcome(rejection=unauthenticated(None))
             resolved = await target(identity.principal) if target is not None else Target()

@@ -4,18 +4,22 @@
 
     claims = verify(request.headers["X-Verity-Assertion"],
                     jwks_url="https://gateway.example/.well-known/verity/jwks.json",
-                    issuer="https://gateway.example", audience="wiki")
+                    issuer="https://gateway.example", audience="wiki",
+                    method=request.method, path=raw_request_path)
     claims.subject, claims.email, claims.groups, claims.decision_id
 
 The algorithm is pinned to ES256 (never read from the token); ``typ`` must be
-``verity-assertion+jwt``; ``iss``, ``aud``, ``exp``, ``iat``, ``sub`` and ``jti`` are
-required; ``jku``/``x5u``/``jwk`` headers are never followed. Keys come only from the
-JWKS you pass or the URL you configure (fetched with PyJWT's ``PyJWKClient``, cached).
-Each failure raises its own ``AssertionVerificationError`` subclass.
+``verity-assertion+jwt``; ``iss``, ``aud``, ``exp``, ``iat``, ``sub``, ``jti`` and
+``req`` are required; ``jku``/``x5u``/``jwk`` headers are never followed. Keys come only
+from the JWKS you pass or the URL you configure (fetched with PyJWT's ``PyJWKClient``,
+cached). ``req`` must bind the request being served (``verity.request_binding``), and
+each ``jti`` is accepted once (a ``ReplayCache``, in-process by default). Each failure
+raises its own ``AssertionVerificationError`` subclass.
 """
 
 from __future__ import annotations
 
+import hmac
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -26,10 +30,13 @@ import jwt
 
 from ..errors import VerityError
 from ..identity.config import require_secure_url
+from ..request_binding import BINDING_CLAIM, canonical_request_path, request_binding
+from .replay import MemoryReplayCache, ReplayCache, ReplayCacheFullError
 
 ALGORITHM = "ES256"
 TOKEN_TYPE = "verity-assertion+jwt"  # noqa: S105 - a JWT `typ`, not a secret
-REQUIRED = ("iss", "aud", "exp", "iat", "sub", "jti")
+REQUIRED = ("iss", "aud", "exp", "iat", "sub", "jti", BINDING_CLAIM)
+DEFAULT_REPLAY_CACHE: ReplayCache = MemoryReplayCache()  # this process's, shared by all calls
 _MAX_TOKEN_BYTES = 16384
 
 
@@ -67,6 +74,15 @@ class AssertionIssuerError(AssertionVerificationError):
 
 class AssertionAudienceError(AssertionVerificationError):
     """``aud`` is not this application."""
+
+
+class AssertionBindingError(AssertionVerificationError):
+    """``req`` does not bind this request: the assertion was minted for another method
+    or path."""
+
+
+class AssertionReplayError(AssertionVerificationError):
+    """This ``jti`` was accepted before (or the replay cache is full)."""
 
 
 class AssertionClaimError(AssertionVerificationError):
@@ -178,8 +194,8 @@ def _claims(claims: dict[str, Any], key_id: str | None) -> AssertionClaims:
     groups = claims.get("groups", [])
     if not isinstance(groups, list) or not all(isinstance(g, str) for g in groups):
         raise AssertionMalformedError("claim 'groups' must be a list of strings")
-    if not isinstance(claims["sub"], str) or not isinstance(claims["jti"], str):
-        raise AssertionMalformedError("claims 'sub' and 'jti' must be strings")
+    if not all(isinstance(claims[name], str) for name in ("sub", "jti", BINDING_CLAIM)):
+        raise AssertionMalformedError(f"claims 'sub', 'jti' and {BINDING_CLAIM!r} must be strings")
     return AssertionClaims(
         subject=claims["sub"],
         email=_optional(claims, "email", str),
@@ -197,33 +213,62 @@ def _claims(claims: dict[str, Any], key_id: str | None) -> AssertionClaims:
     )
 
 
+def _check_binding(claims: Mapping[str, Any], method: str, path: str) -> None:
+    try:
+        expected = request_binding(method, canonical_request_path(path))
+    except ValueError:
+        raise AssertionBindingError("the request path cannot be canonicalised") from None
+    if not hmac.compare_digest(str(claims[BINDING_CLAIM]), expected):
+        raise AssertionBindingError("the assertion was minted for another method or path")
+
+
+def _first_use(cache: ReplayCache, claims: AssertionClaims, leeway: float) -> None:
+    try:
+        fresh = cache.first_use(f"{claims.issuer} {claims.jti}", claims.expires_at + leeway)
+    except ReplayCacheFullError as exc:
+        raise AssertionReplayError(f"replay cache full: {exc}") from None
+    if not fresh:
+        raise AssertionReplayError("this assertion (jti) was already used")
+
+
 def verify(
     untrusted_token: str,
     *,
     issuer: str,
     audience: str,
+    method: str,
+    path: str,
     jwks_url: str | None = None,
     jwks: Mapping[str, Any] | None = None,
     leeway: float = 5.0,
+    replay_cache: ReplayCache = DEFAULT_REPLAY_CACHE,
 ) -> AssertionClaims:
-    """Verify an ``X-Verity-Assertion`` value; returns its claims or raises.
+    """Verify an ``X-Verity-Assertion`` value for the request it came with.
 
     Give exactly one of ``jwks_url`` (the gateway's ``/.well-known/verity/jwks.json``;
     https, or http to a loopback host) and ``jwks`` (a JWK Set mapping). ``issuer`` is
     the gateway's public URL and ``audience`` this application's route (its name unless
-    the route sets ``audience``).
+    the route sets ``audience``). ``method`` and ``path`` are the request being served:
+    the path as received (percent-encoded; a query string is ignored). The ``jti`` is
+    recorded in ``replay_cache`` (this process's by default) only once everything else
+    verified; a second use raises ``AssertionReplayError``.
     """
     if (jwks_url is None) == (jwks is None):
         raise ValueError("give exactly one of jwks_url and jwks")
     header = _header(untrusted_token)
     key = _key(header, jwks_url, jwks)
-    claims = _decode(untrusted_token, key, issuer, audience, leeway)
-    return _claims(claims, header.get("kid"))
+    decoded = _decode(untrusted_token, key, issuer, audience, leeway)
+    claims = _claims(decoded, header.get("kid"))
+    _check_binding(decoded, method, path)
+    _first_use(replay_cache, claims, leeway)
+    return claims
 
 
 __all__ = [
+    "DEFAULT_REPLAY_CACHE",
     "AssertionAlgorithmError",
     "AssertionAudienceError",
+    "AssertionBindingError",
     "AssertionClaimError",
     "AssertionClaims",
     "AssertionExpiredError",
@@ -231,7 +276,10 @@ __all__ = [
     "AssertionKeyError",
     "AssertionMalformedError",
     "AssertionNotYetValidError",
+    "AssertionReplayError",
     "AssertionSignatureError",
     "AssertionVerificationError",
+    "MemoryReplayCache",
+    "ReplayCache",
     "verify",
 ]

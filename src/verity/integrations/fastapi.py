@@ -17,7 +17,9 @@ A missing or bad token is 401 (``WWW-Authenticate: Bearer ...``); a deny is 403 
 ``{"error": "access_denied", "decision_id", "reason", "hint"}``; any exception on the
 decision path (the attribute loader, the engine) is a 403 deny with reason
 ``internal_error`` and the handler never runs. ``request.state.verity_decision`` holds
-the decision. Needs the ``fastapi`` extra (``pip install verity[fastapi]``).
+the decision. Client-supplied identity headers (``X-Verity-*``, ``X-Forwarded-User``...)
+are removed from the request before the handler runs. Needs the ``fastapi`` extra
+(``pip install verity[fastapi]``).
 """
 
 from __future__ import annotations
@@ -38,12 +40,14 @@ from ..model import Decision, Principal
 from ._common import (
     AssertionSource,
     Guard,
+    Identity,
     Incoming,
     Listener,
     Outcome,
     Rejection,
     Target,
     denied,
+    strip_identity_headers,
 )
 from .starlette import incoming as scope_incoming
 
@@ -146,6 +150,10 @@ def _enforce(request: Request, outcome: Outcome) -> Principal:
     if outcome.rejection is not None or outcome.principal is None:
         raise VerityRejection(outcome.rejection or denied(_internal_deny()))
     request.state.verity_principal = outcome.principal
+    # The handler (and its Header() parameters, read after this dependency) must not see
+    # identity headers the client forged: the same headers Starlette's middleware strips.
+    request.scope["headers"] = strip_identity_headers(request.scope["headers"])
+    request.__dict__.pop("_headers", None)  # Starlette caches request.headers
     return outcome.principal
 
 
@@ -177,7 +185,13 @@ def require(
             request, action=action, resource_type=resource_type,
             resource_id_param=resource_id_param, attributes=attributes,
         )  # fmt: skip
-        outcome = await chosen.aauthorize(incoming(request), load, anonymous_ok=allow_anonymous)
+        known = getattr(request.state, "verity_identity", None)  # a route's earlier require()
+        outcome = await chosen.aauthorize(
+            incoming(request), load, anonymous_ok=allow_anonymous,
+            identity=known if isinstance(known, Identity) else None,
+        )  # fmt: skip
+        if outcome.identity is not None:
+            request.state.verity_identity = outcome.identity
         return _enforce(request, outcome)
 
     return dependency

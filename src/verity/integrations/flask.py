@@ -16,7 +16,8 @@ has its own reason (``expired``, ``bad_audience``...), answered 401 with
 ``WWW-Authenticate``; a deny is 403 JSON with the decision id, reason and hint; any
 exception on the decision path is a 403 deny with reason ``internal_error`` and the view
 never runs. The verified principal is ``g.verity_principal`` (the decision
-``g.verity_decision``); client-supplied identity headers are never read. Needs the
+``g.verity_decision``); client-supplied identity headers (``X-Verity-User``...) are
+never read, and are removed from ``request.headers`` before the view runs. Needs the
 ``flask`` extra (``pip install verity[flask]``).
 """
 
@@ -35,12 +36,14 @@ from ..model import Principal
 from ._common import (
     AssertionSource,
     Guard,
+    Identity,
     Incoming,
     Listener,
     Outcome,
     Rejection,
     Target,
     denied,
+    strip_identity_environ,
 )
 
 log = logging.getLogger("verity.integrations")
@@ -131,6 +134,13 @@ def _target(
 
 
 def _outcome(guard: Guard | None, load: Callable[[Principal], Target], anonymous: bool) -> Outcome:
+    outcome = _decided(guard, load, anonymous)
+    if outcome.identity is not None:
+        g.verity_identity = outcome.identity  # for a stacked @require on the same request
+    return outcome
+
+
+def _decided(guard: Guard | None, load: Callable[[Principal], Target], anonymous: bool) -> Outcome:
     if guard is None:
         log.error("fail closed: verity.integrations.flask.Verity(app) was not set up")
         decision = internal_deny()
@@ -140,7 +150,11 @@ def _outcome(guard: Guard | None, load: Callable[[Principal], Target], anonymous
     except (UnicodeError, ValueError):
         body = {"error": "bad_request", "error_description": "Malformed request."}
         return Outcome(rejection=Rejection(400, body))
-    return guard.authorize(current, load, anonymous_ok=anonymous)
+    known = g.get("verity_identity")
+    return guard.authorize(
+        current, load, anonymous_ok=anonymous,
+        identity=known if isinstance(known, Identity) else None,
+    )  # fmt: skip
 
 
 def require(
@@ -173,6 +187,7 @@ def require(
             if outcome.rejection is not None:
                 return _response(outcome.rejection)
             g.verity_principal = outcome.principal
+            strip_identity_environ(request.environ)  # no forged X-Verity-User for the view
             return view(*args, **kwargs)
 
         return wrapper

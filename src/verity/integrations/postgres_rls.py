@@ -14,6 +14,13 @@ signature verifies. SQL run by the application - an injected ``set_config`` or `
 included - cannot forge an identity, nor replay one in another transaction; and because
 every setting is transaction-local, nothing leaks to the next user of a pooled
 connection.
+
+Session state is another matter: a temporary view or table that injected SQL leaves on
+a pooled connection (``create temp view notes ...``) would shadow the real table for the
+next user's unqualified ``select ... from notes`` and run under *her* identity. So every
+transaction starts with ``DISCARD TEMP`` (no temporary object survives into a signed
+transaction), and ``reset_connection`` (``DISCARD ALL``) is the pool's ``reset``
+callback that wipes everything else a connection carries between users.
 """
 
 from __future__ import annotations
@@ -41,6 +48,8 @@ _SET = (
     "select set_config('verity.user_id', %s, true), set_config('verity.roles', %s, true), "
     "set_config('verity.signature', %s, true)"
 )
+_DISCARD_TEMP = "discard temp"  # allowed in a transaction, unlike DISCARD ALL
+_DISCARD_ALL = "discard all"
 _INSTALL = (
     "insert into verity_rls_key (id, inner_pad, outer_pad) values (1, %s, %s) "
     "on conflict (id) do update set inner_pad = excluded.inner_pad, "
@@ -106,6 +115,7 @@ def rls_transaction(
     user_id, roles = _identity(principal)
     _check_key(key)
     with conn.transaction():
+        conn.execute(_DISCARD_TEMP)  # first: no leftover temporary object may shadow a table
         row = conn.execute(_PREPARE, (roles,)).fetchone()
         if row is None:  # pragma: no cover - a select without FROM returns one row
             raise RlsIdentityError("could not read the transaction identity")
@@ -123,6 +133,7 @@ async def async_rls_transaction(
     user_id, roles = _identity(principal)
     _check_key(key)
     async with conn.transaction():
+        await conn.execute(_DISCARD_TEMP)
         cursor = await conn.execute(_PREPARE, (roles,))
         row = await cursor.fetchone()
         if row is None:  # pragma: no cover - a select without FROM returns one row
@@ -133,12 +144,41 @@ async def async_rls_transaction(
         yield conn
 
 
+def reset_connection(conn: psycopg.Connection[Any]) -> None:
+    """``DISCARD ALL`` on an idle connection: the ``reset`` callback of a connection pool.
+
+    ``ConnectionPool(url, reset=reset_connection)`` returns every connection to the pool
+    without the temporary objects, session settings (``SET search_path``...), prepared
+    statements, advisory locks and ``LISTEN``s that the last user's SQL left on it.
+    """
+    _check_idle(conn.info.transaction_status)
+    autocommit = conn.autocommit
+    conn.autocommit = True  # DISCARD ALL cannot run inside a transaction block
+    try:
+        conn.execute(_DISCARD_ALL)
+    finally:
+        conn.autocommit = autocommit
+
+
+async def async_reset_connection(conn: psycopg.AsyncConnection[Any]) -> None:
+    """:func:`reset_connection` for ``psycopg_pool.AsyncConnectionPool``."""
+    _check_idle(conn.info.transaction_status)
+    autocommit = conn.autocommit
+    await conn.set_autocommit(True)
+    try:
+        await conn.execute(_DISCARD_ALL)
+    finally:
+        await conn.set_autocommit(autocommit)
+
+
 __all__ = [
     "MIN_KEY_BYTES",
     "RlsIdentityError",
+    "async_reset_connection",
     "async_rls_transaction",
     "install_key",
     "key_pads",
+    "reset_connection",
     "rls_transaction",
     "sign",
 ]

@@ -25,7 +25,6 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..gateway.enforce import Decider
 from ..gateway.errors import BadRequestError
-from ..gateway.headers import is_identity_header
 from ..identity import TokenVerifier
 from ._common import (
     AssertionSource,
@@ -35,6 +34,7 @@ from ._common import (
     Outcome,
     Rejection,
     canonical_path,
+    strip_identity_headers,
 )
 
 POLICY_VIOLATION = 1008  # RFC 6455 close code
@@ -124,11 +124,7 @@ class VerityMiddleware:
 
 def _allowed_scope(scope: Scope, outcome: Outcome) -> Scope:
     """A copy of ``scope`` without client identity headers and with the verdict in state."""
-    headers = [
-        (name, value)
-        for name, value in scope["headers"]
-        if not is_identity_header(name.decode("latin-1"))
-    ]
+    headers = strip_identity_headers(scope["headers"])
     state: dict[str, Any] = dict(scope.get("state") or {})
     state["verity_principal"] = outcome.principal
     state["verity_decision"] = outcome.decision

@@ -1,10 +1,13 @@
 """Verification of a peer's X.509-SVID chain against trust bundles -> SPIFFE ID.
 
-Every failure is an ``SvidRejectedError`` with one ``SvidRejection`` reason. Our own
-checks run first (they give the precise reason: SVID profile, trust domain, validity
-windows, signatures, CA constraints); then, where it supports the key types, the full
-RFC 5280 path validation of ``cryptography.x509.verification`` runs as well, and must
-agree. (It refuses Ed25519 keys, so chains of an Ed25519 CA rely on our own walk.)
+Every failure is an ``SvidRejectedError`` with one ``SvidRejection`` reason. One walk
+decides, for every key type (EC, RSA, Ed25519, Ed448): SVID profile, trust domain,
+validity windows, signatures, CA constraints (basicConstraints, keyCertSign, path
+length, depth), then the RFC 5280 rules of ``_chain_rules``: accepted key and signature
+algorithms, unknown critical extensions, name constraints, the leaf's key purpose.
+(``cryptography.x509.verification`` used to run as well for EC and RSA chains only: it
+refuses EdDSA keys, so Ed25519 chains skipped the rules only it enforced, and it cannot
+evaluate the URI name constraints SPIFFE CAs use. Its rules are now this walk's own.)
 """
 
 from __future__ import annotations
@@ -15,10 +18,9 @@ from dataclasses import dataclass
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric import ed448, ed25519
-from cryptography.x509.verification import PolicyBuilder, Store, VerificationError
 
 from ...model import Principal, PrincipalKind
+from ._chain_rules import check_chain_rules
 from .bundle import TrustBundle
 from .errors import InvalidSpiffeIdError, SvidRejectedError
 from .errors import SvidRejection as R
@@ -167,23 +169,6 @@ def _walk(
     raise SvidRejectedError(R.INVALID_CHAIN, f"the chain is longer than {MAX_CHAIN_DEPTH}")
 
 
-def _library_check(
-    path: list[x509.Certificate], roots: Sequence[x509.Certificate], now: dt.datetime
-) -> None:
-    if any(
-        isinstance(c.public_key(), ed25519.Ed25519PublicKey | ed448.Ed448PublicKey) for c in path
-    ):
-        return  # cryptography's verifier refuses EdDSA keys; our own walk has checked the path
-    verifier = (
-        PolicyBuilder().store(Store(list(roots))).time(now).max_chain_depth(MAX_CHAIN_DEPTH)
-        .build_client_verifier()
-    )  # fmt: skip
-    try:
-        verifier.verify(path[0], path[1:-1])
-    except VerificationError as exc:
-        raise SvidRejectedError(R.INVALID_CHAIN, f"path validation failed: {exc}") from None
-
-
 def _bundle_for(sid: SpiffeId, bundles: TrustBundle | Iterable[TrustBundle]) -> TrustBundle:
     candidates = (bundles,) if isinstance(bundles, TrustBundle) else tuple(bundles)
     for bundle in candidates:
@@ -214,7 +199,7 @@ def verify_x509_svid(
     bundle = _bundle_for(sid, bundles)
     check_validity(leaf, "leaf certificate", at)
     path = _walk(chain, bundle.x509_authorities, at)
-    _library_check(path, bundle.x509_authorities, at)
+    check_chain_rules(path)  # the same rules for every key type
     return VerifiedX509Svid(sid, leaf, tuple(path))
 
 

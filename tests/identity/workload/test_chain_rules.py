@@ -1,0 +1,184 @@
+"""RFC 5280 chain rules hold for every key type: Ed25519 chains get the same walk as EC
+and RSA ones (unknown critical extensions, name constraints, the leaf's key purpose)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from verity.identity.workload import SvidRejectedError, TrustBundle, verify_x509_svid
+from verity.identity.workload.errors import SvidRejection
+
+from .conftest import NOW, TD
+
+PrivateKey = ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey | rsa.RSAPrivateKey
+UNKNOWN = x509.UnrecognizedExtension(x509.ObjectIdentifier("1.3.6.1.4.1.55555.1.1"), b"\x05\x00")
+Extra = Sequence[tuple[x509.ExtensionType, bool]]
+_KEYS: dict[tuple[str, str], PrivateKey] = {}
+
+
+def _key(kind: str, role: str) -> PrivateKey:
+    """One key per key type and role (generated once: RSA keys are slow to make)."""
+    if (kind, role) not in _KEYS:
+        key: PrivateKey
+        if kind == "rsa":
+            key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        elif kind == "ed25519":
+            key = ed25519.Ed25519PrivateKey.generate()
+        else:
+            key = ec.generate_private_key(ec.SECP256R1())
+        _KEYS[kind, role] = key
+    return _KEYS[kind, role]
+
+
+def _usage(*, ca: bool) -> x509.KeyUsage:
+    return x509.KeyUsage(
+        digital_signature=not ca, content_commitment=False, key_encipherment=False,
+        data_encipherment=False, key_agreement=False, key_cert_sign=ca, crl_sign=ca,
+        encipher_only=False, decipher_only=False,
+    )  # fmt: skip
+
+
+def _cert(
+    subject: str, issuer: str, public: object, signer: PrivateKey, *, ca: bool, extra: Extra
+) -> x509.Certificate:
+    def name(value: str) -> x509.Name:
+        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, value)])
+
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(name(subject)).issuer_name(name(issuer))
+        .public_key(public)  # type: ignore[arg-type]
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(NOW - dt.timedelta(days=1)).not_valid_after(NOW + dt.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=ca, path_length=1 if ca else None), critical=True)
+        .add_extension(_usage(ca=ca), critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public), critical=False)  # type: ignore[arg-type]
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(signer.public_key()),  # type: ignore[arg-type]
+            critical=False,
+        )
+    )  # fmt: skip
+    for extension, critical in extra:
+        builder = builder.add_extension(extension, critical=critical)
+    algorithm = None if isinstance(signer, ed25519.Ed25519PrivateKey) else hashes.SHA256()
+    return builder.sign(signer, algorithm)
+
+
+@dataclass(frozen=True)
+class Chain:
+    leaf: x509.Certificate
+    intermediates: tuple[x509.Certificate, ...]
+    bundle: TrustBundle
+
+    def verify(self) -> str:
+        return str(
+            verify_x509_svid([self.leaf, *self.intermediates], self.bundle, now=NOW).spiffe_id
+        )
+
+
+def chain(
+    kind: str, *, root: Extra = (), middle: Extra | None = None, leaf: Extra = (),
+    uri: str = f"spiffe://{TD}/api",
+) -> Chain:  # fmt: skip
+    """root -> (intermediate) -> leaf, every certificate with a ``kind`` key."""
+    root_key = _key(kind, "root")
+    root_cert = _cert("root", "root", root_key.public_key(), root_key, ca=True, extra=root)
+    signer, issuer, intermediates = root_key, "root", ()
+    if middle is not None:
+        middle_key = _key(kind, "middle")
+        middle_cert = _cert(
+            "middle", "root", middle_key.public_key(), root_key, ca=True, extra=middle
+        )
+        signer, issuer, intermediates = middle_key, "middle", (middle_cert,)
+    san = x509.SubjectAlternativeName([x509.UniformResourceIdentifier(uri)])
+    eku = x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH])
+    extra = [(san, False), (eku, False), *leaf]
+    leaf_key = _key(kind, "leaf")
+    leaf_cert = _cert("leaf", issuer, leaf_key.public_key(), signer, ca=False, extra=extra)
+    return Chain(leaf_cert, intermediates, TrustBundle(TD, (root_cert,)))
+
+
+def refusal(built: Chain) -> SvidRejectedError:
+    with pytest.raises(SvidRejectedError) as caught:
+        built.verify()
+    return caught.value
+
+
+KINDS = pytest.mark.parametrize("kind", ["ed25519", "ec", "rsa"])
+
+
+@KINDS
+def test_a_well_formed_chain_verifies_for_every_key_type(kind: str) -> None:
+    assert chain(kind).verify() == f"spiffe://{TD}/api"
+    permitted = x509.NameConstraints([x509.UniformResourceIdentifier(TD)], None)
+    assert chain(kind, root=[(permitted, True)], middle=()).verify() == f"spiffe://{TD}/api"
+
+
+@KINDS
+@pytest.mark.parametrize("where", ["leaf", "intermediate"])
+def test_an_svid_chain_with_an_unknown_critical_extension_is_refused_for_every_key_type(
+    kind: str, where: str
+) -> None:
+    marked = [(UNKNOWN, True)]
+    built = chain(kind, leaf=marked) if where == "leaf" else chain(kind, middle=marked)
+    error = refusal(built)
+    assert error.reason is SvidRejection.INVALID_CHAIN
+    assert "unknown critical extension 1.3.6.1.4.1.55555.1.1" in str(error)  # our walk's rule
+
+
+@KINDS
+def test_an_unknown_non_critical_extension_is_ignored(kind: str) -> None:
+    assert chain(kind, leaf=[(UNKNOWN, False)]).verify() == f"spiffe://{TD}/api"
+
+
+@KINDS
+@pytest.mark.parametrize(
+    "constraints",
+    [
+        x509.NameConstraints([x509.UniformResourceIdentifier(".prod.example.org")], None),
+        x509.NameConstraints(None, [x509.UniformResourceIdentifier(TD)]),
+        x509.NameConstraints(
+            [x509.DirectoryName(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "x")]))], None
+        ),
+    ],
+    ids=["uri-not-permitted", "uri-excluded", "subject-not-permitted"],
+)
+@pytest.mark.parametrize("holder", ["root", "intermediate"])
+def test_an_svid_outside_an_issuers_name_constraints_is_refused_for_every_key_type(
+    kind: str, constraints: x509.NameConstraints, holder: str
+) -> None:
+    marked = [(constraints, True)]
+    built = chain(kind, root=marked, middle=()) if holder == "root" else chain(kind, middle=marked)
+    error = refusal(built)
+    assert error.reason is SvidRejection.INVALID_CHAIN
+    assert "name constraints" in str(error)  # our walk's rule, whatever the key type
+
+
+@KINDS
+def test_a_leaf_whose_key_purposes_exclude_client_auth_is_refused(kind: str) -> None:
+    server_only = x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH])
+    built = chain(kind)
+    leaf = _cert(
+        "leaf", "root", _key(kind, "leaf").public_key(), _key(kind, "root"), ca=False,
+        extra=[(x509.SubjectAlternativeName([x509.UniformResourceIdentifier(f"spiffe://{TD}/api")]),
+                False), (server_only, False)],
+    )  # fmt: skip
+    error = refusal(Chain(leaf, (), built.bundle))
+    assert error.reason is SvidRejection.BAD_KEY_USAGE
+
+
+def test_a_weak_rsa_key_is_refused_whatever_the_issuers_key_type() -> None:
+    built = chain("ed25519")
+    root_key = _key("ed25519", "root")
+    san = x509.SubjectAlternativeName([x509.UniformResourceIdentifier(f"spiffe://{TD}/api")])
+    weak = rsa.generate_private_key(public_exponent=65537, key_size=1024)  # noqa: S505 - under test
+    leaf = _cert("leaf", "root", weak.public_key(), root_key, ca=False, extra=[(san, False)])
+    assert "RSA key of 1024 bits" in str(refusal(Chain(leaf, (), built.bundle)))

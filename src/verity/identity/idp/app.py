@@ -209,9 +209,9 @@ class IdpApp:
             email=email, error=step.error, status=step.status,
         )  # fmt: skip
 
-    async def _throttle(self, ip: str) -> None:
+    async def _throttle(self, ip: str, *, email: str = "", user_id: str | None = None) -> None:
         """Slow down attempts from an IP with many failures (asleep, not in a thread)."""
-        wait = await run_in_threadpool(self.provider.throttle, ip)
+        wait = await run_in_threadpool(self.provider.throttle, ip, email=email, user_id=user_id)
         if wait > 0:
             await asyncio.sleep(wait)
 
@@ -223,7 +223,7 @@ class IdpApp:
         form, tx = parsed
         email = form.get("email", "")[:320]
         ip = request.client.host if request.client else "unknown"
-        await self._throttle(ip)
+        await self._throttle(ip, email=email)
         step = await run_in_threadpool(
             self.provider.password_step, tx, email=email, password=form.get("password", ""), ip=ip
         )
@@ -238,7 +238,7 @@ class IdpApp:
         if tx.pending_user is None:
             return _error_page(EXPIRED)
         ip = request.client.host if request.client else "unknown"
-        await self._throttle(ip)
+        await self._throttle(ip, user_id=tx.pending_user)
         step = await run_in_threadpool(self.provider.otp_step, tx, code=form.get("code", ""), ip=ip)
         return self._step(step, tx)
 

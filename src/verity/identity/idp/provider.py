@@ -170,10 +170,20 @@ class IdentityProvider:
             return LoginStep(need_otp=True, error=INVALID_CODE, status=401)
         return self._complete(tx, user, amr=("pwd", "otp", "mfa"), ip=ip, now=now)
 
-    def throttle(self, ip: str) -> float:
+    def throttle(self, ip: str, *, email: str = "", user_id: str | None = None) -> float:
         """Seconds to wait before checking an attempt from ``ip`` (0 unless the IP has
-        reached ``lockout.max_ip_failures``); the caller waits without holding a thread."""
-        return self.guard.delay(ip, now=self.clock())
+        reached ``lockout.max_ip_failures``); the caller waits without holding a thread.
+        A wait is recorded (audit ``throttled``) for the account typed (``email``) or the
+        user whose TOTP code is awaited (``user_id``)."""
+        wait = self.guard.delay(ip, now=self.clock())
+        if wait > 0:
+            uid = user_id if user_id is not None else f"account:{account_key(email)}"
+            event = authentication_event(
+                UserRef(uid=uid), success=False, src_ip=ip, status_detail="throttled",
+                message=f"login attempt delayed {wait:.1f}s: too many failures from {ip}",
+            )  # fmt: skip
+            publish_sync(self.events, event, name="idp.throttled", level="warning")
+        return wait
 
     def _locked_out(self, who: UserRef, ip: str) -> None:
         event = authentication_event(

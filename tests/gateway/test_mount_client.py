@@ -3,8 +3,8 @@ gateway resolved through ``server.trusted_proxies``, never the proxy's, and neve
 forged ``X-Forwarded-For``.
 
 The IdP test drives the real provider (SQLite users and counters, a real audit log)
-through the gateway: behind a trusted proxy, failed logins and the lockout count the
-forwarded client; from an untrusted peer, a forged header changes nothing.
+through the gateway: behind a trusted proxy, failed logins and the per-IP throttle count
+the forwarded client; from an untrusted peer, a forged header changes nothing.
 """
 
 from __future__ import annotations
@@ -108,13 +108,13 @@ class MountedIdp:
     def ip_failures(self, ip: str) -> int:
         return self.stores.counters.count(f"idp:fail:ip:{ip}", window=self.window, now=time.time())
 
-    def lockout_ips(self) -> list[str]:
+    def throttled_ips(self) -> list[str]:
         store = open_store(f"sqlite:///{self.audit_path}", create=False)
         try:
             events = [record.event() for record in store.query(Query())]
         finally:
             store.close()
-        return [e["src_endpoint"]["ip"] for e in events if e.get("status_detail") == "locked_out"]
+        return [e["src_endpoint"]["ip"] for e in events if e.get("status_detail") == "throttled"]
 
 
 @pytest.fixture
@@ -123,7 +123,9 @@ def mounted_idp(make_gateway: MakeGateway, tmp_path: Path) -> Iterator[MountedId
     database = SqliteDatabase(tmp_path / "verity.db")
     audit_path = tmp_path / "audit.db"
     audit = AuditLog(open_store(f"sqlite:///{audit_path}"))
-    lockout = LockoutPolicy(window_seconds=300, max_account_failures=100, max_ip_failures=2)
+    lockout = LockoutPolicy(
+        window_seconds=300, max_account_failures=100, max_ip_failures=2, ip_delay_seconds=0.01
+    )
     config = IdpConfig(
         issuer="https://gw.test/idp", lockout=lockout,
         clients=(IdpClient(client_id="cli", redirect_uris=(REDIRECT,)),),
@@ -157,21 +159,22 @@ async def attempt_login(client: httpx.AsyncClient, email: str, **headers: str) -
     return (await client.post("/idp/login", data=data, headers=headers)).status_code
 
 
-async def test_idp_lockout_behind_a_trusted_proxy_counts_the_forwarded_client(
+async def test_idp_throttle_behind_a_trusted_proxy_counts_the_forwarded_client(
     mounted_idp: MountedIdp,
 ) -> None:
     async with client_for(mounted_idp.gateway, PROXY) as proxy:
         via = {"X-Forwarded-For": CLIENT}
         assert await attempt_login(proxy, "a@example.com", **via) == 401
         assert await attempt_login(proxy, "b@example.com", **via) == 401
-        assert await attempt_login(proxy, "c@example.com", **via) == 429  # this client: locked
+        # this client is now slowed down (not refused: OWASP throttling by IP)
+        assert await attempt_login(proxy, "c@example.com", **via) == 401
         other = {"X-Forwarded-For": "198.51.100.21"}  # another client behind the same proxy
         assert await attempt_login(proxy, "d@example.com", **other) == 401
-    assert mounted_idp.ip_failures(CLIENT) == 2
+    assert mounted_idp.ip_failures(CLIENT) == 3
     assert mounted_idp.ip_failures("198.51.100.21") == 1
     assert mounted_idp.ip_failures(PROXY) == 0
     mounted_idp.audit.close()
-    assert mounted_idp.lockout_ips() == [CLIENT]
+    assert mounted_idp.throttled_ips() == [CLIENT]
 
 
 async def test_idp_ignores_a_forged_forwarded_for_from_an_untrusted_peer(
@@ -181,10 +184,10 @@ async def test_idp_ignores_a_forged_forwarded_for_from_an_untrusted_peer(
         forged = {"X-Forwarded-For": CLIENT}
         assert await attempt_login(outsider, "a@example.com", **forged) == 401
         assert await attempt_login(outsider, "b@example.com", **forged) == 401
-        assert await attempt_login(outsider, "c@example.com", **forged) == 429
-    assert mounted_idp.ip_failures(OUTSIDER) == 2
+        assert await attempt_login(outsider, "c@example.com", **forged) == 401  # throttled
+    assert mounted_idp.ip_failures(OUTSIDER) == 3
     assert mounted_idp.ip_failures(CLIENT) == 0  # a forged header cannot frame a victim
     async with client_for(mounted_idp.gateway, PROXY) as proxy:  # who stays unaffected
         assert await attempt_login(proxy, "d@example.com", **{"X-Forwarded-For": CLIENT}) == 401
     mounted_idp.audit.close()
-    assert mounted_idp.lockout_ips() == [OUTSIDER]
+    assert mounted_idp.throttled_ips() == [OUTSIDER]

@@ -10,6 +10,7 @@ relying party, built from ``identity.idp`` and ``login`` and mounted on the gate
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
@@ -26,6 +27,7 @@ from ..identity.idp.passwords import limit_password_hashing
 from ..identity.oidc import LoginService, build_login_app
 from ..store import Stores
 
+log = logging.getLogger("verity.identity.idp")
 LOGIN_ROUTES = ("login", "callback", "logout", "backchannel-logout")
 
 
@@ -96,3 +98,11 @@ def _add_idp(
         counters=stores.counters, revocations=stores.revocations, events=events,
     )  # fmt: skip
     signin.mounts.append((prefix, Starlette(routes=[Mount(prefix, app=create_app(provider))])))
+    for login in config.login.providers:  # the IdP releases claims by scope only
+        missing = [s for s in ("groups", "roles") if s not in login.scopes]
+        if login.issuer == idp.issuer and missing:
+            log.warning(
+                "login provider %r does not request the embedded IdP's scopes %s: its "
+                "sessions carry no %s (add them to login.providers[].scopes)",
+                login.name, missing, " or ".join(missing),
+            )  # fmt: skip

@@ -28,6 +28,8 @@ PEOPLE = (
     ("contractor@demo.test", "Cora Contractor", ("contractors",), ("contractor",)),
 )
 CLIENT_ID = "verity-gateway"
+# the policy reads roles (and groups); offline_access lets the gateway refresh its session
+DEMO_SCOPES = ("openid", "email", "profile", "groups", "roles", "offline_access")
 
 
 @dataclass(frozen=True)
@@ -68,10 +70,9 @@ def _config(folder: Path, *, port: int, app_port: int, client_secret: str) -> di
         "identity": {
             "idp": {
                 "issuer": issuer,
-                "access_token_audience": "verity",
-                "clients": [
+                "clients": [  # the gateway's own login client: its tokens are for the gateway
                     {"client_id": CLIENT_ID, "client_secret": client_secret,
-                     "redirect_uris": [f"{base}/verity/callback"]},
+                     "redirect_uris": [f"{base}/verity/callback"], "audiences": ["verity"]},
                 ],
             },
         },
@@ -79,7 +80,8 @@ def _config(folder: Path, *, port: int, app_port: int, client_secret: str) -> di
             "public_url": base,
             "providers": [
                 {"name": "demo", "display_name": "Verity demo sign-in", "issuer": issuer,
-                 "client_id": CLIENT_ID, "client_secret": client_secret},
+                 "client_id": CLIENT_ID, "client_secret": client_secret,
+                 "scopes": list(DEMO_SCOPES)},
             ],
         },
         "gateway": {

@@ -6,7 +6,7 @@ is public and must use PKCE (which every client must anyway).
 
 from __future__ import annotations
 
-from typing import Self
+from typing import Any, Self
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
@@ -14,6 +14,19 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, m
 from .config import require_secure_url
 
 _MIN_SECRET_BYTES = 32
+
+# What each scope releases (OIDC Core 5.4, plus Verity's ``groups`` and ``roles``);
+# ``openid`` gives ``sub`` and the login's ``amr``/``acr``/``auth_time``, ``offline_access``
+# a refresh token. No other scope is known.
+SCOPE_CLAIMS: dict[str, tuple[str, ...]] = {
+    "openid": (),
+    "profile": ("name",),
+    "email": ("email", "email_verified"),
+    "groups": ("groups",),
+    "roles": ("roles",),
+    "offline_access": (),
+}
+SUPPORTED_SCOPES = tuple(SCOPE_CLAIMS)
 
 
 class _Frozen(BaseModel):
@@ -40,9 +53,37 @@ class IdpClient(_Frozen):
         min_length=1, description="Exact redirect URIs (compared character by character)."
     )
     scopes: tuple[str, ...] = Field(
-        default=("openid", "email", "profile", "groups", "offline_access"),
-        description="Scopes this client may request.",
+        default=SUPPORTED_SCOPES,
+        description="Scopes this client may request (`offline_access`: refresh tokens).",
     )
+    audiences: tuple[str, ...] = Field(
+        default=(),
+        description="`aud` of this client's access tokens; default: the client_id alone. "
+        "List the gateway's audience (e.g. `verity`) only for clients whose tokens the "
+        "gateway should accept.",
+    )
+
+    @field_validator("scopes")
+    @classmethod
+    def _known_scopes(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        unknown = sorted(set(value) - set(SUPPORTED_SCOPES))
+        if unknown:
+            raise ValueError(f"unknown scopes {unknown}; supported: {list(SUPPORTED_SCOPES)}")
+        if "openid" not in value:
+            raise ValueError("a client's scopes must include 'openid'")
+        return value
+
+    @field_validator("audiences")
+    @classmethod
+    def _audiences(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if any(not aud or len(aud) > 256 for aud in value):
+            raise ValueError("an audience has 1 to 256 characters")
+        return tuple(dict.fromkeys(value))
+
+    @property
+    def token_audiences(self) -> tuple[str, ...]:
+        """The ``aud`` of this client's access tokens (the client itself by default)."""
+        return self.audiences or (self.client_id,)
 
     @field_validator("redirect_uris")
     @classmethod
@@ -63,11 +104,27 @@ class IdpClient(_Frozen):
 
 
 class LockoutPolicy(_Frozen):
-    """Brute-force protection: failures counted in a sliding window, per account and IP."""
+    """Brute-force protection: failures counted in a sliding window, per account and IP.
+
+    An account at ``max_account_failures`` is locked (every attempt refused unchecked)
+    until failures age out. An IP at ``max_ip_failures`` is only slowed down: each further
+    attempt from it waits ``ip_delay_seconds`` more than the one before, up to
+    ``ip_max_delay_seconds``, and is then checked normally (a correct password for an
+    account that is not locked is accepted)."""
 
     window_seconds: float = Field(default=900, gt=0, le=86400, description="Failure window.")
-    max_account_failures: int = Field(default=5, ge=1, description="Per account, in window.")
-    max_ip_failures: int = Field(default=50, ge=1, description="Per client IP, in window.")
+    max_account_failures: int = Field(
+        default=5, ge=1, description="Per account, in window: then locked."
+    )
+    max_ip_failures: int = Field(
+        default=50, ge=1, description="Per client IP, in window: then slowed down."
+    )
+    ip_delay_seconds: float = Field(
+        default=1.0, gt=0, le=60, description="Added wait per attempt from a throttled IP."
+    )
+    ip_max_delay_seconds: float = Field(
+        default=10.0, gt=0, le=60, description="Longest wait of an attempt from a throttled IP."
+    )
 
 
 class SigningKeyPolicy(_Frozen):
@@ -120,15 +177,24 @@ class IdpConfig(_Frozen):
     """The embedded OIDC provider (``identity.idp``)."""
 
     issuer: str = Field(description="Issuer URL, including the mount prefix (e.g. /idp).")
-    access_token_audience: str = Field(
-        default="verity", min_length=1, description="`aud` of access tokens (the gateway)."
-    )
     clients: tuple[IdpClient, ...] = Field(default=(), description="Registered clients.")
     lifetimes: TokenLifetimes = Field(default_factory=TokenLifetimes)
     lockout: LockoutPolicy = Field(default_factory=LockoutPolicy)
     password_hashing: PasswordHashing = Field(default_factory=PasswordHashing)
     keys: SigningKeyPolicy = Field(default_factory=SigningKeyPolicy)
     max_body_bytes: int = Field(default=16384, ge=1024, le=1048576, description="Form cap.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _removed_options(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "access_token_audience" in data:
+            raise ValueError(
+                "access_token_audience was removed: it gave every client's access tokens "
+                "the gateway's audience. Set `audiences: [<gateway audience>]` on the "
+                "clients whose access tokens the gateway should accept (the others get "
+                "their client_id)"
+            )
+        return data
 
     @field_validator("issuer")
     @classmethod
@@ -144,6 +210,12 @@ class IdpConfig(_Frozen):
         if len(set(ids)) != len(ids):
             raise ValueError("a client_id is registered twice")
         return self
+
+    @property
+    def access_token_audiences(self) -> tuple[str, ...]:
+        """Every audience any client's access tokens carry (what ``/userinfo`` accepts)."""
+        audiences = (aud for client in self.clients for aud in client.token_audiences)
+        return tuple(dict.fromkeys(audiences))
 
     def client(self, untrusted_client_id: str) -> IdpClient | None:
         """The registered client with this id, or ``None``."""

@@ -44,6 +44,8 @@ CLIENT_SECRET = "s" * 40
 CONFIDENTIAL = "webapp"
 PUBLIC = "cli"
 REDIRECT = "http://127.0.0.1:9999/callback"
+GATEWAY_AUDIENCE = "verity"
+SCOPE = "openid email profile groups roles offline_access"  # every claim, refresh tokens
 
 
 class Clock:
@@ -115,10 +117,11 @@ def make_config(issuer: str, **overrides: Any) -> IdpConfig:
             client_id=CONFIDENTIAL,
             client_secret=SecretStr(CLIENT_SECRET),
             redirect_uris=(REDIRECT,),
+            audiences=(GATEWAY_AUDIENCE,),  # like the gateway's own login client
         ),
         IdpClient(client_id=PUBLIC, redirect_uris=(REDIRECT, "http://127.0.0.1:9999/cb?x=1")),
     )
-    return IdpConfig(issuer=issuer, clients=clients, **overrides)
+    return IdpConfig(issuer=issuer, **{"clients": clients, **overrides})
 
 
 @pytest.fixture
@@ -233,7 +236,7 @@ class Login:
             "response_type": "code",
             "client_id": self.client_id,
             "redirect_uri": self.redirect_uri,
-            "scope": "openid email groups",
+            "scope": SCOPE,
             "state": self.state,
             "nonce": self.nonce,
             "code_challenge": challenge,

@@ -97,15 +97,18 @@ def test_state_and_nonce_round_trip_verbatim(idp: Idp) -> None:
 
 
 @pytest.mark.parametrize("verifier", ["", "x" * 43, "short"])
-def test_pkce_missing_or_wrong_verifier_rejected(idp: Idp, verifier: str) -> None:
+def test_pkce_missing_or_wrong_verifier_rejected_without_burning_the_code(
+    idp: Idp, verifier: str
+) -> None:
     idp.add_user("p@example.com")
     login = Login(idp)
     code = login.code("p@example.com")
     response = login.exchange(code, verifier=verifier)
     assert response.status_code == 400
     assert response.json()["error"] == "invalid_grant"
-    # the code was consumed by the failed attempt: the right verifier is too late now
-    assert login.exchange(code).json()["error"] == "invalid_grant"
+    # whoever lacks the verifier cannot burn the code: its rightful client still redeems it
+    assert login.exchange(code).status_code == 200
+    assert login.exchange(code).json()["error"] == "invalid_grant"  # then it is used
 
 
 def test_code_reuse_rejected_and_its_tokens_revoked(idp: Idp) -> None:

@@ -34,8 +34,8 @@ def test_login_issues_tokens_that_token_verifier_accepts(idp: Idp) -> None:
     body = response.json()
     assert body["token_type"] == "Bearer"
 
-    access = verifier(idp, "verity", expected_typ="at+jwt").verify(body["access_token"])
-    principal = verifier(idp, "verity").principal(access)
+    access = verifier(idp, PUBLIC, expected_typ="at+jwt").verify(body["access_token"])
+    principal = verifier(idp, PUBLIC).principal(access)
     assert principal.email == "ada@example.com"
     assert principal.roles == frozenset({"admin"})
     assert principal.groups == frozenset({"eng"})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 import httpx
@@ -110,7 +111,15 @@ def test_totp_old_code_rejected(idp: Idp) -> None:
 
 @pytest.fixture
 def idp_overrides() -> dict[str, Any]:
-    return {"lockout": LockoutPolicy(window_seconds=60, max_account_failures=3, max_ip_failures=8)}
+    return {
+        "lockout": LockoutPolicy(
+            window_seconds=60,
+            max_account_failures=3,
+            max_ip_failures=8,
+            ip_delay_seconds=0.2,
+            ip_max_delay_seconds=0.5,
+        )
+    }
 
 
 def test_lockout_after_failures_and_unlock_after_window(idp: Idp) -> None:
@@ -141,13 +150,28 @@ def test_lockout_message_does_not_reveal_whether_account_exists(idp: Idp) -> Non
     assert all(LOCKED in r.text for r in responses)
 
 
-def test_lockout_per_ip_across_accounts(idp: Idp) -> None:
+def test_password_spray_from_one_ip_cannot_lock_out_the_correct_login_of_another_account(
+    idp: Idp,
+) -> None:
     idp.add_user("victim@example.com")
     login = Login(idp)
     login.authorize()
-    for index in range(8):
-        login.password(f"spray{index}@example.com", "Summer2024!Summer")
-    assert login.password("victim@example.com").status_code == 429
+    for index in range(8):  # max_ip_failures: from now on this IP is slowed down
+        assert login.password(f"spray{index}@example.com", "Summer2024!Summer").status_code == 401
+    # further guesses from the IP wait longer and longer (slots 1, 2, ...: 0.2 s each)
+    started = time.monotonic()
+    assert login.password("spray9@example.com", "Summer2024!Summer").status_code == 401
+    assert login.password("spray10@example.com", "Summer2024!Summer").status_code == 401
+    assert time.monotonic() - started >= 0.2 + 0.4
+    # the victim, behind the same address, still logs in with the right password
+    started = time.monotonic()
+    victim = login.password("victim@example.com")
+    assert victim.status_code == 303, victim.text
+    assert time.monotonic() - started >= 0.5  # capped at ip_max_delay_seconds
+    # while the account lockout is untouched: per account, not per IP
+    other = Login(idp)
+    other.authorize()
+    assert other.password("victim@example.com", "wrong password guess").status_code == 401
 
 
 def test_totp_failures_count_toward_lockout(idp: Idp) -> None:
@@ -155,9 +179,9 @@ def test_totp_failures_count_toward_lockout(idp: Idp) -> None:
     bad = "000000" if code_at(secret, at=idp.clock()) != "000000" else "111111"
     login = Login(idp)
     login.authorize()
-    login.password("tf@example.com")
-    for _ in range(3):
-        login.otp(bad)
+    login.password("tf@example.com")  # right, but an attempt until the login completes
+    for _ in range(2):
+        assert login.otp(bad).status_code == 401
     final = login.otp(code_at(secret, at=idp.clock()))
     assert final.status_code == 429
 

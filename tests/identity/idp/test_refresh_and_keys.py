@@ -65,7 +65,7 @@ def _jwks_kids(idp: Idp) -> list[str]:
 
 def test_key_rotation_with_overlap(idp: Idp) -> None:
     idp.add_user("k@example.com")
-    config = IssuerConfig(issuer=idp.issuer, audiences=("verity",), algorithms=("ES256",))
+    config = IssuerConfig(issuer=idp.issuer, audiences=(PUBLIC,), algorithms=("ES256",))
     early = TokenVerifier(config, clock=idp.clock)  # caches the JWKS before the rotation
     login = Login(idp)
     old_token = login.exchange(login.code("k@example.com")).json()["access_token"]

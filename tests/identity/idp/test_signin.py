@@ -105,3 +105,20 @@ def test_issuer_without_a_path_is_refused(tmp_path: Path) -> None:
     config = _config(f"sqlite:///{tmp_path / 'v.db'}", issuer="http://127.0.0.1:8080")
     with open_stores(config.store) as stores, pytest.raises(ConfigError, match="path"):
         build_signin(config, stores)
+
+
+@pytest.mark.parametrize(
+    ("scopes", "warned"),
+    [(["openid", "email", "profile"], True), (["openid", "groups", "roles"], False)],
+)
+def test_login_through_the_embedded_idp_without_groups_and_roles_scopes_is_warned(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, scopes: list[str], warned: bool
+) -> None:
+    raw = _config(f"sqlite:///{tmp_path / 'v.db'}").model_dump(mode="json")
+    raw["login"] = {"providers": [{"name": "local", "issuer": ISSUER, "client_id": "cli",
+                                   "scopes": scopes}]}  # fmt: skip
+    raw["identity"]["idp"]["clients"] = [{"client_id": "cli", "redirect_uris": [REDIRECT]}]
+    config = parse_config(raw)
+    with open_stores(config.store) as stores, caplog.at_level("WARNING"):
+        build_signin(config, stores).close()
+    assert ("does not request the embedded IdP's scopes" in caplog.text) is warned

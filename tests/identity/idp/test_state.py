@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -295,3 +296,24 @@ def test_revocation_racing_a_rotation_leaves_no_live_token(
     _race(nodes, act, rounds)
     for number in range(rounds):
         assert nodes[number % 2].redeem_refresh(f"new-{number}", now=NOW) is None
+
+
+def test_peek_reads_without_redeeming_and_family_jtis_are_recorded(state: FlowState) -> None:
+    state.put_code("pc", _code())
+    assert state.peek_code("pc", now=NOW) == _code()
+    assert state.peek_code("pc", now=NOW + 60) is None  # expired
+    redeemed = state.redeem_code("pc", now=NOW)
+    assert redeemed is not None
+    assert not redeemed.used  # the peek did not redeem it
+    peeked = state.peek_code("pc", now=NOW)
+    assert peeked is not None
+    assert peeked.used
+    state.put_refresh("pr1", replace(_refresh("fj"), jti="j1"))
+    state.put_refresh("pr2", replace(_refresh("fj"), jti="j2"))
+    assert state.peek_refresh("pr1", now=NOW) == replace(_refresh("fj"), jti="j1")
+    assert state.redeem_refresh("pr1", now=NOW) is not None  # the peek did not use it
+    used = state.peek_refresh("pr1", now=NOW)
+    assert used is not None
+    assert used.used
+    assert sorted(state.family_jtis("fj")) == ["j1", "j2"]
+    assert state.family_jtis("another-family") == ()

@@ -92,9 +92,10 @@ def decode_code(
 
 def encode_refresh(grant: RefreshGrant) -> str:
     """A refresh token's grant (``family`` and ``used`` are columns)."""
-    return _dumps(
-        {"client_id": grant.client_id, "scope": list(grant.scope), "auth": _auth(grant.auth)}
-    )
+    value = {"client_id": grant.client_id, "scope": list(grant.scope), "auth": _auth(grant.auth)}
+    if grant.jti is not None:
+        value["jti"] = grant.jti
+    return _dumps(value)
 
 
 def decode_refresh(family: str, data: str, *, expires: float, used: bool) -> RefreshGrant:
@@ -107,6 +108,7 @@ def decode_refresh(family: str, data: str, *, expires: float, used: bool) -> Ref
         auth=_read_auth(value["auth"]),
         expires=float(expires),
         used=bool(used),
+        jti=value.get("jti"),
     )
 
 

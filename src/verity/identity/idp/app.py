@@ -12,6 +12,7 @@ Blocking work (argon2, SQLite) runs in the thread pool. Pages are never framed o
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -24,6 +25,7 @@ from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Re
 from starlette.routing import Route
 
 from ..errors import TokenError
+from ..idp_config import SCOPE_CLAIMS, SUPPORTED_SCOPES
 from ..unavailable import EXCEPTION_HANDLERS
 from ._templates import render
 from .authorize import RedirectableError
@@ -114,7 +116,7 @@ class IdpApp:
                 "client_secret_post",
                 "none",
             ],
-            "scopes_supported": ["openid", "email", "profile", "groups", "offline_access"],
+            "scopes_supported": list(SUPPORTED_SCOPES),
             "claims_supported": [
                 "sub",
                 "iss",
@@ -125,12 +127,12 @@ class IdpApp:
                 "nonce",
                 "acr",
                 "amr",
-                "email",
-                "email_verified",
-                "name",
-                "groups",
-                "roles",
+                "azp",
+                *dict.fromkeys(claim for claims in SCOPE_CLAIMS.values() for claim in claims),
             ],
+            "claims_parameter_supported": False,
+            "request_parameter_supported": False,
+            "request_uri_parameter_supported": False,
             "authorization_response_iss_parameter_supported": True,
         }
         return JSONResponse(document, headers={"Cache-Control": "public, max-age=300"})
@@ -207,6 +209,12 @@ class IdpApp:
             email=email, error=step.error, status=step.status,
         )  # fmt: skip
 
+    async def _throttle(self, ip: str, *, email: str = "", user_id: str | None = None) -> None:
+        """Slow down attempts from an IP with many failures (asleep, not in a thread)."""
+        wait = await run_in_threadpool(self.provider.throttle, ip, email=email, user_id=user_id)
+        if wait > 0:
+            await asyncio.sleep(wait)
+
     async def login(self, request: Request) -> Response:
         """The password step."""
         parsed = await self._login_form(request)
@@ -215,6 +223,7 @@ class IdpApp:
         form, tx = parsed
         email = form.get("email", "")[:320]
         ip = request.client.host if request.client else "unknown"
+        await self._throttle(ip, email=email)
         step = await run_in_threadpool(
             self.provider.password_step, tx, email=email, password=form.get("password", ""), ip=ip
         )
@@ -229,6 +238,7 @@ class IdpApp:
         if tx.pending_user is None:
             return _error_page(EXPIRED)
         ip = request.client.host if request.client else "unknown"
+        await self._throttle(ip, user_id=tx.pending_user)
         step = await run_in_threadpool(self.provider.otp_step, tx, code=form.get("code", ""), ip=ip)
         return self._step(step, tx)
 

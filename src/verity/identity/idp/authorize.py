@@ -82,8 +82,10 @@ def check_request(
 ) -> tuple[tuple[str, ...], str, str | None, str | None]:
     """Validate the rest of the request; returns ``(scope, code_challenge, state, nonce)``.
 
-    Raises ``RedirectableError``: ``code`` flow only, ``openid`` scope, registered
-    scopes only, PKCE with S256 required, bounded ``state`` and ``nonce``.
+    Raises ``RedirectableError``: ``code`` flow only, ``response_mode=query`` only (the
+    error itself goes back in the query), ``prompt=none`` answered ``login_required`` (no
+    provider session), ``openid`` scope, the client's registered scopes only, PKCE with
+    S256 required, bounded ``state`` and ``nonce``.
     """
     raw_state = untrusted.get("state")
     state = raw_state if raw_state and len(raw_state) <= MAX_PARAM else None
@@ -97,6 +99,13 @@ def check_request(
         raise fail("request_not_supported", "Request objects are not supported.")
     if untrusted.get("response_type") != "code":
         raise fail("unsupported_response_type", "Only response_type=code is supported.")
+    if untrusted.get("response_mode", "query") != "query":
+        raise fail("invalid_request", "Only response_mode=query is supported.")
+    prompt = untrusted.get("prompt", "").split()
+    if "none" in prompt:  # no provider session: a login without UI is never possible
+        if len(prompt) > 1:
+            raise fail("invalid_request", "prompt=none cannot be combined with other values.")
+        raise fail("login_required", "The user must log in; prompt=none cannot be honoured.")
     scope = tuple(dict.fromkeys(untrusted.get("scope", "").split()))
     if "openid" not in scope:
         raise fail("invalid_scope", "The openid scope is required.")

@@ -1,10 +1,22 @@
-"""Brute-force protection on the store's sliding-window counters.
+"""Brute-force protection on the store's sliding-window counters (shared by every node).
 
-Failures (wrong password, wrong TOTP code, unknown account) are counted per account
-(keyed by a hash of the normalized e-mail address, whether or not the account exists)
-and per client IP. At the limit, logins are refused until failures age out of the
-window; the refusal reads the same for every account. Logs carry no secrets: the
-account appears as a short hash.
+Per account (keyed by a hash of the normalized e-mail address, whether or not the account
+exists) every password or TOTP check first *reserves* an attempt with one atomic ``hit``
+on the shared counter, and only then verifies: of any number of parallel attempts, on any
+nodes, at most ``max_account_failures`` in the window are ever checked; the rest, and
+every later attempt until failures age out, are refused without a check, even with the
+right password. A complete login forgets the account's attempts (so the reservation of a
+correct password is refunded); a failed one keeps its reservation as the failure.
+
+Per client IP, failures against any account are counted too, but an IP over
+``max_ip_failures`` is *slowed down*, never refused (OWASP: throttling by IP must not let
+an attacker sharing the victim's address lock the victim out). Each attempt from such an
+IP takes the next slot of a per-IP counter and waits ``ip_delay_seconds`` times its slot
+number (at most ``ip_max_delay_seconds``) before it is checked, so parallel attempts are
+spread out instead of all waiting the same short time. The correct password of an account
+that is not itself locked is accepted after the wait.
+
+Logs carry no secrets: the account appears as a short hash.
 """
 
 from __future__ import annotations
@@ -25,42 +37,68 @@ def account_key(untrusted_email: str) -> str:
 
 
 class LoginGuard:
-    """Decides whether a login attempt may proceed, and records failures and successes."""
+    """Reserves login attempts, records failures and successes, and throttles busy IPs."""
 
     def __init__(self, counters: CounterStore, *, policy: LockoutPolicy) -> None:
         self._counters = counters
         self._policy = policy
 
-    def _keys(self, account: str, ip: str) -> tuple[str, str]:
-        return f"idp:fail:acct:{account}", f"idp:fail:ip:{ip}"
+    @staticmethod
+    def _account(account: str) -> str:
+        return f"idp:fail:acct:{account}"
 
-    def locked(self, untrusted_email: str, ip: str, *, now: float) -> bool:
-        """True if the account or the IP has reached its failure limit in the window."""
+    @staticmethod
+    def _ip(ip: str) -> str:
+        return f"idp:fail:ip:{ip}"
+
+    @staticmethod
+    def _slots(ip: str) -> str:
+        return f"idp:slow:ip:{ip}"
+
+    def reserve(self, untrusted_email: str, ip: str, *, now: float) -> bool:
+        """Reserve one attempt on the account before its password or code is checked;
+        ``False`` (check nothing, refuse) if the account is locked out.
+
+        The reservation is one atomic ``hit``, so concurrent attempts each get a distinct
+        count and only the first ``max_account_failures`` may proceed."""
         account = account_key(untrusted_email)
-        acct_key, ip_key = self._keys(account, ip)
+        key = self._account(account)
         window = self._policy.window_seconds
-        by_account = self._counters.count(acct_key, window=window, now=now)
-        by_ip = self._counters.count(ip_key, window=window, now=now)
-        locked = (
-            by_account >= self._policy.max_account_failures or by_ip >= self._policy.max_ip_failures
-        )
-        if locked:
+        limit = self._policy.max_account_failures
+        # a locked account is refused without a hit, so hammering it stores nothing more
+        if self._counters.count(key, window=window, now=now) >= limit:
+            allowed = False
+        else:
+            allowed = self._counters.hit(key, window=window, now=now) <= limit
+        if not allowed:
             log.warning("idp login refused: locked out (account=%s ip=%s)", account, ip)
-        return locked
+        return allowed
+
+    def delay(self, ip: str, *, now: float) -> float:
+        """Seconds an attempt from ``ip`` waits before it is checked: 0 below the IP's
+        failure limit, else its slot number times ``ip_delay_seconds`` (capped)."""
+        policy = self._policy
+        window = policy.window_seconds
+        if self._counters.count(self._ip(ip), window=window, now=now) < policy.max_ip_failures:
+            return 0.0
+        slot = self._counters.hit(self._slots(ip), window=window, now=now)
+        wait = min(policy.ip_max_delay_seconds, policy.ip_delay_seconds * slot)
+        log.warning("idp login throttled: too many failures from ip=%s (wait %.1fs)", ip, wait)
+        return wait
 
     def failed(self, untrusted_email: str, ip: str, *, reason: str, now: float) -> None:
-        """Record a failure (``reason`` is a fixed code such as ``password`` or ``otp``)."""
+        """Record a failed check (``reason`` is a fixed code such as ``password`` or
+        ``otp``); the account's failure is the attempt it reserved."""
         account = account_key(untrusted_email)
-        acct_key, ip_key = self._keys(account, ip)
         window = self._policy.window_seconds
-        count = self._counters.hit(acct_key, window=window, now=now)
-        self._counters.hit(ip_key, window=window, now=now)
+        count = self._counters.count(self._account(account), window=window, now=now)
+        self._counters.hit(self._ip(ip), window=window, now=now)
         log.warning(
             "idp login failed: %s (account=%s ip=%s failures=%d)", reason, account, ip, count
         )
 
     def succeeded(self, untrusted_email: str, ip: str) -> None:
-        """Forget the account's failures after a complete login."""
+        """Forget the account's attempts after a complete login (the IP's stay)."""
         account = account_key(untrusted_email)
-        self._counters.reset(self._keys(account, ip)[0])
+        self._counters.reset(self._account(account))
         log.info("idp login succeeded (account=%s ip=%s)", account, ip)

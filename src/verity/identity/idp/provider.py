@@ -127,9 +127,10 @@ class IdentityProvider:
     def password_step(
         self, tx: LoginTransaction, *, email: str, password: str, ip: str
     ) -> LoginStep:
-        """Check the e-mail address and password (lockout first)."""
+        """Check the e-mail address and password: an attempt is reserved on the account
+        first (refused unchecked when locked out), then the password is verified."""
         now = self.clock()
-        if self.guard.locked(email, ip, now=now):
+        if not self.guard.reserve(email, ip, now=now):
             self._locked_out(UserRef(uid=f"account:{account_key(email)}"), ip)
             return LoginStep(error=LOCKED_OUT, status=429)
         user = self.users.by_email(email)
@@ -157,7 +158,7 @@ class IdentityProvider:
         if user is None or user.disabled or user.totp_secret is None:
             self.state.drop_transaction(tx.id)
             return LoginStep(error=EXPIRED, status=400)
-        if self.guard.locked(user.email, ip, now=now):
+        if not self.guard.reserve(user.email, ip, now=now):
             self.state.drop_transaction(tx.id)
             self._locked_out(_ref(user), ip)
             return LoginStep(error=LOCKED_OUT, status=429)
@@ -168,6 +169,21 @@ class IdentityProvider:
             publish_sync(self.events, event, name="idp.mfa_failed", level="warning")
             return LoginStep(need_otp=True, error=INVALID_CODE, status=401)
         return self._complete(tx, user, amr=("pwd", "otp", "mfa"), ip=ip, now=now)
+
+    def throttle(self, ip: str, *, email: str = "", user_id: str | None = None) -> float:
+        """Seconds to wait before checking an attempt from ``ip`` (0 unless the IP has
+        reached ``lockout.max_ip_failures``); the caller waits without holding a thread.
+        A wait is recorded (audit ``throttled``) for the account typed (``email``) or the
+        user whose TOTP code is awaited (``user_id``)."""
+        wait = self.guard.delay(ip, now=self.clock())
+        if wait > 0:
+            uid = user_id if user_id is not None else f"account:{account_key(email)}"
+            event = authentication_event(
+                UserRef(uid=uid), success=False, src_ip=ip, status_detail="throttled",
+                message=f"login attempt delayed {wait:.1f}s: too many failures from {ip}",
+            )  # fmt: skip
+            publish_sync(self.events, event, name="idp.throttled", level="warning")
+        return wait
 
     def _locked_out(self, who: UserRef, ip: str) -> None:
         event = authentication_event(

@@ -12,6 +12,7 @@ Expired rows are purged a day after expiry, on the next new code or transaction.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from typing import Any, Protocol
@@ -73,6 +74,15 @@ _REVOKE = (
     "else verity_idp_revoked_families.expires end"
 )
 _REVOKED = "select 1 from verity_idp_revoked_families where family = ?"
+_PEEK_CODE = (
+    "select data, expires, used, family, jtis from verity_idp_codes "
+    "where code_hash = ? and expires > ?"
+)
+_PEEK_REFRESH = (
+    "select family, data, expires, used from verity_idp_refresh_tokens "
+    "where token_hash = ? and expires > ?"
+)
+_FAMILY_ROWS = "select data from verity_idp_refresh_tokens where family = ?"
 
 
 class _Tx(Protocol):
@@ -83,6 +93,7 @@ class _Tx(Protocol):
 class _Backend(Protocol):
     def write(self) -> AbstractContextManager[_Tx]: ...
     def read_one(self, statement: str, params: Sequence[Any]) -> Row | None: ...
+    def read_all(self, statement: str, params: Sequence[Any]) -> list[Row]: ...
 
 
 class _SqlFlowState:
@@ -121,6 +132,14 @@ class _SqlFlowState:
                  encode_jtis(grant.jtis)),
             )  # fmt: skip
 
+    def peek_code(self, code_hash: str, *, now: float) -> CodeGrant | None:
+        """The live code's grant, not marked used (a read; nothing changes)."""
+        row = self._sql.read_one(_PEEK_CODE, (code_hash, now))
+        if row is None:
+            return None
+        data, expires, used, family, jtis = row
+        return decode_code(data, expires=expires, used=bool(used), family=family, jtis=jtis)
+
     def redeem_code(self, code_hash: str, *, now: float) -> CodeGrant | None:
         """The code's grant, marked used. A second redemption (on any node) returns it
         with ``used=True`` and is recorded as reuse."""
@@ -152,6 +171,20 @@ class _SqlFlowState:
                 (token_hash, family, encode_refresh(grant), grant.expires, grant.used),
             )
             db.rows(_EXTEND_REVOCATION, (grant.expires, family, grant.expires))
+
+    def peek_refresh(self, token_hash: str, *, now: float) -> RefreshGrant | None:
+        """The unexpired refresh token's grant (a read; nothing changes)."""
+        row = self._sql.read_one(_PEEK_REFRESH, (token_hash, now))
+        if row is None:
+            return None
+        family, data, expires, used = row
+        return decode_refresh(family, data, expires=expires, used=bool(used))
+
+    def family_jtis(self, family: str) -> tuple[str, ...]:
+        """The access-token ids issued with the family's refresh tokens."""
+        rows = self._sql.read_all(_FAMILY_ROWS, (family,))
+        jtis = (json.loads(row[0]).get("jti") for row in rows)
+        return tuple(dict.fromkeys(jti for jti in jtis if isinstance(jti, str)))
 
     def redeem_refresh(self, token_hash: str, *, now: float) -> RefreshGrant | None:
         """Use a refresh token once. A used or revoked token yields ``None``; a used one
@@ -200,6 +233,9 @@ class _SqliteBackend:
     def read_one(self, statement: str, params: Sequence[Any]) -> Row | None:
         return self._db.query_one(statement, params)
 
+    def read_all(self, statement: str, params: Sequence[Any]) -> list[Row]:
+        return list(self._db.query(statement, params))
+
 
 def _pg(statement: str) -> str:
     """A ``?``-style statement in psycopg's ``%s`` style (the statements hold no ``%``)."""
@@ -232,6 +268,10 @@ class _PostgresBackend:
         with self._db.connection() as conn:
             row: Row | None = conn.execute(_pg(statement), params).fetchone()
         return row
+
+    def read_all(self, statement: str, params: Sequence[Any]) -> list[Row]:
+        with self._db.connection() as conn:
+            return list(conn.execute(_pg(statement), params).fetchall())
 
 
 class SqliteFlowState(_SqlFlowState):

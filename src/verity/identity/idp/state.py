@@ -73,7 +73,8 @@ class CodeGrant:
 
 @dataclass(frozen=True, slots=True)
 class RefreshGrant:
-    """A refresh token's record; ``family`` is shared by all its rotations."""
+    """A refresh token's record; ``family`` is shared by all its rotations, ``jti`` is the
+    id of the access token issued with it (revoked with the family)."""
 
     family: str
     client_id: str
@@ -81,6 +82,7 @@ class RefreshGrant:
     auth: Authentication
     expires: float
     used: bool = False
+    jti: str | None = None
 
 
 class FlowState(Protocol):
@@ -90,6 +92,10 @@ class FlowState(Protocol):
     def get_transaction(self, tx_id: str, *, now: float) -> LoginTransaction | None: ...
     def drop_transaction(self, tx_id: str) -> None: ...
     def put_code(self, code_hash: str, grant: CodeGrant) -> None: ...
+    def peek_code(self, code_hash: str, *, now: float) -> CodeGrant | None:
+        """The live code's grant, without redeeming it (to check who presents it)."""
+        ...
+
     def redeem_code(self, code_hash: str, *, now: float) -> CodeGrant | None: ...
     def record_code_result(self, code_hash: str, *, family: str, jtis: tuple[str, ...]) -> bool:
         """Remember what a code produced; ``True`` if the code was presented again
@@ -97,8 +103,15 @@ class FlowState(Protocol):
         ...
 
     def put_refresh(self, token_hash: str, grant: RefreshGrant) -> None: ...
+    def peek_refresh(self, token_hash: str, *, now: float) -> RefreshGrant | None:
+        """The unexpired refresh token's grant (``used`` as stored), without using it."""
+        ...
+
     def redeem_refresh(self, token_hash: str, *, now: float) -> RefreshGrant | None: ...
     def revoke_family(self, family: str) -> None: ...
+    def family_jtis(self, family: str) -> tuple[str, ...]:
+        """The ids of the access tokens issued with the family's refresh tokens."""
+        ...
 
 
 class MemoryFlowState:
@@ -140,6 +153,12 @@ class MemoryFlowState:
             self._purge(grant.expires - 86400)
             self._codes[code_hash] = grant
 
+    def peek_code(self, code_hash: str, *, now: float) -> CodeGrant | None:
+        """The live code's grant, not marked used."""
+        with self._lock:
+            grant = self._codes.get(code_hash)
+            return grant if grant is not None and grant.expires > now else None
+
     def redeem_code(self, code_hash: str, *, now: float) -> CodeGrant | None:
         """The code's grant, marked used. A second redemption returns it with
         ``used=True`` (the caller rejects it and revokes its results)."""
@@ -168,6 +187,18 @@ class MemoryFlowState:
         """Store a new refresh token."""
         with self._lock:
             self._refresh[token_hash] = grant
+
+    def peek_refresh(self, token_hash: str, *, now: float) -> RefreshGrant | None:
+        """The unexpired refresh token's grant, not used by this call."""
+        with self._lock:
+            grant = self._refresh.get(token_hash)
+            return grant if grant is not None and grant.expires > now else None
+
+    def family_jtis(self, family: str) -> tuple[str, ...]:
+        """The access-token ids issued with the family's refresh tokens."""
+        with self._lock:
+            grants = [g for g in self._refresh.values() if g.family == family]
+        return tuple(dict.fromkeys(g.jti for g in grants if g.jti is not None))
 
     def redeem_refresh(self, token_hash: str, *, now: float) -> RefreshGrant | None:
         """Use a refresh token once. A used or revoked token yields ``None``; a used one

@@ -3,8 +3,15 @@
 Client secrets are compared in constant time. A code is redeemed once; presenting it
 again is answered ``invalid_grant`` and revokes the refresh family and access tokens it
 produced (RFC 6749 4.1.2), also when the second presentation races the first one on
-another node (then neither gets usable tokens). Refresh tokens are rotated on every use;
-a used one presented again revokes its family.
+another node (then neither gets usable tokens). Refresh tokens are issued only for the
+``offline_access`` scope and rotated on every use; a used one presented again revokes its
+family and every access token issued from the family (their ``jti``). Who presents a code
+or refresh token (the client; for a code also its ``redirect_uri`` and PKCE verifier) is
+checked *before* it is consumed, so presenting it through another client neither burns it
+nor triggers reuse detection against its rightful client.
+
+Tokens carry the claims of the granted scopes only (``tokens.user_claims``), intersected
+with the client's current registration; a refresh request may narrow the scope.
 
 A refresh family lives at most ``lifetimes.refresh_family`` from the login it came from,
 however often it is rotated. A ``SUBJECT`` revocation ("log out everywhere") recorded at
@@ -94,15 +101,28 @@ def token_response(
     raise OAuthError("unsupported_grant_type", "Use authorization_code or refresh_token.")
 
 
+def _revoke_family(
+    provider: IdentityProvider, family: str, *, jtis: tuple[str, ...] = (), reason: str
+) -> None:
+    """Revoke a refresh family and every access token issued from it: ``jtis`` and the
+    ids recorded with the family's refresh tokens (via the revocation store)."""
+    provider.state.revoke_family(family)
+    if provider.revocations is None:
+        return
+    expires = provider.clock() + provider.config.lifetimes.access_token + 60
+    for jti in dict.fromkeys((*jtis, *provider.state.family_jtis(family))):
+        provider.revocations.revoke(RevocationKind.JTI, jti, expires=expires, reason=reason)
+
+
 def _revoke_results(provider: IdentityProvider, grant: CodeGrant) -> None:
+    reason = "authorization code reused"
     if grant.family is not None:
-        provider.state.revoke_family(grant.family)
+        _revoke_family(provider, grant.family, jtis=grant.jtis, reason=reason)
+        return
     if provider.revocations is not None:
         expires = provider.clock() + provider.config.lifetimes.access_token + 60
         for jti in grant.jtis:
-            provider.revocations.revoke(
-                RevocationKind.JTI, jti, expires=expires, reason="authorization code reused"
-            )
+            provider.revocations.revoke(RevocationKind.JTI, jti, expires=expires, reason=reason)
 
 
 def _exchange_code(
@@ -110,20 +130,27 @@ def _exchange_code(
 ) -> dict[str, Any]:
     code = form.get("code", "")
     code_hash = digest(code)
-    grant = provider.state.redeem_code(code_hash, now=provider.clock())
+    now = provider.clock()
+    # who presents the code is checked before it is redeemed: another client, another
+    # redirect_uri or a wrong verifier neither burns the code nor counts as its reuse
+    seen = provider.state.peek_code(code_hash, now=now)
+    if seen is None:
+        raise OAuthError("invalid_grant", _INVALID_GRANT)
+    if seen.client_id != client.client_id or form.get("redirect_uri") != seen.redirect_uri:
+        raise OAuthError("invalid_grant", _INVALID_GRANT)
+    if not pkce_matches(form.get("code_verifier", ""), seen.code_challenge):
+        raise OAuthError("invalid_grant", "PKCE verification failed.")
+    grant = provider.state.redeem_code(code_hash, now=now)
     if grant is None:
         raise OAuthError("invalid_grant", _INVALID_GRANT)
     if grant.used:
         _revoke_results(provider, grant)
         raise OAuthError("invalid_grant", _INVALID_GRANT)
-    if grant.client_id != client.client_id or form.get("redirect_uri") != grant.redirect_uri:
-        raise OAuthError("invalid_grant", _INVALID_GRANT)
-    if not pkce_matches(form.get("code_verifier", ""), grant.code_challenge):
-        raise OAuthError("invalid_grant", "PKCE verification failed.")
     if _login_ended(provider, grant.auth):
         raise OAuthError("invalid_grant", _ENDED)
     family = new_secret()
-    body, jti = _checked_issue(provider, client, grant.scope, grant.auth, grant.nonce, family)
+    scope = _allowed(client, grant.scope)
+    body, jti = _checked_issue(provider, client, scope, scope, grant.auth, grant.nonce, family)
     if provider.state.record_code_result(code_hash, family=family, jtis=(jti,)):
         # presented again (on this node or another) while these tokens were minted
         _revoke_results(provider, replace(grant, family=family, jtis=(jti,)))
@@ -131,26 +158,54 @@ def _exchange_code(
     return body
 
 
+def _allowed(client: IdpClient, scope: tuple[str, ...]) -> tuple[str, ...]:
+    """The granted scopes the client may still have (its registration may have shrunk)."""
+    return tuple(name for name in scope if name in client.scopes)
+
+
+def _narrowed(form: Mapping[str, str], granted: tuple[str, ...]) -> tuple[str, ...]:
+    """The scope of a refresh request (RFC 6749 6): the grant's, or a subset of it."""
+    requested = form.get("scope")
+    if requested is None:
+        return granted
+    scope = tuple(dict.fromkeys(requested.split()))
+    if "openid" not in scope or not set(scope) <= set(granted):
+        raise OAuthError("invalid_scope", "The scope must be openid and granted scopes only.")
+    return scope
+
+
 def _refresh(
     provider: IdentityProvider, client: IdpClient, form: Mapping[str, str]
 ) -> dict[str, Any]:
-    grant = provider.state.redeem_refresh(
-        digest(form.get("refresh_token", "")), now=provider.clock()
-    )
-    if grant is None or grant.client_id != client.client_id:
+    token_hash = digest(form.get("refresh_token", ""))
+    now = provider.clock()
+    # the presenting client is checked before the token is used: a token presented
+    # through another client is refused and stays valid for its own client
+    seen = provider.state.peek_refresh(token_hash, now=now)
+    if seen is None or seen.client_id != client.client_id:
+        raise OAuthError("invalid_grant", _INVALID_GRANT)
+    granted = _allowed(client, seen.scope)
+    scope = _narrowed(form, granted)  # a bad request does not use the token either
+    grant = provider.state.redeem_refresh(token_hash, now=now)
+    if grant is None:  # used before (reuse: the store revoked the family) or revoked
+        _revoke_family(provider, seen.family, reason="refresh token reused")
+        raise OAuthError("invalid_grant", _INVALID_GRANT)
+    if "offline_access" not in client.scopes:  # the client may no longer refresh
+        _revoke_family(provider, grant.family, reason="client may not refresh")
         raise OAuthError("invalid_grant", _INVALID_GRANT)
     if provider.clock() >= _family_deadline(provider, grant.auth) or _login_ended(
         provider, grant.auth
     ):
         provider.state.revoke_family(grant.family)
         raise OAuthError("invalid_grant", _ENDED)
-    return _checked_issue(provider, client, grant.scope, grant.auth, None, grant.family)[0]
+    return _checked_issue(provider, client, scope, granted, grant.auth, None, grant.family)[0]
 
 
 def _checked_issue(
     provider: IdentityProvider,
     client: IdpClient,
     scope: tuple[str, ...],
+    granted: tuple[str, ...],
     auth: Authentication,
     nonce: str | None,
     family: str,
@@ -159,7 +214,7 @@ def _checked_issue(
     first look and the minting would not cover the new tokens (their ``iat`` can be later),
     so the family is revoked and the tokens are never sent. One recorded after the minting
     covers them by ``iat``."""
-    body, jti = _issue(provider, client, scope, auth, nonce, family)
+    body, jti = _issue(provider, client, scope, granted, auth, nonce, family)
     if _login_ended(provider, auth):
         provider.state.revoke_family(family)
         raise OAuthError("invalid_grant", _ENDED)
@@ -195,33 +250,34 @@ def _issue(
     provider: IdentityProvider,
     client: IdpClient,
     scope: tuple[str, ...],
+    granted: tuple[str, ...],
     auth: Authentication,
     nonce: str | None,
     family: str,
 ) -> tuple[dict[str, Any], str]:
+    """Tokens for ``scope``; a refresh token (keeping the whole ``granted`` scope) only
+    when ``offline_access`` was granted."""
     user = provider.users.get(auth.user_id)
     if user is None or user.disabled:
         provider.state.revoke_family(family)
         raise OAuthError("invalid_grant", _INVALID_GRANT)
     now = provider.clock()
     lifetimes = provider.config.lifetimes
-    access, jti = provider.minter.access_token(
-        user, client_id=client.client_id, scope=scope, auth=auth, now=now
-    )
+    access, jti = provider.minter.access_token(user, client=client, scope=scope, auth=auth, now=now)
     id_token = provider.minter.id_token(
-        user, client_id=client.client_id, nonce=nonce, auth=auth, now=now
+        user, client_id=client.client_id, scope=scope, nonce=nonce, auth=auth, now=now
     )
-    refresh = new_secret()
-    expires = min(now + lifetimes.refresh_token, _family_deadline(provider, auth))
-    provider.state.put_refresh(
-        digest(refresh), RefreshGrant(family, client.client_id, scope, auth, expires)
-    )
-    body = {
+    body: dict[str, Any] = {
         "access_token": access,
         "token_type": "Bearer",
         "expires_in": int(lifetimes.access_token),
         "id_token": id_token,
-        "refresh_token": refresh,
         "scope": " ".join(scope),
     }
+    if "offline_access" in granted:
+        refresh = new_secret()
+        expires = min(now + lifetimes.refresh_token, _family_deadline(provider, auth))
+        record = RefreshGrant(family, client.client_id, granted, auth, expires, jti=jti)
+        provider.state.put_refresh(digest(refresh), record)
+        body["refresh_token"] = refresh
     return body, jti

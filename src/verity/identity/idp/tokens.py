@@ -1,9 +1,12 @@
 """Minting ID and access tokens (PyJWT), and verifying our own access tokens (userinfo).
 
 ID tokens: ``typ: JWT``, ``aud`` = the client. Access tokens (RFC 9068): ``typ: at+jwt``,
-``aud`` = ``access_token_audience``, so an ID token is never accepted as an access token
-by a verifier that expects ``at+jwt``. Both carry ``email``, ``groups``, ``roles``,
-``amr`` (RFC 8176), ``acr`` and ``auth_time``.
+``aud`` = the client's ``token_audiences`` (its client_id unless configured otherwise), so
+an ID token is never accepted as an access token by a verifier that expects ``at+jwt``,
+and one client's access token is not another audience's credential. Both carry ``sub``,
+``amr`` (RFC 8176), ``acr`` and ``auth_time``, and only the user claims the granted scopes
+release (``SCOPE_CLAIMS``: ``profile`` -> ``name``, ``email`` -> ``email``,
+``email_verified``, ``groups`` -> ``groups``, ``roles`` -> ``roles``).
 """
 
 from __future__ import annotations
@@ -15,8 +18,10 @@ import jwt
 
 from ..config import IssuerConfig
 from ..core import VerificationRules, VerifiedToken, token_bytes, token_hash, verify_token
+from ..errors import TokenError
+from ..idp_config import SCOPE_CLAIMS
 from ..keys import keyset_from_jwks
-from .config import IdpConfig
+from .config import IdpClient, IdpConfig
 from .keys import SigningKeys
 from .state import Authentication
 from .users import User
@@ -31,6 +36,22 @@ def acr_for(amr: tuple[str, ...]) -> str:
     return ACR_MFA if "otp" in amr else ACR_PASSWORD
 
 
+def user_claims(user: User, scope: tuple[str, ...]) -> dict[str, Any]:
+    """The user's claims that ``scope`` releases (OIDC Core 5.4), ``sub`` always."""
+    values: dict[str, Any] = {
+        "name": user.display_name or user.email,
+        "email": user.email,
+        "email_verified": True,
+        "groups": list(user.groups),
+        "roles": list(user.roles),
+    }
+    claims: dict[str, Any] = {"sub": user.id}
+    for name in scope:
+        for claim in SCOPE_CLAIMS.get(name, ()):
+            claims[claim] = values[claim]
+    return claims
+
+
 class TokenMinter:
     """Signs the provider's tokens with the current signing key."""
 
@@ -38,15 +59,12 @@ class TokenMinter:
         self._config = config
         self._keys = keys
 
-    def _identity_claims(self, user: User, auth: Authentication) -> dict[str, Any]:
+    def _identity_claims(
+        self, user: User, auth: Authentication, scope: tuple[str, ...]
+    ) -> dict[str, Any]:
         return {
             "iss": self._config.issuer,
-            "sub": user.id,
-            "email": user.email,
-            "email_verified": True,
-            "name": user.display_name or user.email,
-            "groups": list(user.groups),
-            "roles": list(user.roles),
+            **user_claims(user, scope),
             "amr": list(auth.amr),
             "acr": acr_for(auth.amr),
             "auth_time": int(auth.auth_time),
@@ -58,10 +76,17 @@ class TokenMinter:
         return jwt.encode(claims, key.private, algorithm=key.algorithm, headers=headers)
 
     def id_token(
-        self, user: User, *, client_id: str, nonce: str | None, auth: Authentication, now: float
+        self,
+        user: User,
+        *,
+        client_id: str,
+        scope: tuple[str, ...],
+        nonce: str | None,
+        auth: Authentication,
+        now: float,
     ) -> str:
-        """A signed ID token for ``client_id``."""
-        claims = self._identity_claims(user, auth)
+        """A signed ID token for ``client_id`` with the claims ``scope`` releases."""
+        claims = self._identity_claims(user, auth, scope)
         claims.update(
             aud=client_id,
             azp=client_id,
@@ -76,17 +101,18 @@ class TokenMinter:
         self,
         user: User,
         *,
-        client_id: str,
+        client: IdpClient,
         scope: tuple[str, ...],
         auth: Authentication,
         now: float,
     ) -> tuple[str, str]:
-        """A signed access token for the gateway; returns ``(token, jti)``."""
+        """A signed access token for the client's audiences; returns ``(token, jti)``."""
         jti = secrets.token_hex(16)
-        claims = self._identity_claims(user, auth)
+        claims = self._identity_claims(user, auth, scope)
+        audiences = client.token_audiences
         claims.update(
-            aud=self._config.access_token_audience,
-            client_id=client_id,
+            aud=audiences[0] if len(audiences) == 1 else list(audiences),
+            client_id=client.client_id,
             scope=" ".join(scope),
             jti=jti,
             iat=int(now),
@@ -98,9 +124,12 @@ class TokenMinter:
     def verify_access_token(self, untrusted_token: str, *, now: float) -> VerifiedToken:
         """Verify one of our access tokens (for userinfo). Raises ``TokenError``."""
         algorithm = self._keys.signer().algorithm
+        audiences = self._config.access_token_audiences
+        if not audiences:  # no client: no access token of ours can exist
+            raise TokenError("no client is registered")
         issuer = IssuerConfig(
             issuer=self._config.issuer,
-            audiences=(self._config.access_token_audience,),
+            audiences=audiences,
             algorithms=(algorithm,),  # type: ignore[arg-type]
             expected_typ=ACCESS_TOKEN_TYPE,
             required_claims=("sub", "jti"),

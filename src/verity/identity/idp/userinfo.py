@@ -1,9 +1,11 @@
 """``/userinfo``: the claims of the user a valid, unrevoked access token stands for.
 
-A token is refused (401 ``invalid_token``) when its ``jti`` is revoked, when the token
-itself is revoked (``TOKEN``, by the SHA-256 of its JWS signing input), or when its
-subject is revoked (``SUBJECT``) at or after the token's ``iat``. If the revocation store
-cannot be read, the request fails (503 from the app), never answers with claims.
+The claims are those the token's ``scope`` releases (``tokens.user_claims``), read from
+the user's current record. A token is refused (401 ``invalid_token``) when its ``jti`` is
+revoked, when the token itself is revoked (``TOKEN``, by the SHA-256 of its JWS signing
+input), or when its subject is revoked (``SUBJECT``) at or after the token's ``iat``. If
+the revocation store cannot be read, the request fails (503 from the app), never answers
+with claims.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from ...store.records import RevocationKind, token_hash
 from ..core import VerifiedToken
 from .errors import OAuthError
 from .provider import IdentityProvider
+from .tokens import user_claims
 
 
 def signing_input_hash(untrusted_token: str) -> str:
@@ -41,7 +44,8 @@ def _revoked(
 
 
 def userinfo(provider: IdentityProvider, untrusted_token: str) -> dict[str, Any]:
-    """Verify the access token and return the user's current claims.
+    """Verify the access token and return the user's current claims that its scope
+    releases.
 
     Raises ``TokenError`` (bad token), ``OAuthError`` (revoked, user gone or disabled) or
     ``StoreError`` (revocations or users cannot be read)."""
@@ -57,11 +61,6 @@ def userinfo(provider: IdentityProvider, untrusted_token: str) -> dict[str, Any]
     user = provider.users.get(token.subject or "")
     if user is None or user.disabled:
         raise revoked
-    return {
-        "sub": user.id,
-        "email": user.email,
-        "email_verified": True,
-        "name": user.display_name or user.email,
-        "groups": list(user.groups),
-        "roles": list(user.roles),
-    }
+    scope = token.claims.get("scope")
+    granted = tuple(scope.split()) if isinstance(scope, str) else ()
+    return user_claims(user, granted)

@@ -57,6 +57,9 @@ class FakeIdP:
         }
         self.id_overrides: dict[str, Any] = {}
         self.id_ttl = 300
+        # When the user last authenticated here: set at each authorization, and kept by
+        # refreshed ID tokens (OIDC Core 12.2), whatever second the refresh happens in.
+        self.auth_time = int(time.time()) - 5
         self.codes: dict[str, dict[str, Any]] = {}
         self.refresh_tokens: dict[str, str] = {}
         self.authorize_requests: list[dict[str, str]] = []
@@ -80,6 +83,7 @@ class FakeIdP:
     async def authorize(self, request: Request) -> Response:
         params = dict(request.query_params)
         self.authorize_requests.append(params)
+        self.auth_time = int(time.time()) - 5
         code = secrets.token_urlsafe(16)
         self.codes[code] = params
         query = urlencode({"code": code, "state": params.get("state", "")})
@@ -131,7 +135,7 @@ class FakeIdP:
     def id_claims(self, extra: dict[str, Any]) -> dict[str, Any]:
         now = int(time.time())
         claims = {"iss": self.issuer, "aud": CLIENT_ID, "iat": now, "exp": now + self.id_ttl,
-                  "auth_time": now - 5, **extra, **self.id_overrides}  # fmt: skip
+                  "auth_time": self.auth_time, **extra, **self.id_overrides}  # fmt: skip
         return {k: v for k, v in claims.items() if v is not None}
 
     def sign(self, claims: dict[str, Any], typ: str = "JWT", key: Any = None) -> str:

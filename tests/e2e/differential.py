@@ -215,16 +215,14 @@ def _trim_dots(path: str) -> str:
 
 def _everything(raw: str) -> str:
     path = unquote(unquote(raw)).replace("\\", "/")
-    path = unicodedata.normalize("NFKC", path)
+    path = unicodedata.normalize("NFKC", path).lower()
     return _resolve(_trim_dots(_drop_params(path)))
 
 
 # How upstream servers read the raw path of the request line. Each is a real behaviour:
 # if any reading of the forwarded bytes is a path the policy does not allow this caller,
-# the upstream may serve what the decision did not allow. Case-folding is not among them:
-# paths are case-sensitive in the policy language, as in most frameworks; whether an
-# upstream folds case is a property of its route, not something a target can show.
-# (Upper-case spellings are still generated: the once-decoded path must equal the audit.)
+# the upstream may serve what the decision did not allow. The gateway runs its routes'
+# default ``path_matching.case: consistent``, so case-folding upstreams are covered too.
 READINGS: dict[str, Callable[[str], str]] = {
     "decode once (Starlette)": unquote,
     "decode, resolve dots (nginx, Apache)": lambda r: _resolve(unquote(r)),
@@ -234,6 +232,7 @@ READINGS: dict[str, Callable[[str], str]] = {
     "drop ;params (Tomcat, Jetty, Spring)": lambda r: _resolve(_drop_params(unquote(r))),
     "trim trailing dots (Windows, IIS)": lambda r: _resolve(_trim_dots(unquote(r))),
     "NFKC (Unicode look-alikes)": lambda r: _resolve(unicodedata.normalize("NFKC", unquote(r))),
+    "case-insensitive (Express, ASP.NET, IIS)": lambda r: _resolve(unquote(r).lower()),
     "all of these at once": _everything,
 }
 

@@ -32,7 +32,7 @@ from .conftest import Issuer, MakeGateway, gateway_config
 from .servers import ThreadServer
 from .test_audit_metrics import AuditedGateway
 
-HOSTS = "[app.test, java.test, express.test, override.test, fa.test, fa-express.test]"
+HOSTS = "[app.test, java.test, express.test, override.test, fa.test, fa-express.test, exact.test]"
 POLICY = f"""
 version: 1
 rules:
@@ -143,6 +143,8 @@ def stack(make_gateway: MakeGateway, issuer: Issuer, tmp_path: Path) -> Iterator
             {"name": "override", "host": "override.test", "upstream": up.url,
              "method_override": "decide"},
             {"name": "fa", "host": "fa.test"},
+            {"name": "exact", "host": "exact.test", "upstream": up.url,
+             "path_matching": {"case": "sensitive"}},
             {"name": "fa-express", "host": "fa-express.test",
              "path_matching": {"case": "insensitive"}},
         ]  # fmt: skip
@@ -290,8 +292,37 @@ def test_uppercase_admin_path_on_a_case_insensitive_route_is_decided_as_admin(
 def test_uppercase_admin_path_on_a_case_sensitive_route_reaches_the_upstream_as_decided(
     stack: Stack,
 ) -> None:
-    status, _, body = stack.request("GET", "/ADMIN/settings", **stack.as_user("staff"))
+    staff = stack.as_user("staff")
+    status, _, body = stack.request("GET", "/ADMIN/settings", "exact.test", **staff)
     assert (status, json.loads(body)["path"]) == (200, "/ADMIN/settings")
+
+
+def test_uppercase_admin_spelling_is_refused_by_default_where_its_lowercase_form_is(
+    stack: Stack,
+) -> None:
+    """The default ``case: consistent``: ``/ADMIN/settings`` is allowed only if
+    ``/admin/settings`` is, whatever the upstream's case rule (proxy, WebSocket and
+    forward-auth alike); an allowed one is forwarded as sent."""
+    staff, admin = stack.as_user("staff"), stack.as_user("admins")
+    for target in ("/ADMIN/settings", "/Admin/settings", "/aDmIn/x"):
+        assert stack.request("GET", target, **staff)[0] == 403, target
+        assert websocket_status(stack, target, **staff) == 403, target
+        check = nginx_check(target)
+        assert stack.request("GET", "/verity/auth", "fa.test", **staff, **check)[0] == 403
+    status, _, body = stack.request("GET", "/ADMIN/settings", **admin)
+    assert (status, json.loads(body)["path"]) == (200, "/ADMIN/settings")
+    audited = stack.audited_reasons()
+    refused = [path for _, path, codes in audited if codes[:1] == ["path.case_ambiguous"]]
+    # three spellings x (proxy, WebSocket, forward-auth), each audited as sent
+    assert sorted(refused) == sorted(["/ADMIN/settings", "/Admin/settings", "/aDmIn/x"] * 3)
+
+
+def test_uppercase_letters_in_an_allowed_path_still_pass_by_default(stack: Stack) -> None:
+    staff = stack.as_user("staff")
+    status, _, body = stack.request("GET", "/reports/Q3-ABC", **staff)
+    assert (status, json.loads(body)["path"]) == (200, "/reports/Q3-ABC")
+    check = nginx_check("/reports/Q3-ABC")
+    assert stack.request("GET", "/verity/auth", "fa.test", **staff, **check)[0] == 200
 
 
 def test_path_parameters_cannot_hide_the_admin_segment(stack: Stack) -> None:

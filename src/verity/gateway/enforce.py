@@ -16,7 +16,7 @@ import enum
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Protocol
 from urllib.parse import quote
@@ -242,6 +242,8 @@ class Enforcer:
         request = self._request(subject, principal, network, facts)
         started = time.perf_counter()
         decision = self.decider.decide(request)
+        if decision.effect is Effect.ALLOW and subject.route.path_matching.case == "consistent":
+            decision = self._case_consistent(request, subject.http, decision)
         elapsed = time.perf_counter() - started
         self._notify(request, decision, subject.route.name)
         acknowledged = await self._observe(request, decision, subject.route.name, elapsed)
@@ -255,6 +257,31 @@ class Enforcer:
             return Outcome(Verdict.UNAVAILABLE, decision, principal)
         headers = self._identity_headers(subject, principal, decision, facts)
         return Outcome(Verdict.ALLOWED, decision, principal, headers)
+
+    def _case_consistent(
+        self, request: AccessRequest, http: HttpTarget, decision: Decision
+    ) -> Decision:
+        """``path_matching.case: consistent``: an allowed path with upper-case letters
+        stays allowed only if its lower-cased form is allowed too (an upstream that
+        ignores case serves ``/ADMIN`` as ``/admin``). Otherwise the deny of the
+        lower-cased form, first saying why."""
+        folded = http.path.lower()
+        if folded == http.path:
+            return decision
+        lowered = HttpTarget.canonical(
+            host=http.host, method=http.method, path=folded, headers=http.headers
+        )
+        other = self.decider.decide(replace(request, http=lowered))
+        if other.effect is Effect.ALLOW:
+            return decision
+        why = Reason(
+            "path.case_ambiguous",
+            f"An upstream that ignores case reads this path as {folded}, which is not "
+            "allowed for you.",
+            other.rule,
+            "Use the path in its usual (lower-case) spelling, or ask for access to it.",
+        )
+        return other._replace(reasons=(why, *other.reasons))
 
     def _request(
         self, subject: Subject, principal: Principal, network: NetworkContext, facts: Facts

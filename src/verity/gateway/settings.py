@@ -45,10 +45,15 @@ class PathMatching(_Section):
     "The canonical target rule"). Ambiguous targets are always refused; these choices
     cover what depends on the upstream."""
 
-    case: Literal["sensitive", "insensitive"] = Field(
-        default="sensitive",
-        description="`insensitive`: the policy, the audit and the upstream see the path "
-        "lower-cased (set it for upstreams that route case-insensitively, e.g. Express).",
+    case: Literal["consistent", "sensitive", "insensitive"] = Field(
+        default="consistent",
+        description="`consistent` (default): a path with upper-case letters is allowed "
+        "only if its lower-cased form is allowed too, so an upstream that ignores case "
+        "cannot serve what the policy denies (`/ADMIN` where `/admin` is refused); the "
+        "path is decided and forwarded as sent. `sensitive`: only the path as sent is "
+        "decided (for upstreams known to route case-sensitively, when the policy tells "
+        "paths apart by case). `insensitive`: the policy, the audit and the upstream see "
+        "the path lower-cased (for upstreams that route case-insensitively, e.g. Express).",
     )
     parameters: Literal["refuse", "strip"] = Field(
         default="refuse",

@@ -32,7 +32,7 @@ rules:
     )
     assert [r.name for r in policy.rules] == ["block-kp", "wiki"]
     wiki = policy.rules[1]
-    assert wiki.targets[0].methods == frozenset({"GET"})
+    assert wiki.targets[0].methods == frozenset({"GET", "HEAD"})  # GET covers HEAD
     assert isinstance(wiki.condition.children[0], ast.Roles)
     assert set(policy.access_levels) == {"office"}
     assert len(policy.version) == 64

@@ -229,5 +229,5 @@ def _target_field(field: str, value: Any, path: str, ctx: ParseContext) -> Any:
     if field == "paths":
         return tuple(strings(value, path, ctx, values.path_glob))
     if field == "methods":
-        return frozenset(strings(value, path, ctx, values.method))
+        return values.methods_matched(strings(value, path, ctx, values.method))
     return frozenset(strings(value, path, ctx))

@@ -32,6 +32,11 @@ def _set_of(node_type: Callable[..., ast.Node], convert: Callable[[Any], str] = 
     return parse
 
 
+def _methods(value: Any, path: str, ctx: ParseContext) -> list[ast.Node]:
+    items = strings(value, path, ctx, values.method)
+    return [ast.Methods(path, values.methods_matched(items))] if items else []
+
+
 def _authenticated(value: Any, path: str, ctx: ParseContext) -> list[ast.Node]:
     flag = boolean(value, path, ctx)
     return [] if flag is None else [ast.Authenticated(path, flag)]
@@ -220,7 +225,7 @@ CRITERIA: Mapping[str, Parser] = {
     "roles": _set_of(ast.Roles),
     "claims": _claims,
     "hosts": _hosts,
-    "methods": _set_of(ast.Methods, values.method),
+    "methods": _methods,
     "paths": _paths,
     "headers": _headers,
     "actions": _set_of(ast.Actions),

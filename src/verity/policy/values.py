@@ -8,6 +8,7 @@ import functools
 import ipaddress
 import re
 import zoneinfo
+from collections.abc import Iterable
 
 from .ast import WEEKDAYS, Network
 
@@ -211,6 +212,14 @@ def method(value: object) -> str:
     if not _METHOD.match(text):
         raise ValueError(f"{value!r} is not an HTTP method")
     return text
+
+
+def methods_matched(names: Iterable[str]) -> frozenset[str]:
+    """The methods a ``methods:`` list matches. ``GET`` covers ``HEAD``: servers answer
+    HEAD with their GET handler (RFC 9110 9.3.2), so a rule about GET, allow or deny,
+    cannot be sidestepped with HEAD. ``HEAD`` alone does not cover ``GET``."""
+    found = frozenset(names)
+    return found | {"HEAD"} if "GET" in found else found
 
 
 def path_glob(value: object) -> str:

@@ -327,3 +327,16 @@ def test_limits_are_validated_with_their_key_path() -> None:
     with pytest.raises(ConfigError, match=r"gateway\.header_timeout_seconds"):
         config_with(header_timeout_seconds=0)
     assert config_with().gateway.max_concurrent_requests <= config_with().gateway.max_connections
+
+
+@pytest.mark.parametrize("parser", PARSERS)
+def test_pipelined_requests_beyond_the_head_limit_in_one_packet_are_not_cut_as_431(
+    make_gateway: MakeGateway, parser: str
+) -> None:
+    # the review: a cut inside a later pipelined head was taken for one oversized head
+    request = HEAD + b"X-Fill: " + b"f" * 3000 + b"\r\n\r\n"  # 3 KB heads, 12 KB head cap
+    with served(make_gateway, parser, max_header_bytes=4096) as server, connect(server) as sock:
+        sock.sendall(request * 8)  # 24 KB in one write: every head well within the limit
+        reader = sock.makefile("rb")
+        statuses = [read_response(reader) for _ in range(8)]
+    assert statuses == [401] * 8

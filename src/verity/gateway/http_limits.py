@@ -10,7 +10,11 @@ sees a byte:
 - **header bytes**: the bytes of a request head (request line, headers, the blank line)
   are counted as they arrive; the parser is fed at most ``max_head_bytes`` of them, and a
   head still incomplete at that point is answered ``431`` and the connection closed, so
-  nothing beyond the limit is ever buffered;
+  nothing beyond the limit is ever buffered. The parser is fed in pieces of at most that
+  size, and pipelined requests are counted head by head (a head that ends inside a piece
+  does not make the next one "too large"); the start of a pipelined head that arrives in
+  the same piece as the end of the previous request is not counted, so a head is cut at
+  twice the limit at worst;
 - **header time**: a request head must be complete ``head_timeout_seconds`` after the
   connection opened (first request) or after the first byte of the request (later
   requests on a keep-alive connection); otherwise ``408`` and the connection is closed
@@ -66,6 +70,7 @@ class _HeadGuard:
     transport: asyncio.Transport
     connections: set[Any]
     _head_bytes: int = 0
+    _heads: int = 0  # request heads completed on this connection
     _head_timer: asyncio.TimerHandle | None = None
     _refused: bool = False
 
@@ -84,34 +89,38 @@ class _HeadGuard:
             self._start_head_timer()
 
     def _guarded_data(self, data: bytes) -> None:
-        if self._refused:
-            return
-        if not self._in_head():
-            self._feed(data)
-            self._after_feed()
-            return
-        self._start_head_timer()
-        room = self.limits.max_head_bytes - self._head_bytes
-        if len(data) <= room:
-            self._head_bytes += len(data)
-            self._feed(data)
-            self._after_feed()
-            return
-        self._head_bytes += room
-        if room > 0:  # (an empty feed would mean end of stream to h11)
-            self._feed(data[:room])  # at most the limit reaches the parser
-        if self._in_head():
-            if not self.transport.is_closing():  # (the parser may have refused already)
-                self._refuse(431)
-            return
-        self._after_feed()
-        self._guarded_data(data[room:])  # the head ended in time: a body or the next request
+        cap = self.limits.max_head_bytes
+        while data and not self._refused:
+            handler: Any = self.transport.get_protocol()
+            if handler is not self:  # upgraded to a WebSocket inside the last piece
+                handler.data_received(data)
+                return
+            if not self._in_head():  # a body (or, for h11, a request being answered)
+                piece, data = data[:cap], data[cap:]  # so that at most ``cap`` bytes of
+                self._feed(piece)  # the next head can arrive with the end of this one
+                self._after_feed()
+                continue
+            self._start_head_timer()
+            room = cap - self._head_bytes
+            piece, data = data[:room], data[room:]
+            heads = self._heads
+            self._head_bytes += len(piece)
+            if piece:  # (an empty feed would mean end of stream to h11)
+                self._feed(piece)  # at most the limit reaches the parser
+            if self._in_head() and self._heads == heads and data:
+                # the same head is still incomplete and more is coming: over the limit
+                if not self.transport.is_closing():  # (the parser may have refused)
+                    self._refuse(431)
+                return
+            self._after_feed()  # (pipelined: a head that ended inside ``piece`` was
+            # followed by the start of the next one, counted from the following bytes)
 
     def _after_feed(self) -> None:
         if not self._in_head():
             self._head_done()
 
     def _head_done(self) -> None:
+        self._heads += 1
         self._head_bytes = 0
         self._stop_head_timer()
 

@@ -410,3 +410,39 @@ def test_path_matching_method_override_and_dialect_paths_are_validated_with_thei
     assert "gateway.forward_auth.traefik_path" in problems(
         {"forward_auth": {"path": "/verity/auth", "traefik_path": "/verity/auth"}}
     )
+
+
+# PHP (Symfony, Laravel) reads ``.method`` and `` method`` as ``_method`` (dots and spaces
+# in parameter names become ``_``); CGI, WSGI and PHP servers read a header name with
+# ``_`` as the one with ``-`` (HTTP_X_HTTP_METHOD_OVERRIDE).
+OVERRIDE_SPELLINGS = {
+    "query_dot_method": ("/items/1?.method=DELETE", []),
+    "query_encoded_dot_method": ("/items/1?%2Emethod=DELETE", []),
+    "query_space_dot_method": ("/items/1?a=1&+.method=DELETE", []),
+    "query_inner_space_method": ("/items/1?%20method=x&%5F%20method=", []),
+    "header_underscores": ("/items/1", [("X_HTTP_Method_Override", "DELETE")]),
+    "header_mixed": ("/items/1", [("X-Method_Override", "DELETE")]),
+}
+
+
+@pytest.mark.parametrize(
+    ("target", "override"), OVERRIDE_SPELLINGS.values(), ids=OVERRIDE_SPELLINGS.keys()
+)
+def test_method_override_spelled_as_php_or_cgi_reads_it_is_refused_too(
+    stack: Stack, target: str, override: list[tuple[str, str]]
+) -> None:
+    connection = http.client.HTTPConnection("127.0.0.1", stack.port, timeout=10)
+    try:
+        connection.putrequest("POST", target, skip_host=True, skip_accept_encoding=True)
+        connection.putheader("Host", "app.test")
+        for name, value in [*stack.as_user("staff").items(), *override]:
+            connection.putheader(name, value)
+        connection.endheaders()
+        status = connection.getresponse().status
+    finally:
+        connection.close()
+    if target.endswith("%5F%20method="):  # " method" is "method" to PHP, "_ method" "__method"
+        assert status == 200
+        return
+    assert status == 400
+    assert stack.upstream.seen == []

@@ -67,6 +67,8 @@ FORWARDING = frozenset(
      "x-forwarded-port", "x-forwarded-prefix", "x-real-ip", "x-original-uri",
      "x-original-method", "x-original-url", "x-forwarded-method", "x-forwarded-uri"}
 )  # fmt: skip
+# Every X-Forwarded-* and X-Original-* (X-Forwarded-Ssl and -Scheme set Rack's scheme).
+_FORWARDING_PREFIXES = ("x-forwarded-", "x-original-")
 # Never forwarded as-is: Host is set per route, Expect is answered by the server.
 _REPLACED = frozenset({"host", "expect"})
 # Kept from the policy's view of headers: credentials.
@@ -116,7 +118,15 @@ def _name(raw_name: bytes) -> tuple[int, bool, bytes, str]:
     if known is None:
         key = raw_name.decode("latin-1").lower()
         hop = key in HOP_BY_HOP
-        if hop or key in FORWARDING or key in _REPLACED or is_identity_header(key):
+        read_as = key.replace("_", "-")  # how CGI, WSGI and PHP servers read the name
+        if (
+            hop
+            or read_as in HOP_BY_HOP
+            or read_as in FORWARDING
+            or read_as.startswith(_FORWARDING_PREFIXES)
+            or read_as in _REPLACED
+            or is_identity_header(key)
+        ):
             kind = _DROPPED
         else:
             kind = _AUTHORIZATION if key == "authorization" else _KEPT

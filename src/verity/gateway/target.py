@@ -21,9 +21,10 @@ such as Express by default). The result is the canonical path; the proxy sends i
 upstream re-encoded (``upstream_path``), so the upstream routes on the decided string.
 
 Method overrides (``X-HTTP-Method-Override``, ``X-Method-Override``, ``X-HTTP-Method``,
-also spelled with ``_``; ``?_method=``, also as PHP reads ``?.method=``) make many frameworks run another method than the one on the request line:
-a request carrying one is refused unless the route sets ``method_override: decide``, and
-then the policy decides the overriding method.
+also spelled with ``_``; ``?_method=``, also as PHP reads ``?.method=``) make many
+frameworks run another method than the one on the request line: a request carrying one
+is refused unless the route sets ``method_override: decide``, and then the policy
+decides the overriding method.
 """
 
 from __future__ import annotations

@@ -264,6 +264,16 @@ def test_nginx_check_carrying_traefik_headers_is_refused(stack: Stack) -> None:
     assert envoy[0] == 400
 
 
+def test_envoy_check_with_an_encoded_prefix_cannot_shift_the_decided_path(stack: Stack) -> None:
+    # the endpoint is chosen on the decoded path, the original target cut from the raw one:
+    # "/%76%65%72%69%74y" is 17 bytes, as long as "/verity/ext_authz", so the cut left
+    # "/ext_authz/public/x" to be decided
+    staff = stack.as_user("staff")
+    shifted = "/%76%65%72%69%74y/ext_authz/public/x"
+    assert stack.request("GET", shifted, "fa.test", **staff)[0] == 400
+    assert stack.request("GET", "/verity/ext_authz/public/x", "fa.test", **staff)[0] == 200
+
+
 def test_traefik_endpoint_decides_on_its_own_headers(stack: Stack) -> None:
     check = traefik_check("/admin/users/42", "DELETE", **stack.as_user("staff"))
     assert stack.request("GET", "/verity/auth/traefik", "fa.test", **check)[0] == 403

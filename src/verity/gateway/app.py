@@ -104,7 +104,7 @@ class Gateway:
         self.transport = transport
         self.readiness = readiness
         self.routes = RouteTable(config.routes)
-        self.proxy = UpstreamProxy(transport)
+        self.proxy = UpstreamProxy(transport, body_timeout=config.body_timeout_seconds)
         self.limits = Limits(config.max_header_bytes, config.max_header_count)
         self.forward_auth = ForwardAuth(
             config.forward_auth, routes=self.routes, enforcer=enforcer, render=self.render

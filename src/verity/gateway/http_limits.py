@@ -19,6 +19,9 @@ sees a byte:
   connection opened (first request) or after the first byte of the request (later
   requests on a keep-alive connection); otherwise ``408`` and the connection is closed
   (slowloris). Idle keep-alive connections are closed by uvicorn's ``timeout_keep_alive``;
+- **body after the answer**: a request answered before its body ended (refused, 401,
+  413...) has ``head_timeout_seconds`` after the answer for the rest of its body, then the
+  connection is closed (uvicorn would read it forever, one byte at a time);
 - **connections**: beyond ``max_connections`` open connections (WebSockets included), a
   new connection is answered ``503`` and closed at once, without reading it.
 
@@ -72,6 +75,7 @@ class _HeadGuard:
     _head_bytes: int = 0
     _heads: int = 0  # request heads completed on this connection
     _head_timer: asyncio.TimerHandle | None = None
+    _drain_timer: asyncio.TimerHandle | None = None
     _refused: bool = False
 
     def _in_head(self) -> bool:
@@ -79,6 +83,33 @@ class _HeadGuard:
 
     def _feed(self, data: bytes) -> None:
         raise NotImplementedError
+
+    def _body_pending(self) -> bool:
+        """True while the current request's body has not ended."""
+        raise NotImplementedError
+
+    def _answered(self) -> None:
+        """After a response is complete: a request body still arriving (the request was
+        refused or answered early) has ``head_timeout_seconds`` more to end, not forever."""
+        self._stop_drain_timer()
+        if self._body_pending() and not self.transport.is_closing():
+            loop = asyncio.get_running_loop()
+            cycle = getattr(self, "cycle", None)
+            timeout = self.limits.head_timeout_seconds
+            self._drain_timer = loop.call_later(timeout, self._drain_expired, cycle)
+
+    def _drain_expired(self, cycle: object) -> None:
+        self._drain_timer = None
+        same = getattr(self, "cycle", None) is cycle  # not a later request's body
+        if same and self._body_pending() and not self.transport.is_closing():
+            self._refused = True  # answered already: nothing more to say, only close
+            self._stop_head_timer()
+            self.transport.close()
+
+    def _stop_drain_timer(self) -> None:
+        if self._drain_timer is not None:
+            self._drain_timer.cancel()
+            self._drain_timer = None
 
     def _opened(self) -> None:
         """After ``connection_made``: refuse beyond ``max_connections``, else start the
@@ -159,13 +190,21 @@ class LimitedH11Protocol(_HeadGuard, H11Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._stop_head_timer()
+        self._stop_drain_timer()
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
         self._guarded_data(data)
 
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        self._answered()
+
     def _in_head(self) -> bool:
         return self.conn.their_state is h11.IDLE
+
+    def _body_pending(self) -> bool:
+        return self.conn.their_state is h11.SEND_BODY
 
     def _feed(self, data: bytes) -> None:
         H11Protocol.data_received(self, data)
@@ -190,7 +229,12 @@ else:
 
         def connection_lost(self, exc: Exception | None) -> None:
             self._stop_head_timer()
+            self._stop_drain_timer()
             super().connection_lost(exc)
+
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            self._answered()
 
         def data_received(self, data: bytes) -> None:
             self._guarded_data(data)
@@ -207,6 +251,9 @@ else:
 
         def _in_head(self) -> bool:
             return self._reading_head
+
+        def _body_pending(self) -> bool:
+            return not self._reading_head
 
         def _feed(self, data: bytes) -> None:
             HttpToolsProtocol.data_received(self, data)

@@ -3,12 +3,16 @@
 Bodies stream both ways in chunks: nothing is buffered whole. The request body is
 counted as it streams; a declared ``Content-Length`` over the route's limit is refused
 with 413 before any connection to the upstream, and a chunked body that grows past it is
-cut off (the upstream sees an aborted request, the client 413). A connect failure or an
+cut off (the upstream sees an aborted request, the client 413). A body must arrive within
+``gateway.body_timeout_seconds`` plus one second per KiB (1 KiB/s on average): a slower
+one is cut off the same way (the client 408, its connection closed), so that a trickled
+body cannot hold a connection and an upstream slot forever. A connect failure or an
 upstream that closes early is 502, a timeout 504, an exhausted pool 503 (see ``pool``).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
@@ -32,10 +36,16 @@ from .settings import RouteConfig, UpstreamPoolConfig
 
 log = logging.getLogger("verity.gateway")
 _TOO_LARGE = "The request body is too large."
+_TOO_SLOW = "The request body was not received in time."
+MIN_BODY_RATE = 1024  # bytes per second a body must average beyond body_timeout_seconds
 
 
 class BodyTooLargeError(Exception):
     """The request body grew past the route's limit while streaming."""
+
+
+class BodyTimeoutError(Exception):
+    """The request body did not arrive in time (``body_timeout_seconds``, ``MIN_BODY_RATE``)."""
 
 
 class ClientGoneError(Exception):
@@ -70,24 +80,33 @@ def has_body(raw: RawHeaders) -> bool:
 
 
 class RequestBody:
-    """The client's request body, chunk by chunk, refusing to go past ``limit`` bytes.
+    """The client's request body, chunk by chunk, refusing to go past ``limit`` bytes or to
+    take longer than ``timeout`` seconds plus one per ``MIN_BODY_RATE`` bytes received.
 
     The upstream client reads ``chunks()`` (possibly in a task of its own), so how the
-    body ended is also kept here: ``too_large`` or ``client_gone``.
+    body ended is also kept here: ``too_large``, ``timed_out`` or ``client_gone``.
     """
 
-    __slots__ = ("client_gone", "limit", "receive", "too_large")
+    __slots__ = ("client_gone", "limit", "receive", "timed_out", "timeout", "too_large")
 
-    def __init__(self, receive: Receive, limit: int) -> None:
+    def __init__(self, receive: Receive, limit: int, timeout: float = 30.0) -> None:
         self.receive = receive
         self.limit = limit
+        self.timeout = timeout
         self.too_large = False
+        self.timed_out = False
         self.client_gone = False
 
     async def chunks(self) -> AsyncIterator[bytes]:
         total = 0
+        deadline = asyncio.get_running_loop().time() + self.timeout
         while True:
-            message = await self.receive()
+            try:
+                async with asyncio.timeout_at(deadline):
+                    message = await self.receive()
+            except TimeoutError:
+                self.timed_out = True
+                raise BodyTimeoutError from None
             if message["type"] == "http.disconnect":
                 self.client_gone = True
                 raise ClientGoneError
@@ -96,22 +115,26 @@ class RequestBody:
             if total > self.limit:
                 self.too_large = True
                 raise BodyTooLargeError
+            deadline += len(chunk) / MIN_BODY_RATE
             if chunk:
                 yield chunk
             if not message.get("more_body", False):
                 return
 
 
-def stream_body(receive: Receive, limit: int) -> AsyncIterator[bytes]:
-    """The request body chunk by chunk, refusing to go past ``limit`` bytes."""
-    return RequestBody(receive, limit).chunks()
+def stream_body(receive: Receive, limit: int, timeout: float = 30.0) -> AsyncIterator[bytes]:
+    """The request body chunk by chunk, refusing to go past ``limit`` bytes (or slow)."""
+    return RequestBody(receive, limit, timeout).chunks()
 
 
 class UpstreamProxy:
     """Sends allowed requests to their route's upstream through one ``Upstream`` (pool)."""
 
-    def __init__(self, transport: Upstream | httpx.AsyncBaseTransport) -> None:
+    def __init__(
+        self, transport: Upstream | httpx.AsyncBaseTransport, *, body_timeout: float = 30.0
+    ) -> None:
         self.upstream = as_upstream(transport)
+        self.body_timeout = body_timeout
         self._bases: dict[str, tuple[str, str, int | None, str]] = {}
 
     def _base(self, upstream: str) -> tuple[str, str, int | None, str]:
@@ -161,29 +184,37 @@ class UpstreamProxy:
             raw, forward_authorization=route.forward_authorization, hidden_cookies=hidden_cookies
         )
         headers.extend(added)
-        body = RequestBody(receive, route.max_body_bytes) if has_body(raw) else None
+        body = (
+            RequestBody(receive, route.max_body_bytes, self.body_timeout)
+            if has_body(raw)
+            else None
+        )
         request = self.build(
             route, method=scope["method"], path=path, query=scope.get("query_string", b""),
             headers=headers, content=body.chunks() if body is not None else None,
         )  # fmt: skip
         try:
             upstream = await self.upstream.send(request)
-        except (UpstreamError, BodyTooLargeError, ClientGoneError) as exc:
+        except (UpstreamError, BodyTooLargeError, BodyTimeoutError, ClientGoneError) as exc:
             if body is None or not body.client_gone:
                 await self._failure(exc, route, body, html)(scope, receive, send)
             return
-        if body is not None and (body.too_large or body.client_gone):
+        if body is not None and (body.too_large or body.timed_out or body.client_gone):
             await upstream.aclose()  # answered, but the body was cut off: never relayed
-            if body.too_large:
-                await responses.error(413, _TOO_LARGE, html=html)(scope, receive, send)
+            if not body.client_gone:
+                await self._failure(None, route, body, html)(scope, receive, send)
             return
         await relay(upstream, route.name, send)
 
     def _failure(
-        self, exc: Exception, route: RouteConfig, body: RequestBody | None, html: bool
+        self, exc: Exception | None, route: RouteConfig, body: RequestBody | None, html: bool
     ) -> Response:
         if isinstance(exc, BodyTooLargeError) or (body is not None and body.too_large):
             return responses.error(413, _TOO_LARGE, html=html)
+        if isinstance(exc, BodyTimeoutError) or (body is not None and body.timed_out):
+            response = responses.error(408, _TOO_SLOW, html=html)
+            response.headers["connection"] = "close"  # the rest of the body is not read
+            return response
         status, message = 502, UpstreamError.public_message
         if isinstance(exc, UpstreamError):
             status, message = exc.status, exc.public_message

@@ -310,20 +310,22 @@ def test_trickled_request_body_is_cut_at_the_body_deadline_and_frees_the_upstrea
     )
     head = (f"POST /trickle HTTP/1.1\r\nHost: app.test\r\nAuthorization: Bearer {issuer.token()}"
             "\r\nContent-Length: 100000\r\n\r\n").encode()  # fmt: skip
-    with ThreadServer(gateway, lifespan="on") as server:
-        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
-            sock.sendall(head + b"x" * 100)
-            sock.settimeout(0.1)
-            started, answer = time.monotonic(), b""
-            while not answer and time.monotonic() - started < 6:
-                try:
-                    sock.sendall(b"x")  # 10 bytes a second: far below 1 KiB/s
-                    answer = sock.recv(4096)
-                except TimeoutError:
-                    continue
-                except OSError:
-                    break
-            elapsed = time.monotonic() - started
+    with (
+        ThreadServer(gateway, lifespan="on") as server,
+        socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock,
+    ):
+        sock.sendall(head + b"x" * 100)
+        sock.settimeout(0.1)
+        started, answer = time.monotonic(), b""
+        while not answer and time.monotonic() - started < 6:
+            try:
+                sock.sendall(b"x")  # 10 bytes a second: far below 1 KiB/s
+                answer = sock.recv(4096)
+            except TimeoutError:
+                continue
+            except OSError:
+                break
+        elapsed = time.monotonic() - started
     assert answer.startswith(b"HTTP/1.1 408"), answer[:100]
     assert b"connection: close" in answer.lower()
     assert elapsed < 3.0, elapsed

@@ -185,9 +185,7 @@ class UpstreamProxy:
         )
         headers.extend(added)
         body = (
-            RequestBody(receive, route.max_body_bytes, self.body_timeout)
-            if has_body(raw)
-            else None
+            RequestBody(receive, route.max_body_bytes, self.body_timeout) if has_body(raw) else None
         )
         request = self.build(
             route, method=scope["method"], path=path, query=scope.get("query_string", b""),

@@ -22,7 +22,7 @@ from verity.config import VerityConfig, parse_config
 from verity.errors import ConfigError
 from verity.gateway.http_limits import LimitedH11Protocol, LimitedHttpToolsProtocol
 
-from .conftest import POLICY, ROUTES, MakeGateway
+from .conftest import POLICY, ROUTES, MakeGateway, RecordingUpstream
 from .servers import ThreadServer, free_port, serve_options
 
 PARSERS = ["h11", "httptools"]
@@ -389,3 +389,18 @@ def test_body_that_ends_after_the_answer_keeps_the_connection_for_the_next_reque
             statuses.append(read_response(reader))
             time.sleep(0.8)
     assert statuses == [401, 401]
+
+
+@pytest.mark.parametrize("parser", PARSERS)
+def test_content_length_with_transfer_encoding_is_refused_by_either_parser(
+    make_gateway: MakeGateway, upstream: RecordingUpstream, parser: str
+) -> None:
+    # the review: h11 reads such a body as chunked and the gateway forwarded the client's
+    # Content-Length with it, so the upstream connection's framing was the client's choice
+    request = (b"POST /public/x HTTP/1.1\r\nHost: app.test\r\nContent-Length: 40\r\n"
+               b"Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n5\r\nhello\r\n0\r\n\r\n")  # fmt: skip
+    with served(make_gateway, parser) as server, connect(server) as sock:
+        sock.sendall(request)
+        answer = read_all(sock)
+    assert answer.startswith(b"HTTP/1.1 400 "), answer[:80]
+    assert upstream.seen == []

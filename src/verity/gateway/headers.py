@@ -209,6 +209,23 @@ def check_limits(raw: RawHeaders, *, max_bytes: int, max_count: int) -> None:
         raise BadRequestError(431, "Request headers are too large.")
 
 
+def check_framing(raw: RawHeaders) -> None:
+    """400 for a request with both ``Content-Length`` and ``Transfer-Encoding``.
+
+    httptools refuses it; h11 reads the body as chunked, and the gateway would then
+    forward the client's ``Content-Length`` with a body of another length, leaving the
+    framing of a pooled upstream connection to the client (request smuggling, RFC 9112
+    6.1: an intermediary must not forward both). Refused the same under either parser."""
+    length = chunked = False
+    for name, _ in raw:
+        if name == b"content-length":
+            length = True
+        elif name == b"transfer-encoding":
+            chunked = True
+    if length and chunked:
+        raise BadRequestError(400, "Content-Length and Transfer-Encoding together.")
+
+
 def valid_host(untrusted: str | None) -> str:
     """The Host value if it is a well-formed host[:port]; 400 otherwise."""
     host = (untrusted or "").strip().lower()

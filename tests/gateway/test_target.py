@@ -21,10 +21,12 @@ import pytest
 from pydantic import ValidationError
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
+from websockets.uri import parse_uri
 
 from verity.config import ServerConfig, VerityConfig
 from verity.gateway.proxy import new_transport
-from verity.gateway.settings import UpstreamPoolConfig
+from verity.gateway.settings import RouteConfig, UpstreamPoolConfig
+from verity.gateway.websocket_handshake import upstream_uri
 from verity.policy import compile_policy, load_policy
 from verity.request_io import problems_of
 
@@ -456,3 +458,11 @@ def test_method_override_spelled_as_php_or_cgi_reads_it_is_refused_too(
         return
     assert status == 400
     assert stack.upstream.seen == []
+
+
+def test_websocket_upstream_gets_the_decided_path_even_with_a_raw_byte_in_the_query() -> None:
+    # the review: a non-ASCII byte or space in the query made the WebSocket client
+    # percent-encode the whole URI again: "/a b" was decided, "/a%2520b" sent upstream
+    route = RouteConfig(name="ws", host="app.test", upstream="http://up.test:81/base")
+    uri = upstream_uri(route, "/a b/caf\u00e9", b"q=\xe9 x&r=%41")
+    assert parse_uri(uri).resource_name == "/base/a%20b/caf%C3%A9?q=%E9%20x&r=%41"

@@ -121,7 +121,7 @@ class _HeadGuard:
 
     def _guarded_data(self, data: bytes) -> None:
         cap = self.limits.max_head_bytes
-        while data and not self._refused:
+        while data and not self._refused and not self.transport.is_closing():
             handler: Any = self.transport.get_protocol()
             if handler is not self:  # upgraded to a WebSocket inside the last piece
                 handler.data_received(data)

@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 
 import httpx
 from starlette.responses import Response
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 from . import responses
 from .headers import RawHeaders, response_headers, upstream_headers
@@ -120,6 +120,50 @@ class RequestBody:
                 yield chunk
             if not message.get("more_body", False):
                 return
+
+
+class BodyDeadline:
+    """``receive``/``send`` for the gateway's own apps (login, embedded IdP), which read
+    request bodies themselves: the body must arrive as fast as a forwarded one
+    (``timeout`` plus one second per ``MIN_BODY_RATE`` bytes). When it does not, the
+    client gets 408 with ``Connection: close``, the app ``http.disconnect``, and what the
+    app sends or raises afterwards is dropped (``expired``)."""
+
+    __slots__ = ("_body_done", "_deadline", "_receive", "_send", "_started", "expired")
+
+    def __init__(self, receive: Receive, send: Send, timeout: float) -> None:
+        self._receive = receive
+        self._send = send
+        self._deadline = asyncio.get_running_loop().time() + timeout
+        self._started = False
+        self._body_done = False
+        self.expired = False
+
+    async def receive(self) -> Message:
+        if self.expired:
+            return {"type": "http.disconnect"}
+        if self._body_done:  # waiting for a disconnect (streaming responses): no deadline
+            return await self._receive()
+        try:
+            async with asyncio.timeout_at(self._deadline):
+                message = await self._receive()
+        except TimeoutError:
+            self.expired = True
+            if not self._started:
+                await self._send({"type": "http.response.start", "status": 408,
+                                  "headers": [(b"content-type", b"text/plain; charset=utf-8"),
+                                              (b"connection", b"close")]})  # fmt: skip
+                await self._send({"type": "http.response.body", "body": _TOO_SLOW.encode()})
+            return {"type": "http.disconnect"}
+        self._deadline += len(message.get("body", b"")) / MIN_BODY_RATE
+        self._body_done = message["type"] != "http.request" or not message.get("more_body")
+        return message
+
+    async def send(self, message: Message) -> None:
+        if self.expired:
+            return
+        self._started = True
+        await self._send(message)
 
 
 def stream_body(receive: Receive, limit: int, timeout: float = 30.0) -> AsyncIterator[bytes]:

@@ -142,3 +142,19 @@ def test_header_limits() -> None:
     with pytest.raises(BadRequestError):
         check_limits(raw(*[("a", "b")] * 11), max_bytes=5000, max_count=10)
     check_limits(raw(("a", "b")), max_bytes=50, max_count=10)
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["X_Forwarded_For", "X_Forwarded_Host", "X_Forwarded_Proto", "X_Real_IP", "x_forwarded-port",
+     "X_Original_URI", "X_Forwarded_Prefix", "Proxy_Authorization", "X-Forwarded-Ssl",
+     "X-Forwarded-Scheme", "X_Forwarded_Server", "X-Original-Host"],
+)  # fmt: skip
+def test_forwarding_headers_in_any_spelling_do_not_reach_the_upstream(
+    name: str,
+) -> None:
+    # CGI, WSGI and PHP servers read X_Forwarded_Host as X-Forwarded-Host (HTTP_X_...):
+    # the client's copy would sit beside, or replace, the one the gateway verified; Rack
+    # takes X-Forwarded-Ssl: on / X-Forwarded-Scheme for the request's scheme
+    cleaned = upstream_headers(raw((name, "evil.example"), ("Accept", "a")))
+    assert cleaned == [(b"accept", b"a")]

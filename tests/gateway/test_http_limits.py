@@ -22,7 +22,7 @@ from verity.config import VerityConfig, parse_config
 from verity.errors import ConfigError
 from verity.gateway.http_limits import LimitedH11Protocol, LimitedHttpToolsProtocol
 
-from .conftest import POLICY, ROUTES, MakeGateway
+from .conftest import POLICY, ROUTES, MakeGateway, RecordingUpstream
 from .servers import ThreadServer, free_port, serve_options
 
 PARSERS = ["h11", "httptools"]
@@ -327,3 +327,80 @@ def test_limits_are_validated_with_their_key_path() -> None:
     with pytest.raises(ConfigError, match=r"gateway\.header_timeout_seconds"):
         config_with(header_timeout_seconds=0)
     assert config_with().gateway.max_concurrent_requests <= config_with().gateway.max_connections
+
+
+@pytest.mark.parametrize("parser", PARSERS)
+def test_pipelined_requests_beyond_the_head_limit_in_one_packet_are_not_cut_as_431(
+    make_gateway: MakeGateway, parser: str
+) -> None:
+    # the review: a cut inside a later pipelined head was taken for one oversized head
+    request = HEAD + b"X-Fill: " + b"f" * 3000 + b"\r\n\r\n"  # 3 KB heads, 12 KB head cap
+    with served(make_gateway, parser, max_header_bytes=4096) as server, connect(server) as sock:
+        sock.sendall(request * 8)  # 24 KB in one write: every head well within the limit
+        reader = sock.makefile("rb")
+        statuses = [read_response(reader) for _ in range(8)]
+    assert statuses == [401] * 8
+
+
+@pytest.mark.parametrize("parser", PARSERS)
+def test_refused_request_whose_body_trickles_on_is_closed_at_the_deadline(
+    make_gateway: MakeGateway, parser: str
+) -> None:
+    # the review: the 401 is sent at once, then the never-ending body of the refused
+    # request (one byte every few seconds) held the connection forever, before any sign-in
+    head = b"POST /x HTTP/1.1\r\nHost: app.test\r\nContent-Length: 1000000000\r\n\r\n"
+    with (
+        served(make_gateway, parser, header_timeout_seconds=1.0) as server,
+        connect(server) as sock,
+    ):
+        sock.sendall(head + b"b" * 1000)
+        reader = sock.makefile("rb")
+        assert read_response(reader) == 401
+        started = time.monotonic()
+        try:
+            for _ in range(40):  # one body byte every 0.1 s: 4 s if never cut
+                sock.sendall(b"b")
+                time.sleep(0.1)
+        except OSError:
+            pass
+        rest = reader.read()
+        elapsed = time.monotonic() - started
+    assert rest == b"", rest[:80]
+    assert elapsed < 3.0, elapsed
+
+
+@pytest.mark.parametrize("parser", PARSERS)
+def test_body_that_ends_after_the_answer_keeps_the_connection_for_the_next_requests(
+    make_gateway: MakeGateway, parser: str
+) -> None:
+    head = b"POST /x HTTP/1.1\r\nHost: app.test\r\nContent-Length: 10\r\n\r\n"
+    with (
+        served(make_gateway, parser, header_timeout_seconds=1.0) as server,
+        connect(server) as sock,
+    ):
+        reader = sock.makefile("rb")
+        sock.sendall(head + b"12345")
+        assert read_response(reader) == 401  # answered before the body ended
+        time.sleep(0.3)
+        sock.sendall(b"67890")  # the body ends within the deadline
+        statuses = []
+        for _ in range(2):  # and the connection serves the next requests, past the deadline
+            sock.sendall(HEAD + b"\r\n")
+            statuses.append(read_response(reader))
+            time.sleep(0.8)
+    assert statuses == [401, 401]
+
+
+@pytest.mark.parametrize("parser", PARSERS)
+def test_content_length_with_transfer_encoding_is_refused_by_either_parser(
+    make_gateway: MakeGateway, upstream: RecordingUpstream, parser: str
+) -> None:
+    # the review: h11 reads such a body as chunked and the gateway forwarded the client's
+    # Content-Length with it, so the upstream connection's framing was the client's choice
+    request = (b"POST /public/x HTTP/1.1\r\nHost: app.test\r\nContent-Length: 40\r\n"
+               b"Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n5\r\nhello\r\n0\r\n\r\n")  # fmt: skip
+    with served(make_gateway, parser) as server, connect(server) as sock:
+        sock.sendall(request)
+        answer = read_all(sock)
+    assert answer.startswith(b"HTTP/1.1 400 "), answer[:80]
+    assert upstream.seen == []

@@ -289,3 +289,93 @@ def test_non_utf8_header_value_is_400_on_the_pool(
     else:  # httpx sends the bytes as they are
         assert answer.startswith(b"HTTP/1.1 200"), answer[:100]
         assert b"caf\\u00e9" in answer  # as the echo's JSON escapes it
+
+
+@pytest.mark.parametrize("transport", ["pool", "httpx"])
+def test_trickled_request_body_is_cut_at_the_body_deadline_and_frees_the_upstream(
+    make_gateway: MakeGateway,
+    streaming_upstream: tuple[StreamingUpstream, str],
+    issuer: Issuer,
+    transport: str,
+) -> None:
+    # the review: an allowed request whose body trickled in (one byte at a time) held a
+    # gateway connection and an upstream slot forever; the route's read timeout never
+    # fired, because the upstream was waiting for the body
+    upstream, url = streaming_upstream
+    routes = [{"name": "app", "host": "app.test", "upstream": url, "read_timeout_seconds": 60}]
+    client = new_transport(UpstreamPoolConfig()) if transport == "pool" else None
+    gateway = make_gateway(
+        config=gateway_config(routes=routes, body_timeout_seconds=1.0),
+        transport=client or httpx.AsyncHTTPTransport(),
+    )
+    head = (f"POST /trickle HTTP/1.1\r\nHost: app.test\r\nAuthorization: Bearer {issuer.token()}"
+            "\r\nContent-Length: 100000\r\n\r\n").encode()  # fmt: skip
+    with (
+        ThreadServer(gateway, lifespan="on") as server,
+        socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock,
+    ):
+        sock.sendall(head + b"x" * 100)
+        sock.settimeout(0.1)
+        started, answer = time.monotonic(), b""
+        while not answer and time.monotonic() - started < 6:
+            try:
+                sock.sendall(b"x")  # 10 bytes a second: far below 1 KiB/s
+                answer = sock.recv(4096)
+            except TimeoutError:
+                continue
+            except OSError:
+                break
+        elapsed = time.monotonic() - started
+    assert answer.startswith(b"HTTP/1.1 408"), answer[:100]
+    assert b"connection: close" in answer.lower()
+    assert elapsed < 3.0, elapsed
+    assert [c for c in upstream.completed if c[0] == "/trickle"] == []
+
+
+def test_trickled_body_to_a_gateway_app_is_cut_at_the_body_deadline(
+    make_gateway: MakeGateway,
+) -> None:
+    # the review: the login and IdP apps read form bodies before anyone signed in; one
+    # trickled a byte at a time held the connection forever (the header deadline was over)
+    async def login_form(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        body = b""
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise RuntimeError("client went away")  # what a form parser raises
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"%d" % len(body)})
+
+    gateway = make_gateway(
+        config=gateway_config(body_timeout_seconds=1.0), mounts=[("/verity/login", login_form)]
+    )
+    head = b"POST /verity/login/password HTTP/1.1\r\nHost: app.test\r\nContent-Length: 5000\r\n\r\n"
+    with (
+        ThreadServer(gateway) as server,
+        socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock,
+    ):
+        sock.sendall(head + b"a=1")
+        sock.settimeout(0.1)
+        started, answer = time.monotonic(), b""
+        while not answer and time.monotonic() - started < 6:
+            try:
+                sock.sendall(b"x")
+                answer = sock.recv(4096)
+            except TimeoutError:
+                continue
+            except OSError:
+                break
+        elapsed = time.monotonic() - started
+        sock.settimeout(5)
+        sock.sendall(b"x" * 4000)  # the rest, too late: nothing more is answered
+    assert answer.startswith(b"HTTP/1.1 408"), answer[:100]
+    assert elapsed < 3.0, elapsed
+    with (
+        ThreadServer(gateway) as server,
+        socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock,
+    ):  # a body that arrives in time is the app's as before
+        sock.sendall(head.replace(b"5000", b"3") + b"a=1")
+        assert sock.recv(4096).startswith(b"HTTP/1.1 200")

@@ -21,10 +21,12 @@ import pytest
 from pydantic import ValidationError
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
+from websockets.uri import parse_uri
 
 from verity.config import ServerConfig, VerityConfig
 from verity.gateway.proxy import new_transport
-from verity.gateway.settings import UpstreamPoolConfig
+from verity.gateway.settings import RouteConfig, UpstreamPoolConfig
+from verity.gateway.websocket_handshake import upstream_uri
 from verity.policy import compile_policy, load_policy
 from verity.request_io import problems_of
 
@@ -266,6 +268,16 @@ def test_nginx_check_carrying_traefik_headers_is_refused(stack: Stack) -> None:
     assert envoy[0] == 400
 
 
+def test_envoy_check_with_an_encoded_prefix_cannot_shift_the_decided_path(stack: Stack) -> None:
+    # the endpoint is chosen on the decoded path, the original target cut from the raw one:
+    # "/%76%65%72%69%74y" is 17 bytes, as long as "/verity/ext_authz", so the cut left
+    # "/ext_authz/public/x" to be decided
+    staff = stack.as_user("staff")
+    shifted = "/%76%65%72%69%74y/ext_authz/public/x"
+    assert stack.request("GET", shifted, "fa.test", **staff)[0] == 400
+    assert stack.request("GET", "/verity/ext_authz/public/x", "fa.test", **staff)[0] == 200
+
+
 def test_traefik_endpoint_decides_on_its_own_headers(stack: Stack) -> None:
     check = traefik_check("/admin/users/42", "DELETE", **stack.as_user("staff"))
     assert stack.request("GET", "/verity/auth/traefik", "fa.test", **check)[0] == 403
@@ -441,3 +453,47 @@ def test_path_matching_method_override_and_dialect_paths_are_validated_with_thei
     assert "gateway.forward_auth.traefik_path" in problems(
         {"forward_auth": {"path": "/verity/auth", "traefik_path": "/verity/auth"}}
     )
+
+
+# PHP (Symfony, Laravel) reads ``.method`` and `` method`` as ``_method`` (dots and spaces
+# in parameter names become ``_``); CGI, WSGI and PHP servers read a header name with
+# ``_`` as the one with ``-`` (HTTP_X_HTTP_METHOD_OVERRIDE).
+OVERRIDE_SPELLINGS = {
+    "query_dot_method": ("/items/1?.method=DELETE", []),
+    "query_encoded_dot_method": ("/items/1?%2Emethod=DELETE", []),
+    "query_space_dot_method": ("/items/1?a=1&+.method=DELETE", []),
+    "query_inner_space_method": ("/items/1?%20method=x&%5F%20method=", []),
+    "header_underscores": ("/items/1", [("X_HTTP_Method_Override", "DELETE")]),
+    "header_mixed": ("/items/1", [("X-Method_Override", "DELETE")]),
+}
+
+
+@pytest.mark.parametrize(
+    ("target", "override"), OVERRIDE_SPELLINGS.values(), ids=OVERRIDE_SPELLINGS.keys()
+)
+def test_method_override_spelled_as_php_or_cgi_reads_it_is_refused_too(
+    stack: Stack, target: str, override: list[tuple[str, str]]
+) -> None:
+    connection = http.client.HTTPConnection("127.0.0.1", stack.port, timeout=10)
+    try:
+        connection.putrequest("POST", target, skip_host=True, skip_accept_encoding=True)
+        connection.putheader("Host", "app.test")
+        for name, value in [*stack.as_user("staff").items(), *override]:
+            connection.putheader(name, value)
+        connection.endheaders()
+        status = connection.getresponse().status
+    finally:
+        connection.close()
+    if target.endswith("%5F%20method="):  # " method" is "method" to PHP, "_ method" "__method"
+        assert status == 200
+        return
+    assert status == 400
+    assert stack.upstream.seen == []
+
+
+def test_websocket_upstream_gets_the_decided_path_even_with_a_raw_byte_in_the_query() -> None:
+    # the review: a non-ASCII byte or space in the query made the WebSocket client
+    # percent-encode the whole URI again: "/a b" was decided, "/a%2520b" sent upstream
+    route = RouteConfig(name="ws", host="app.test", upstream="http://up.test:81/base")
+    uri = upstream_uri(route, "/a b/caf\u00e9", b"q=\xe9 x&r=%41")
+    assert parse_uri(uri).resource_name == "/base/a%20b/caf%C3%A9?q=%E9%20x&r=%41"

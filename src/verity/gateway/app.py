@@ -50,7 +50,7 @@ from .inbound import request_host as _request_host
 from .mounts import mount_scope
 from .mtls import ClientCertificates
 from .pool import Upstream
-from .proxy import UpstreamProxy, forwarding_headers, identity_pairs
+from .proxy import BodyDeadline, UpstreamProxy, forwarding_headers, identity_pairs
 from .readiness import Readiness
 from .routing import RouteTable
 from .settings import GatewayConfig, RouteConfig
@@ -104,7 +104,7 @@ class Gateway:
         self.transport = transport
         self.readiness = readiness
         self.routes = RouteTable(config.routes)
-        self.proxy = UpstreamProxy(transport)
+        self.proxy = UpstreamProxy(transport, body_timeout=config.body_timeout_seconds)
         self.limits = Limits(config.max_header_bytes, config.max_header_count)
         self.forward_auth = ForwardAuth(
             config.forward_auth, routes=self.routes, enforcer=enforcer, render=self.render
@@ -171,7 +171,7 @@ class Gateway:
             html = inbound.html
             mounted = self._mounted(path)
             if mounted is not None:  # the gateway's own apps: login routes, embedded IdP
-                await mounted(mount_scope(scope, inbound.client), receive, send)
+                await self._mount(mounted, mount_scope(scope, inbound.client), receive, send)
                 return
             await self._dispatch(path, scope, receive, send, inbound)
         except BadRequestError as exc:
@@ -179,6 +179,16 @@ class Gateway:
             if self.forward_auth.handles(path):  # a check refused unread (431): audited too
                 response = await self.forward_auth.refuse_unread(scope, exc, response)
             await response(scope, receive, send)
+
+    async def _mount(self, app: ASGIApp, scope: Scope, receive: Receive, send: Send) -> None:
+        """Run a gateway app with the body deadline of forwarded bodies (before sign-in:
+        a login form trickled one byte at a time must not hold a connection forever)."""
+        deadline = BodyDeadline(receive, send, self.config.body_timeout_seconds)
+        try:
+            await app(scope, deadline.receive, deadline.send)
+        except Exception:
+            if not deadline.expired:
+                raise  # (after the 408 the app's complaint about the lost body is moot)
 
     def _reserved(self, path: str) -> bool:
         """The gateway's own paths (endpoints, mounts, forward-auth): never proxied."""

@@ -74,7 +74,10 @@ def _original(inbound: Inbound, scope: Scope, dialect: Dialect, prefix: str) -> 
         if (own is None or name not in own) and header_values(raw, name):
             raise BadRequestError(400, f"This endpoint does not read {name.decode()}.")
     if own is None:  # Envoy: the check is the original request, under the prefix
-        return scope["method"], scope_target(scope)[len(prefix) :] or "/"
+        sent = scope_target(scope)  # as sent: the endpoint was matched on the decoded path
+        if not sent.startswith(prefix):  # "/%76erity/ext_authz/...": cut at the wrong place
+            raise BadRequestError(400, "The check's path must start with the prefix as is.")
+        return scope["method"], sent[len(prefix) :] or "/"
     uri, method = single_header(raw, own[0]), single_header(raw, own[1])
     if uri is None or method is None:
         names = " and ".join(n.decode() for n in own)

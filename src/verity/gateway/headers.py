@@ -67,6 +67,8 @@ FORWARDING = frozenset(
      "x-forwarded-port", "x-forwarded-prefix", "x-real-ip", "x-original-uri",
      "x-original-method", "x-original-url", "x-forwarded-method", "x-forwarded-uri"}
 )  # fmt: skip
+# Every X-Forwarded-* and X-Original-* (X-Forwarded-Ssl and -Scheme set Rack's scheme).
+_FORWARDING_PREFIXES = ("x-forwarded-", "x-original-")
 # Never forwarded as-is: Host is set per route, Expect is answered by the server.
 _REPLACED = frozenset({"host", "expect"})
 # Kept from the policy's view of headers: credentials.
@@ -116,7 +118,15 @@ def _name(raw_name: bytes) -> tuple[int, bool, bytes, str]:
     if known is None:
         key = raw_name.decode("latin-1").lower()
         hop = key in HOP_BY_HOP
-        if hop or key in FORWARDING or key in _REPLACED or is_identity_header(key):
+        read_as = key.replace("_", "-")  # how CGI, WSGI and PHP servers read the name
+        if (
+            hop
+            or read_as in HOP_BY_HOP
+            or read_as in FORWARDING
+            or read_as.startswith(_FORWARDING_PREFIXES)
+            or read_as in _REPLACED
+            or is_identity_header(key)
+        ):
             kind = _DROPPED
         else:
             kind = _AUTHORIZATION if key == "authorization" else _KEPT
@@ -197,6 +207,23 @@ def check_limits(raw: RawHeaders, *, max_bytes: int, max_count: int) -> None:
         raise BadRequestError(431, "Too many request headers.")
     if sum(len(name) + len(value) + 4 for name, value in raw) > max_bytes:
         raise BadRequestError(431, "Request headers are too large.")
+
+
+def check_framing(raw: RawHeaders) -> None:
+    """400 for a request with both ``Content-Length`` and ``Transfer-Encoding``.
+
+    httptools refuses it; h11 reads the body as chunked, and the gateway would then
+    forward the client's ``Content-Length`` with a body of another length, leaving the
+    framing of a pooled upstream connection to the client (request smuggling, RFC 9112
+    6.1: an intermediary must not forward both). Refused the same under either parser."""
+    length = chunked = False
+    for name, _ in raw:
+        if name == b"content-length":
+            length = True
+        elif name == b"transfer-encoding":
+            chunked = True
+    if length and chunked:
+        raise BadRequestError(400, "Content-Length and Transfer-Encoding together.")
 
 
 def valid_host(untrusted: str | None) -> str:

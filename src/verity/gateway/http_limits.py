@@ -10,11 +10,18 @@ sees a byte:
 - **header bytes**: the bytes of a request head (request line, headers, the blank line)
   are counted as they arrive; the parser is fed at most ``max_head_bytes`` of them, and a
   head still incomplete at that point is answered ``431`` and the connection closed, so
-  nothing beyond the limit is ever buffered;
+  nothing beyond the limit is ever buffered. The parser is fed in pieces of at most that
+  size, and pipelined requests are counted head by head (a head that ends inside a piece
+  does not make the next one "too large"); the start of a pipelined head that arrives in
+  the same piece as the end of the previous request is not counted, so a head is cut at
+  twice the limit at worst;
 - **header time**: a request head must be complete ``head_timeout_seconds`` after the
   connection opened (first request) or after the first byte of the request (later
   requests on a keep-alive connection); otherwise ``408`` and the connection is closed
   (slowloris). Idle keep-alive connections are closed by uvicorn's ``timeout_keep_alive``;
+- **body after the answer**: a request answered before its body ended (refused, 401,
+  413...) has ``head_timeout_seconds`` after the answer for the rest of its body, then the
+  connection is closed (uvicorn would read it forever, one byte at a time);
 - **connections**: beyond ``max_connections`` open connections (WebSockets included), a
   new connection is answered ``503`` and closed at once, without reading it.
 
@@ -66,7 +73,9 @@ class _HeadGuard:
     transport: asyncio.Transport
     connections: set[Any]
     _head_bytes: int = 0
+    _heads: int = 0  # request heads completed on this connection
     _head_timer: asyncio.TimerHandle | None = None
+    _drain_timer: asyncio.TimerHandle | None = None
     _refused: bool = False
 
     def _in_head(self) -> bool:
@@ -74,6 +83,33 @@ class _HeadGuard:
 
     def _feed(self, data: bytes) -> None:
         raise NotImplementedError
+
+    def _body_pending(self) -> bool:
+        """True while the current request's body has not ended."""
+        raise NotImplementedError
+
+    def _answered(self) -> None:
+        """After a response is complete: a request body still arriving (the request was
+        refused or answered early) has ``head_timeout_seconds`` more to end, not forever."""
+        self._stop_drain_timer()
+        if self._body_pending() and not self.transport.is_closing():
+            loop = asyncio.get_running_loop()
+            cycle = getattr(self, "cycle", None)
+            timeout = self.limits.head_timeout_seconds
+            self._drain_timer = loop.call_later(timeout, self._drain_expired, cycle)
+
+    def _drain_expired(self, cycle: object) -> None:
+        self._drain_timer = None
+        same = getattr(self, "cycle", None) is cycle  # not a later request's body
+        if same and self._body_pending() and not self.transport.is_closing():
+            self._refused = True  # answered already: nothing more to say, only close
+            self._stop_head_timer()
+            self.transport.close()
+
+    def _stop_drain_timer(self) -> None:
+        if self._drain_timer is not None:
+            self._drain_timer.cancel()
+            self._drain_timer = None
 
     def _opened(self) -> None:
         """After ``connection_made``: refuse beyond ``max_connections``, else start the
@@ -84,34 +120,38 @@ class _HeadGuard:
             self._start_head_timer()
 
     def _guarded_data(self, data: bytes) -> None:
-        if self._refused:
-            return
-        if not self._in_head():
-            self._feed(data)
-            self._after_feed()
-            return
-        self._start_head_timer()
-        room = self.limits.max_head_bytes - self._head_bytes
-        if len(data) <= room:
-            self._head_bytes += len(data)
-            self._feed(data)
-            self._after_feed()
-            return
-        self._head_bytes += room
-        if room > 0:  # (an empty feed would mean end of stream to h11)
-            self._feed(data[:room])  # at most the limit reaches the parser
-        if self._in_head():
-            if not self.transport.is_closing():  # (the parser may have refused already)
-                self._refuse(431)
-            return
-        self._after_feed()
-        self._guarded_data(data[room:])  # the head ended in time: a body or the next request
+        cap = self.limits.max_head_bytes
+        while data and not self._refused and not self.transport.is_closing():
+            handler: Any = self.transport.get_protocol()
+            if handler is not self:  # upgraded to a WebSocket inside the last piece
+                handler.data_received(data)
+                return
+            if not self._in_head():  # a body (or, for h11, a request being answered)
+                piece, data = data[:cap], data[cap:]  # so that at most ``cap`` bytes of
+                self._feed(piece)  # the next head can arrive with the end of this one
+                self._after_feed()
+                continue
+            self._start_head_timer()
+            room = cap - self._head_bytes
+            piece, data = data[:room], data[room:]
+            heads = self._heads
+            self._head_bytes += len(piece)
+            if piece:  # (an empty feed would mean end of stream to h11)
+                self._feed(piece)  # at most the limit reaches the parser
+            if self._in_head() and self._heads == heads and data:
+                # the same head is still incomplete and more is coming: over the limit
+                if not self.transport.is_closing():  # (the parser may have refused)
+                    self._refuse(431)
+                return
+            self._after_feed()  # (pipelined: a head that ended inside ``piece`` was
+            # followed by the start of the next one, counted from the following bytes)
 
     def _after_feed(self) -> None:
         if not self._in_head():
             self._head_done()
 
     def _head_done(self) -> None:
+        self._heads += 1
         self._head_bytes = 0
         self._stop_head_timer()
 
@@ -150,13 +190,21 @@ class LimitedH11Protocol(_HeadGuard, H11Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._stop_head_timer()
+        self._stop_drain_timer()
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
         self._guarded_data(data)
 
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        self._answered()
+
     def _in_head(self) -> bool:
         return self.conn.their_state is h11.IDLE
+
+    def _body_pending(self) -> bool:
+        return self.conn.their_state is h11.SEND_BODY
 
     def _feed(self, data: bytes) -> None:
         H11Protocol.data_received(self, data)
@@ -181,7 +229,12 @@ else:
 
         def connection_lost(self, exc: Exception | None) -> None:
             self._stop_head_timer()
+            self._stop_drain_timer()
             super().connection_lost(exc)
+
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            self._answered()
 
         def data_received(self, data: bytes) -> None:
             self._guarded_data(data)
@@ -198,6 +251,9 @@ else:
 
         def _in_head(self) -> bool:
             return self._reading_head
+
+        def _body_pending(self) -> bool:
+            return not self._reading_head
 
         def _feed(self, data: bytes) -> None:
             HttpToolsProtocol.data_received(self, data)

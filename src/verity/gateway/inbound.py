@@ -20,6 +20,7 @@ from .headers import (
     ClientAddress,
     ClientResolver,
     RawHeaders,
+    check_framing,
     check_limits,
     header_values,
     policy_headers,
@@ -57,6 +58,7 @@ def read_inbound(scope: Scope, resolver: ClientResolver, limits: Limits) -> Inbo
     """Check the header block and resolve the client. Raises ``BadRequestError``."""
     raw: RawHeaders = scope["headers"]
     check_limits(raw, max_bytes=limits.max_header_bytes, max_count=limits.max_header_count)
+    check_framing(raw)
     peer = scope.get("client")
     client = resolver.resolve(peer[0] if peer else None, raw)
     accept = header_values(raw, b"accept")

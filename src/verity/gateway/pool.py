@@ -113,7 +113,7 @@ class Upstream(Protocol):
         ...
 
 
-def _query(raw: bytes) -> str:
+def encoded_query(raw: bytes) -> str:
     """The query string as sent; bytes outside printable ASCII are percent-encoded."""
     if _UNSAFE_QUERY.search(raw) is not None:
         raw = _UNSAFE_QUERY.sub(lambda m: b"%%%02X" % m[0][0], raw)
@@ -233,7 +233,7 @@ class UpstreamPool:
         headers = _header_values(request.headers)
         url = URL.build(
             scheme=request.scheme, host=request.host, port=request.port, path=request.target,
-            query_string=_query(request.query), encoded=True,
+            query_string=encoded_query(request.query), encoded=True,
         )  # fmt: skip
         await self._acquire(request.connect_timeout)
         try:

@@ -3,12 +3,16 @@
 Bodies stream both ways in chunks: nothing is buffered whole. The request body is
 counted as it streams; a declared ``Content-Length`` over the route's limit is refused
 with 413 before any connection to the upstream, and a chunked body that grows past it is
-cut off (the upstream sees an aborted request, the client 413). A connect failure or an
+cut off (the upstream sees an aborted request, the client 413). A body must arrive within
+``gateway.body_timeout_seconds`` plus one second per KiB (1 KiB/s on average): a slower
+one is cut off the same way (the client 408, its connection closed), so that a trickled
+body cannot hold a connection and an upstream slot forever. A connect failure or an
 upstream that closes early is 502, a timeout 504, an exhausted pool 503 (see ``pool``).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
@@ -16,7 +20,7 @@ from urllib.parse import urlsplit
 
 import httpx
 from starlette.responses import Response
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 from . import responses
 from .headers import RawHeaders, response_headers, upstream_headers
@@ -32,10 +36,16 @@ from .settings import RouteConfig, UpstreamPoolConfig
 
 log = logging.getLogger("verity.gateway")
 _TOO_LARGE = "The request body is too large."
+_TOO_SLOW = "The request body was not received in time."
+MIN_BODY_RATE = 1024  # bytes per second a body must average beyond body_timeout_seconds
 
 
 class BodyTooLargeError(Exception):
     """The request body grew past the route's limit while streaming."""
+
+
+class BodyTimeoutError(Exception):
+    """The request body did not arrive in time (``body_timeout_seconds``, ``MIN_BODY_RATE``)."""
 
 
 class ClientGoneError(Exception):
@@ -70,24 +80,33 @@ def has_body(raw: RawHeaders) -> bool:
 
 
 class RequestBody:
-    """The client's request body, chunk by chunk, refusing to go past ``limit`` bytes.
+    """The client's request body, chunk by chunk, refusing to go past ``limit`` bytes or to
+    take longer than ``timeout`` seconds plus one per ``MIN_BODY_RATE`` bytes received.
 
     The upstream client reads ``chunks()`` (possibly in a task of its own), so how the
-    body ended is also kept here: ``too_large`` or ``client_gone``.
+    body ended is also kept here: ``too_large``, ``timed_out`` or ``client_gone``.
     """
 
-    __slots__ = ("client_gone", "limit", "receive", "too_large")
+    __slots__ = ("client_gone", "limit", "receive", "timed_out", "timeout", "too_large")
 
-    def __init__(self, receive: Receive, limit: int) -> None:
+    def __init__(self, receive: Receive, limit: int, timeout: float = 30.0) -> None:
         self.receive = receive
         self.limit = limit
+        self.timeout = timeout
         self.too_large = False
+        self.timed_out = False
         self.client_gone = False
 
     async def chunks(self) -> AsyncIterator[bytes]:
         total = 0
+        deadline = asyncio.get_running_loop().time() + self.timeout
         while True:
-            message = await self.receive()
+            try:
+                async with asyncio.timeout_at(deadline):
+                    message = await self.receive()
+            except TimeoutError:
+                self.timed_out = True
+                raise BodyTimeoutError from None
             if message["type"] == "http.disconnect":
                 self.client_gone = True
                 raise ClientGoneError
@@ -96,22 +115,70 @@ class RequestBody:
             if total > self.limit:
                 self.too_large = True
                 raise BodyTooLargeError
+            deadline += len(chunk) / MIN_BODY_RATE
             if chunk:
                 yield chunk
             if not message.get("more_body", False):
                 return
 
 
-def stream_body(receive: Receive, limit: int) -> AsyncIterator[bytes]:
-    """The request body chunk by chunk, refusing to go past ``limit`` bytes."""
-    return RequestBody(receive, limit).chunks()
+class BodyDeadline:
+    """``receive``/``send`` for the gateway's own apps (login, embedded IdP), which read
+    request bodies themselves: the body must arrive as fast as a forwarded one
+    (``timeout`` plus one second per ``MIN_BODY_RATE`` bytes). When it does not, the
+    client gets 408 with ``Connection: close``, the app ``http.disconnect``, and what the
+    app sends or raises afterwards is dropped (``expired``)."""
+
+    __slots__ = ("_body_done", "_deadline", "_receive", "_send", "_started", "expired")
+
+    def __init__(self, receive: Receive, send: Send, timeout: float) -> None:
+        self._receive = receive
+        self._send = send
+        self._deadline = asyncio.get_running_loop().time() + timeout
+        self._started = False
+        self._body_done = False
+        self.expired = False
+
+    async def receive(self) -> Message:
+        if self.expired:
+            return {"type": "http.disconnect"}
+        if self._body_done:  # waiting for a disconnect (streaming responses): no deadline
+            return await self._receive()
+        try:
+            async with asyncio.timeout_at(self._deadline):
+                message = await self._receive()
+        except TimeoutError:
+            self.expired = True
+            if not self._started:
+                await self._send({"type": "http.response.start", "status": 408,
+                                  "headers": [(b"content-type", b"text/plain; charset=utf-8"),
+                                              (b"connection", b"close")]})  # fmt: skip
+                await self._send({"type": "http.response.body", "body": _TOO_SLOW.encode()})
+            return {"type": "http.disconnect"}
+        self._deadline += len(message.get("body", b"")) / MIN_BODY_RATE
+        self._body_done = message["type"] != "http.request" or not message.get("more_body")
+        return message
+
+    async def send(self, message: Message) -> None:
+        if self.expired:
+            return
+        self._started = True
+        await self._send(message)
+
+
+def stream_body(receive: Receive, limit: int, timeout: float = 30.0) -> AsyncIterator[bytes]:
+    """The request body chunk by chunk, refusing to go past ``limit`` bytes (or slow)."""
+    return RequestBody(receive, limit, timeout).chunks()
 
 
 class UpstreamProxy:
     """Sends allowed requests to their route's upstream through one ``Upstream`` (pool)."""
 
-    def __init__(self, transport: Upstream | httpx.AsyncBaseTransport) -> None:
+    def __init__(
+        self, transport: Upstream | httpx.AsyncBaseTransport, *, body_timeout: float = 30.0
+    ) -> None:
         self.upstream = as_upstream(transport)
+        self.body_timeout = body_timeout
         self._bases: dict[str, tuple[str, str, int | None, str]] = {}
 
     def _base(self, upstream: str) -> tuple[str, str, int | None, str]:
@@ -161,29 +228,35 @@ class UpstreamProxy:
             raw, forward_authorization=route.forward_authorization, hidden_cookies=hidden_cookies
         )
         headers.extend(added)
-        body = RequestBody(receive, route.max_body_bytes) if has_body(raw) else None
+        body = (
+            RequestBody(receive, route.max_body_bytes, self.body_timeout) if has_body(raw) else None
+        )
         request = self.build(
             route, method=scope["method"], path=path, query=scope.get("query_string", b""),
             headers=headers, content=body.chunks() if body is not None else None,
         )  # fmt: skip
         try:
             upstream = await self.upstream.send(request)
-        except (UpstreamError, BodyTooLargeError, ClientGoneError) as exc:
+        except (UpstreamError, BodyTooLargeError, BodyTimeoutError, ClientGoneError) as exc:
             if body is None or not body.client_gone:
                 await self._failure(exc, route, body, html)(scope, receive, send)
             return
-        if body is not None and (body.too_large or body.client_gone):
+        if body is not None and (body.too_large or body.timed_out or body.client_gone):
             await upstream.aclose()  # answered, but the body was cut off: never relayed
-            if body.too_large:
-                await responses.error(413, _TOO_LARGE, html=html)(scope, receive, send)
+            if not body.client_gone:
+                await self._failure(None, route, body, html)(scope, receive, send)
             return
         await relay(upstream, route.name, send)
 
     def _failure(
-        self, exc: Exception, route: RouteConfig, body: RequestBody | None, html: bool
+        self, exc: Exception | None, route: RouteConfig, body: RequestBody | None, html: bool
     ) -> Response:
         if isinstance(exc, BodyTooLargeError) or (body is not None and body.too_large):
             return responses.error(413, _TOO_LARGE, html=html)
+        if isinstance(exc, BodyTimeoutError) or (body is not None and body.timed_out):
+            response = responses.error(408, _TOO_SLOW, html=html)
+            response.headers["connection"] = "close"  # the rest of the body is not read
+            return response
         status, message = 502, UpstreamError.public_message
         if isinstance(exc, UpstreamError):
             status, message = exc.status, exc.public_message

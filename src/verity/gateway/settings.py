@@ -305,6 +305,12 @@ class GatewayConfig(_Section):
         description="A request head (line and headers) not complete this long after the "
         "connection opened or the request's first byte: 408 and closed (slowloris).",
     )  # fmt: skip
+    body_timeout_seconds: float = Field(
+        default=30.0, gt=0, le=3600,
+        description="A request body (forwarded, or read by the login and IdP apps) must "
+        "arrive within this long plus one second per KiB received (1 KiB/s on average); "
+        "otherwise 408, the upstream request is aborted and the connection closed.",
+    )  # fmt: skip
     max_connections: int = Field(
         default=2048, ge=1, le=1_000_000,
         description="Open client connections (WebSockets included) at most; one more is "

@@ -21,9 +21,10 @@ such as Express by default). The result is the canonical path; the proxy sends i
 upstream re-encoded (``upstream_path``), so the upstream routes on the decided string.
 
 Method overrides (``X-HTTP-Method-Override``, ``X-Method-Override``, ``X-HTTP-Method``,
-``?_method=``) make many frameworks run another method than the one on the request line:
-a request carrying one is refused unless the route sets ``method_override: decide``, and
-then the policy decides the overriding method.
+also spelled with ``_``; ``?_method=``, also as PHP reads ``?.method=``) make many
+frameworks run another method than the one on the request line: a request carrying one
+is refused unless the route sets ``method_override: decide``, and then the policy
+decides the overriding method.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ _PLAIN = re.compile(r"/[A-Za-z0-9/_~!$&'()*+,;=:@.-]*")  # nothing to decode or 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 _SEGMENT_END = re.compile(r"[. ](?:/|$)")  # ".", "..", "name." or "name " as a segment
 _PARAMETER = re.compile(r";[^/]*")
+_PHP_NAME = re.compile(r"[. ]")  # what PHP turns into "_" in a parameter name
 METHOD_OVERRIDE_HEADERS = (b"x-http-method-override", b"x-method-override", b"x-http-method")
 
 
@@ -116,21 +118,33 @@ def canonical_path(route: RouteConfig, decoded: str) -> str:
 
 
 def _query_overrides(query: str) -> list[str]:
-    if "_method" not in query.lower() and "%" not in query:
+    """The values of every query parameter a framework may read as ``_method``: PHP
+    (Symfony, Laravel) strips leading spaces from a name and turns ``.`` and spaces into
+    ``_``, so ``.method`` and ``+.method`` are ``_method`` there."""
+    if "method" not in query.lower() and "%" not in query:
         return []
     found = []
     for pair in re.split("[&;]", query):
         name, _, value = pair.partition("=")
-        if unquote_plus(name).strip().lower() == "_method":
+        if _PHP_NAME.sub("_", unquote_plus(name).strip()).lower() == "_method":
             found.append(unquote_plus(value))
+    return found
+
+
+def _header_overrides(headers: RawHeaders) -> list[str]:
+    """Every method override header's value; a name spelled with ``_`` counts too (CGI,
+    WSGI and PHP servers read ``X_HTTP_Method_Override`` as ``X-HTTP-Method-Override``)."""
+    found = [v for name in METHOD_OVERRIDE_HEADERS for v in header_values(headers, name)]
+    for name, value in headers:
+        if b"_" in name and name.replace(b"_", b"-").lower() in METHOD_OVERRIDE_HEADERS:
+            found.append(value.decode("latin-1"))
     return found
 
 
 def decided_method(route: RouteConfig, method: str, headers: RawHeaders, query: str) -> str:
     """The method the policy decides: ``method``, or with ``method_override: decide`` the
     one override the request carries. Any override is refused by default."""
-    overrides = [v for name in METHOD_OVERRIDE_HEADERS for v in header_values(headers, name)]
-    overrides += _query_overrides(query)
+    overrides = _header_overrides(headers) + _query_overrides(query)
     if not overrides:
         return method
     if route.method_override != "decide":

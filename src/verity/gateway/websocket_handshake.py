@@ -15,6 +15,7 @@ from ..model import HttpTarget
 from .headers import RawHeaders, header_values
 from .headers import upstream_headers as clean_headers
 from .inbound import Target, http_target, upstream_path
+from .pool import encoded_query
 from .settings import RouteConfig
 
 
@@ -46,12 +47,16 @@ def origin_allowed(route: RouteConfig, host: str, headers: RawHeaders) -> bool:
 
 
 def upstream_uri(route: RouteConfig, path: str, query: bytes) -> str:
-    """``ws://`` or ``wss://`` URL of ``path`` (canonical) at the route's upstream."""
+    """``ws://`` or ``wss://`` URL of ``path`` (canonical) at the route's upstream.
+
+    All ASCII, query included (bytes outside printable ASCII percent-encoded, as the HTTP
+    proxy sends them): the WebSocket client percent-encodes a URI with any other character
+    as a whole, ``%`` included, and the upstream would get ``/a%2520b`` for ``/a b``."""
     base = urlsplit(route.upstream or "")
     scheme = "wss" if base.scheme == "https" else "ws"
     target = base.path.rstrip("/") + upstream_path(path)
     uri = f"{scheme}://{base.netloc}{target}"
-    return uri + "?" + query.decode("latin-1") if query else uri
+    return uri + "?" + encoded_query(query) if query else uri
 
 
 def handshake_headers(raw: RawHeaders, route: RouteConfig, hidden: frozenset[str]) -> list[Any]:

@@ -154,3 +154,27 @@ def test_sign_ins_answered_busy_during_a_flood_do_not_lock_the_account_out(idp: 
     login = Login(idp)
     login.authorize()
     assert login.password(email).status_code == 303  # the flood is over: signs in
+
+
+def test_overlong_password_costs_one_hash_for_known_and_unknown_accounts_alike(
+    idp: Idp, counting: CountingHasher, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """User enumeration by timing: a password over 1024 characters was refused without a
+    hash for an existing account, but hashed (truncated) for an unknown one, so a fast
+    answer said "this account exists"."""
+    idp.add_user("known@example.com")
+    verified: list[str] = []
+    real_verify = counting.verify
+
+    def counting_verify(hash: str | bytes, password: str | bytes) -> bool:
+        verified.append("hash")
+        return real_verify(hash, password)
+
+    monkeypatch.setattr(counting, "verify", counting_verify)
+    overlong = "x" * 1025
+    for email in ("known@example.com", "unknown@example.com"):
+        verified.clear()
+        login = Login(idp)
+        login.authorize()
+        assert login.password(email, overlong).status_code == 401
+        assert verified == ["hash"], email

@@ -99,8 +99,11 @@ def hash_password(password: str) -> str:
 
 
 def verify_password(password_hash: str, untrusted_password: str) -> bool:
-    """Whether ``untrusted_password`` matches (constant time inside argon2)."""
+    """Whether ``untrusted_password`` matches (constant time inside argon2). An overlong
+    password never matches but still costs one hash (of the dummy), as for an unknown
+    account: a quick refusal would tell that the account exists."""
     if len(untrusted_password) > MAX_PASSWORD_LENGTH:
+        verify_password(_DUMMY_HASH, untrusted_password[:MAX_PASSWORD_LENGTH])
         return False
     with _SLOTS.slot():
         try:

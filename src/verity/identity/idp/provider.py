@@ -136,14 +136,15 @@ class IdentityProvider:
         """Check the e-mail address and password: an attempt is reserved on the account
         first (refused unchecked when locked out), then the password is verified.
 
-        A password-hashing slot is taken before anything is counted: when every slot
-        stays busy (``PasswordHashingBusyError``, 503) the attempt has used nothing."""
+        A password-hashing slot is taken, and the account looked up, before anything is
+        counted: when every slot stays busy (``PasswordHashingBusyError``) or the users'
+        store is down (``StoreUnavailableError``), the 503 has used no attempt."""
         with hashing_slot():
             now = self.clock()
+            user = self.users.by_email(email)
             if not self.guard.reserve(email, ip, now=now):
                 self._locked_out(UserRef(uid=f"account:{account_key(email)}"), ip)
                 return LoginStep(error=LOCKED_OUT, status=429)
-            user = self.users.by_email(email)
             if user is None or user.disabled:
                 if user is None:
                     verify_dummy(password)

@@ -64,6 +64,7 @@ class FakeIdP:
         self.token_errors: list[str] = []
         self.end_session_requests: list[dict[str, str]] = []
         self.sid = "idp-session-1"
+        self.auth_time = int(time.time()) - 5  # the user's login: refreshes keep it
 
     # -- endpoints --------------------------------------------------------------------------
     async def discovery(self, request: Request) -> Response:
@@ -131,7 +132,7 @@ class FakeIdP:
     def id_claims(self, extra: dict[str, Any]) -> dict[str, Any]:
         now = int(time.time())
         claims = {"iss": self.issuer, "aud": CLIENT_ID, "iat": now, "exp": now + self.id_ttl,
-                  "auth_time": now - 5, **extra, **self.id_overrides}  # fmt: skip
+                  "auth_time": self.auth_time, **extra, **self.id_overrides}  # fmt: skip
         return {k: v for k, v in claims.items() if v is not None}
 
     def sign(self, claims: dict[str, Any], typ: str = "JWT", key: Any = None) -> str:

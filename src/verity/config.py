@@ -13,10 +13,17 @@ from __future__ import annotations
 import ipaddress
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from . import yamlio
 from .errors import ConfigError, Problem
@@ -132,6 +139,29 @@ class VerityConfig(_Section):
     audit: AuditConfig = Field(default_factory=AuditConfig)
     login: LoginConfig = Field(default_factory=LoginConfig)
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
+
+    @model_validator(mode="after")
+    def _route_issuers_are_configured(self) -> Self:
+        """A route's ``issuers:`` names configured issuers, compared exactly like ``iss``:
+        a spelling that no token or session can carry (``.../idp/`` for ``.../idp``)
+        would refuse every caller of the route, so it is refused here, with the near
+        match."""
+        known = [issuer.issuer for issuer in self.identity.issuers]
+        known += [provider.issuer for provider in self.login.providers]
+        problems = []
+        for route in self.gateway.routes:
+            for name in route.issuers:
+                if name in known:
+                    continue
+                near = [k for k in known if k.rstrip("/").lower() == name.rstrip("/").lower()]
+                hint = f" (did you mean {near[0]!r}? issuers are compared exactly)" if near else ""
+                problems.append(
+                    f"route {route.name!r}: issuer {name!r} is neither an identity.issuers "
+                    f"entry nor a login provider's issuer{hint}"
+                )
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
 
 
 def parse_config(data: Any, *, source: str = "<config>") -> VerityConfig:

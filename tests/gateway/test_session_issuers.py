@@ -15,7 +15,8 @@ import pytest
 from tests.identity.oidc.conftest import provider_config
 from tests.identity.oidc.fake_idp import FakeIdP
 from verity.cli.signin import LOGIN_ROUTES
-from verity.config import StoreConfig
+from verity.config import StoreConfig, parse_config
+from verity.errors import ConfigError
 from verity.gateway.authn import Authenticator, SessionIssuerNotAcceptedError
 from verity.identity.oidc import LoginConfig, LoginService, build_login_app
 from verity.model import AccessRequest, Decision, Principal
@@ -129,3 +130,32 @@ def test_unauthenticated_browser_is_sent_to_the_provider_the_route_accepts(stack
     assert corp_only.status_code == anywhere.status_code == 302
     assert "provider=corp" in corp_only.headers["location"]
     assert "provider=" not in anywhere.headers["location"]  # the chooser: either one
+
+
+def _config_with_route_issuers(*names: str) -> dict[str, Any]:
+    return {
+        "identity": {"issuers": [{"issuer": "https://tokens.example.com", "audiences": ["v"]}]},
+        "login": {"providers": [{"name": "idp", "issuer": "https://access.example.com/idp",
+                                 "client_id": "gw", "client_secret": "s" * 32}]},
+        "gateway": {"routes": [{"name": "app", "host": "*", "upstream": "http://10.0.0.1",
+                                "issuers": list(names)}]},
+    }  # fmt: skip
+
+
+def test_route_issuer_with_a_trailing_slash_is_refused_at_load_naming_the_near_match() -> None:
+    """``.../idp/`` is not the embedded IdP's ``.../idp``: no session or token carries it,
+    so the route would refuse every caller; the configuration says so instead."""
+    accepted = parse_config(
+        _config_with_route_issuers("https://access.example.com/idp", "https://tokens.example.com")
+    )
+    assert accepted.gateway.routes[0].issuers == (
+        "https://access.example.com/idp",
+        "https://tokens.example.com",
+    )
+    with pytest.raises(ConfigError) as refused:
+        parse_config(_config_with_route_issuers("https://access.example.com/idp/"))
+    message = str(refused.value)
+    assert "'https://access.example.com/idp/'" in message
+    assert "did you mean 'https://access.example.com/idp'" in message
+    with pytest.raises(ConfigError, match=r"neither an identity\.issuers entry"):
+        parse_config(_config_with_route_issuers("https://elsewhere.example.com"))

@@ -107,10 +107,10 @@ class LockoutPolicy(_Frozen):
     """Brute-force protection: failures counted in a sliding window, per account and IP.
 
     An account at ``max_account_failures`` is locked (every attempt refused unchecked)
-    until failures age out. An IP at ``max_ip_failures`` is only slowed down: each further
-    attempt from it waits ``ip_delay_seconds`` more than the one before, up to
-    ``ip_max_delay_seconds``, and is then checked normally (a correct password for an
-    account that is not locked is accepted)."""
+    until failures age out. An IP (an IPv6 client's /64) at ``max_ip_failures`` is only
+    slowed down: each further attempt from it waits ``ip_delay_seconds`` more than the one
+    before, up to ``ip_max_delay_seconds``, and is then checked normally (a correct
+    password for an account that is not locked is accepted)."""
 
     window_seconds: float = Field(default=900, gt=0, le=86400, description="Failure window.")
     max_account_failures: int = Field(

@@ -3,9 +3,16 @@ reuse detection revokes (the refresh family *and* every access token minted from
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import httpx
 import jwt
+import pytest
 
+from verity.identity.idp.errors import OAuthError
+from verity.identity.idp.state import FlowState, RefreshGrant
+from verity.identity.idp.token_endpoint import token_response
 from verity.store.records import RevocationKind
 
 from .conftest import CLIENT_SECRET, CONFIDENTIAL, PUBLIC, Idp, Login
@@ -84,3 +91,48 @@ def test_code_reuse_revokes_access_tokens_of_later_refreshes_too(idp: Idp) -> No
     for body in (first, refreshed):
         assert _userinfo(idp, body["access_token"]) == 401
     assert _refresh(idp, refreshed["refresh_token"]).json()["error"] == "invalid_grant"
+
+
+class _RaceOnPutRefresh:
+    """A ``FlowState`` that runs ``hook`` once, just before the next refresh token is
+    stored: the moment between a refresh's redemption and its new token's storage."""
+
+    def __init__(self, inner: FlowState, hook: Callable[[], None]) -> None:
+        self._inner = inner
+        self._hook: Callable[[], None] | None = hook
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    def put_refresh(self, token_hash: str, grant: RefreshGrant) -> Any:
+        hook, self._hook = self._hook, None
+        if hook is not None:
+            hook()
+        return self._inner.put_refresh(token_hash, grant)
+
+
+def test_refresh_reuse_racing_the_rotation_leaves_no_usable_access_token(idp: Idp) -> None:
+    """The thief and the victim present one refresh token at once (on two nodes): the
+    loser's reuse detection revokes the family while the winner is still minting. The
+    winner's new access token was not recorded yet, so revoking the family's recorded
+    ``jti``s missed it: a 10-minute credential survived reuse detection."""
+    idp.add_user("race@example.com")
+    login = Login(idp)
+    first = login.exchange(login.code("race@example.com")).json()
+    form = {"grant_type": "refresh_token", "refresh_token": first["refresh_token"]}
+    loser: list[str] = []
+
+    def present_again() -> None:  # the other party, while the winner mints
+        with pytest.raises(OAuthError) as refused:
+            token_response(idp.provider, {**form, "client_id": PUBLIC}, None)
+        loser.append(refused.value.error)
+
+    idp.provider.state = _RaceOnPutRefresh(idp.provider.state, present_again)  # type: ignore[assignment]
+    winner = _refresh(idp, first["refresh_token"])
+    assert loser == ["invalid_grant"]
+    assert _userinfo(idp, first["access_token"]) == 401
+    if winner.status_code == 200:  # whatever it got must be dead already
+        assert _userinfo(idp, winner.json()["access_token"]) == 401, "access token survived"
+        assert _refresh(idp, winner.json()["refresh_token"]).status_code == 400
+    else:
+        assert winner.json()["error"] == "invalid_grant"

@@ -12,6 +12,7 @@ import pytest
 
 from verity.identity.idp import LockoutPolicy
 from verity.identity.idp.totp import code_at
+from verity.store.errors import StoreUnavailableError
 
 from .conftest import PUBLIC, Idp, Login, query_of
 
@@ -230,3 +231,27 @@ def test_failed_login_logged_without_secrets(idp: Idp, caplog: pytest.LogCapture
     assert "idp login failed: password" in text
     assert "hunter2" not in text
     assert "log@example.com" not in text
+
+
+def test_sign_ins_during_a_user_store_outage_do_not_lock_the_account_out(
+    idp: Idp, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The users' database is down (503, "nothing was changed"): each retry had already
+    used one of the account's lockout attempts, so a user retrying through a short outage
+    was locked out for the whole window after it."""
+    email = "outage@example.com"
+    idp.add_user(email)
+    limit = idp.provider.config.lockout.max_account_failures
+
+    def down(_email: str) -> None:
+        raise StoreUnavailableError("postgresql://db/verity", "connection refused")
+
+    monkeypatch.setattr(idp.provider.users, "by_email", down)
+    for _ in range(limit + 1):
+        login = Login(idp)
+        login.authorize()
+        assert login.password(email).status_code == 503
+    monkeypatch.undo()
+    login = Login(idp)
+    login.authorize()
+    assert login.password(email).status_code == 303  # back up: signs in

@@ -120,3 +120,61 @@ def test_hashing_limits_are_validated() -> None:
         limit_password_hashing(0)
     with pytest.raises(ValueError, match="wait_seconds"):
         limit_password_hashing(2, wait_seconds=-1)
+
+
+def test_sign_ins_answered_busy_during_a_flood_do_not_lock_the_account_out(idp: Idp) -> None:
+    """A flood of logins against *other* accounts keeps every hashing slot busy; each
+    503 said "nothing was changed" but had already used one of the account's lockout
+    attempts, so five retries by the real user locked them out for the whole window,
+    long after the flood."""
+    email = "patient@example.com"
+    idp.add_user(email)
+    limit = idp.provider.config.lockout.max_account_failures
+    limit_password_hashing(1, wait_seconds=0)
+    release = threading.Event()
+    held = threading.Event()
+
+    def flood_holds_the_only_slot() -> None:
+        with passwords._SLOTS.slot():
+            held.set()
+            release.wait(10)
+
+    holder = threading.Thread(target=flood_holds_the_only_slot)
+    holder.start()
+    try:
+        held.wait(5)
+        for _ in range(limit + 1):  # the user retries, with the right password
+            login = Login(idp)
+            login.authorize()
+            assert login.password(email).status_code == 503
+    finally:
+        release.set()
+        holder.join(10)
+        limit_password_hashing()
+    login = Login(idp)
+    login.authorize()
+    assert login.password(email).status_code == 303  # the flood is over: signs in
+
+
+def test_overlong_password_costs_one_hash_for_known_and_unknown_accounts_alike(
+    idp: Idp, counting: CountingHasher, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """User enumeration by timing: a password over 1024 characters was refused without a
+    hash for an existing account, but hashed (truncated) for an unknown one, so a fast
+    answer said "this account exists"."""
+    idp.add_user("known@example.com")
+    verified: list[str] = []
+    real_verify = counting.verify
+
+    def counting_verify(hash: str | bytes, password: str | bytes) -> bool:
+        verified.append("hash")
+        return real_verify(hash, password)
+
+    monkeypatch.setattr(counting, "verify", counting_verify)
+    overlong = "x" * 1025
+    for email in ("known@example.com", "unknown@example.com"):
+        verified.clear()
+        login = Login(idp)
+        login.authorize()
+        assert login.password(email, overlong).status_code == 401
+        assert verified == ["hash"], email

@@ -145,15 +145,16 @@ def test_reuse_before_the_result_is_recorded_revokes_the_family(state: FlowState
 
 
 def test_refresh_rotation_and_reuse_revokes_the_family(state: FlowState) -> None:
-    state.put_refresh("r1", _refresh("fam"))
+    assert not state.put_refresh("r1", _refresh("fam"))
     grant = state.redeem_refresh("r1", now=NOW)
     assert grant == _refresh("fam")
-    state.put_refresh("r2", _refresh("fam"))
+    assert not state.put_refresh("r2", _refresh("fam"))
     assert state.redeem_refresh("r1", now=NOW) is None  # reuse ...
     assert state.redeem_refresh("r2", now=NOW) is None  # ... revoked the newest too
-    state.put_refresh("r3", _refresh("fam"))  # stored after the revocation
+    # stored after the revocation: dead on arrival, and put_refresh says so
+    assert state.put_refresh("r3", _refresh("fam"))
     assert state.redeem_refresh("r3", now=NOW) is None
-    state.put_refresh("other", _refresh("fam-b"))
+    assert not state.put_refresh("other", _refresh("fam-b"))
     assert state.redeem_refresh("other", now=NOW) is not None  # other families unaffected
 
 

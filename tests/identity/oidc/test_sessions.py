@@ -8,8 +8,11 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
+from starlette.requests import Request
 
 from verity.identity.oidc import LoginConfig, LoginService
+from verity.identity.oidc.app import _require_same_origin
+from verity.identity.oidc.errors import LogoutForgeryError
 from verity.store import Stores
 
 from .conftest import RP, make_rp, provider_config
@@ -297,3 +300,34 @@ def test_logout_post_from_a_foreign_origin_does_not_end_the_session_even_with_th
     assert rp.principal(cookie) is not None
     assert rp.logout().status_code == 303  # from the page itself: signed out
     assert rp.principal(cookie) is None
+
+
+def _logout_request(origin: str) -> Request:
+    headers = [(b"origin", origin.encode())]
+    return Request({"type": "http", "method": "POST", "path": "/verity/logout",
+                    "headers": headers, "query_string": b""})  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("public_url", "origin"),
+    [
+        ("https://gw.example.com:443", "https://gw.example.com"),
+        ("https://GW.example.com", "https://gw.example.com"),
+        ("http://gw.example.com:80", "http://gw.example.com"),
+        ("https://gw.example.com", "https://gw.example.com:443"),
+    ],
+)
+def test_logout_from_the_gateways_own_origin_is_accepted_however_the_public_url_spells_it(
+    public_url: str, origin: str
+) -> None:
+    _require_same_origin(_logout_request(origin), public_url)  # no LogoutForgeryError
+
+
+@pytest.mark.parametrize(
+    "origin",
+    ["https://gw.example.com:8443", "http://gw.example.com", "https://gw.example.com.evil",
+     "null", "https://", "https://gw.example.com:99999"],
+)  # fmt: skip
+def test_logout_from_any_other_origin_is_refused(origin: str) -> None:
+    with pytest.raises(LogoutForgeryError):
+        _require_same_origin(_logout_request(origin), "https://gw.example.com:443")

@@ -14,7 +14,9 @@ an attacker sharing the victim's address lock the victim out). Each attempt from
 IP takes the next slot of a per-IP counter and waits ``ip_delay_seconds`` times its slot
 number (at most ``ip_max_delay_seconds``) before it is checked, so parallel attempts are
 spread out instead of all waiting the same short time. The correct password of an account
-that is not itself locked is accepted after the wait.
+that is not itself locked is accepted after the wait. An "IP" is the client's network as
+far as it can change it at will (``client_key``): one IPv4 address, but an IPv6 /64,
+since an IPv6 host usually owns a whole /64 and could send every guess from a new address.
 
 Logs carry no secrets: the account appears as a short hash.
 """
@@ -22,6 +24,7 @@ Logs carry no secrets: the account appears as a short hash.
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import logging
 
 from ...store.protocols import CounterStore
@@ -34,6 +37,24 @@ def account_key(untrusted_email: str) -> str:
     """A short, stable, non-reversible label for an account name (logs and counters)."""
     normalized = untrusted_email.strip().lower().encode()
     return hashlib.sha256(b"verity-idp-account\0" + normalized).hexdigest()[:24]
+
+
+IPV6_PREFIX = 64  # an IPv6 client is counted by its /64 (the smallest usual allocation)
+
+
+def client_key(ip: str) -> str:
+    """What the per-IP throttle counts for a client address: the IPv4 address (also when
+    written IPv4-mapped, ``::ffff:a.b.c.d``), the IPv6 address's /64, or ``ip`` as given
+    when it is not an address."""
+    try:
+        address = ipaddress.ip_address(ip.split("%", 1)[0])
+    except ValueError:
+        return ip
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.IPv6Network((address, IPV6_PREFIX), strict=False))
+    return str(address)
 
 
 class LoginGuard:
@@ -49,11 +70,11 @@ class LoginGuard:
 
     @staticmethod
     def _ip(ip: str) -> str:
-        return f"idp:fail:ip:{ip}"
+        return f"idp:fail:ip:{client_key(ip)}"
 
     @staticmethod
     def _slots(ip: str) -> str:
-        return f"idp:slow:ip:{ip}"
+        return f"idp:slow:ip:{client_key(ip)}"
 
     def reserve(self, untrusted_email: str, ip: str, *, now: float) -> bool:
         """Reserve one attempt on the account before its password or code is checked;

@@ -10,6 +10,9 @@ good. So at most ``limit_password_hashing(concurrency)`` hashes run at once (def
 number of CPUs, at most 8; more would not finish sooner anyway); a caller waits for a slot
 at most ``wait_seconds`` and then gets ``PasswordHashingBusyError``, which the sign-in apps
 answer with 503 and ``Retry-After`` (``verity.identity.unavailable``) instead of growing.
+A login step takes its slot (``hashing_slot``) *before* it counts anything, so a login
+answered 503 has used none of the account's lockout attempts; a thread holding a slot
+does not take a second one for the hashes it then runs.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 
 from argon2 import PasswordHasher, Type
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
@@ -42,14 +45,20 @@ class _HashingSlots:
         self.concurrency = concurrency
         self.wait_seconds = wait_seconds
         self._slots = threading.BoundedSemaphore(concurrency)
+        self._held = threading.local()  # this thread's slot, taken by an outer ``slot()``
 
     @contextmanager
     def slot(self) -> Iterator[None]:
+        if getattr(self._held, "slot", False):  # already this thread's: no second one
+            yield
+            return
         if not self._slots.acquire(timeout=self.wait_seconds):
             raise PasswordHashingBusyError(self.concurrency)
+        self._held.slot = True
         try:
             yield
         finally:
+            self._held.slot = False
             self._slots.release()
 
 
@@ -68,6 +77,12 @@ def limit_password_hashing(
     )
 
 
+def hashing_slot() -> AbstractContextManager[None]:
+    """Hold one password-hashing slot (waiting ``wait_seconds`` at most, else
+    ``PasswordHashingBusyError``); hashes run inside it use it instead of another."""
+    return _SLOTS.slot()
+
+
 def check_policy(password: str) -> None:
     """Refuse passwords that are too short or too long (``ValueError``, no echo)."""
     if len(password) < MIN_PASSWORD_LENGTH:
@@ -84,8 +99,11 @@ def hash_password(password: str) -> str:
 
 
 def verify_password(password_hash: str, untrusted_password: str) -> bool:
-    """Whether ``untrusted_password`` matches (constant time inside argon2)."""
+    """Whether ``untrusted_password`` matches (constant time inside argon2). An overlong
+    password never matches but still costs one hash (of the dummy), as for an unknown
+    account: a quick refusal would tell that the account exists."""
     if len(untrusted_password) > MAX_PASSWORD_LENGTH:
+        verify_password(_DUMMY_HASH, untrusted_password[:MAX_PASSWORD_LENGTH])
         return False
     with _SLOTS.slot():
         try:

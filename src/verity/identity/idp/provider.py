@@ -21,7 +21,13 @@ from .authorize import add_query, check_request, registered_client
 from .config import IdpConfig
 from .guard import LoginGuard, account_key
 from .keys import SigningKeys
-from .passwords import hash_password, needs_rehash, verify_dummy, verify_password
+from .passwords import (
+    hash_password,
+    hashing_slot,
+    needs_rehash,
+    verify_dummy,
+    verify_password,
+)
 from .state import (
     Authentication,
     CodeGrant,
@@ -128,24 +134,29 @@ class IdentityProvider:
         self, tx: LoginTransaction, *, email: str, password: str, ip: str
     ) -> LoginStep:
         """Check the e-mail address and password: an attempt is reserved on the account
-        first (refused unchecked when locked out), then the password is verified."""
-        now = self.clock()
-        if not self.guard.reserve(email, ip, now=now):
-            self._locked_out(UserRef(uid=f"account:{account_key(email)}"), ip)
-            return LoginStep(error=LOCKED_OUT, status=429)
-        user = self.users.by_email(email)
-        if user is None or user.disabled:
-            if user is None:
-                verify_dummy(password)
-            else:  # same cost as a real check; a disabled account never logs in
-                verify_password(user.password_hash, password)
-            self.guard.failed(email, ip, reason="unknown or disabled account", now=now)
-            return LoginStep(error=INVALID_CREDENTIALS, status=401)
-        if not verify_password(user.password_hash, password):
-            self.guard.failed(email, ip, reason="password", now=now)
-            return LoginStep(error=INVALID_CREDENTIALS, status=401)
-        if needs_rehash(user.password_hash):
-            self.users.set_password(user.id, hash_password(password), now=now)
+        first (refused unchecked when locked out), then the password is verified.
+
+        A password-hashing slot is taken, and the account looked up, before anything is
+        counted: when every slot stays busy (``PasswordHashingBusyError``) or the users'
+        store is down (``StoreUnavailableError``), the 503 has used no attempt."""
+        with hashing_slot():
+            now = self.clock()
+            user = self.users.by_email(email)
+            if not self.guard.reserve(email, ip, now=now):
+                self._locked_out(UserRef(uid=f"account:{account_key(email)}"), ip)
+                return LoginStep(error=LOCKED_OUT, status=429)
+            if user is None or user.disabled:
+                if user is None:
+                    verify_dummy(password)
+                else:  # same cost as a real check; a disabled account never logs in
+                    verify_password(user.password_hash, password)
+                self.guard.failed(email, ip, reason="unknown or disabled account", now=now)
+                return LoginStep(error=INVALID_CREDENTIALS, status=401)
+            if not verify_password(user.password_hash, password):
+                self.guard.failed(email, ip, reason="password", now=now)
+                return LoginStep(error=INVALID_CREDENTIALS, status=401)
+            if needs_rehash(user.password_hash):
+                self.users.set_password(user.id, hash_password(password), now=now)
         if user.mfa:
             self.state.put_transaction(replace(tx, pending_user=user.id))
             return LoginStep(need_otp=True)

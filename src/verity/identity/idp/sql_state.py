@@ -161,8 +161,10 @@ class _SqlFlowState:
                 db.rows(_REVOKE, (family, family))
         return reused
 
-    def put_refresh(self, token_hash: str, grant: RefreshGrant) -> None:
-        """Store a new refresh token (a revoked family stays revoked past its expiry)."""
+    def put_refresh(self, token_hash: str, grant: RefreshGrant) -> bool:
+        """Store a new refresh token (a revoked family stays revoked past its expiry);
+        ``True`` if its family is revoked already. Serialized with the family's
+        revocation: a revocation committed later sees this token's ``jti``."""
         family = grant.family
         with self._sql.write() as db:
             db.lock_family(family)
@@ -171,6 +173,7 @@ class _SqlFlowState:
                 (token_hash, family, encode_refresh(grant), grant.expires, grant.used),
             )
             db.rows(_EXTEND_REVOCATION, (grant.expires, family, grant.expires))
+            return bool(db.rows(_REVOKED, (family,)))
 
     def peek_refresh(self, token_hash: str, *, now: float) -> RefreshGrant | None:
         """The unexpired refresh token's grant (a read; nothing changes)."""

@@ -102,7 +102,11 @@ class FlowState(Protocol):
         meanwhile (the family is then revoked, and the caller revokes ``jtis``)."""
         ...
 
-    def put_refresh(self, token_hash: str, grant: RefreshGrant) -> None: ...
+    def put_refresh(self, token_hash: str, grant: RefreshGrant) -> bool:
+        """Store a new refresh token; ``True`` if its family is revoked already (the
+        token is dead on arrival: the caller revokes what it minted with it)."""
+        ...
+
     def peek_refresh(self, token_hash: str, *, now: float) -> RefreshGrant | None:
         """The unexpired refresh token's grant (``used`` as stored), without using it."""
         ...
@@ -183,10 +187,11 @@ class MemoryFlowState:
                 return True
             return False
 
-    def put_refresh(self, token_hash: str, grant: RefreshGrant) -> None:
-        """Store a new refresh token."""
+    def put_refresh(self, token_hash: str, grant: RefreshGrant) -> bool:
+        """Store a new refresh token; ``True`` if its family is revoked already."""
         with self._lock:
             self._refresh[token_hash] = grant
+            return grant.family in self._revoked_families
 
     def peek_refresh(self, token_hash: str, *, now: float) -> RefreshGrant | None:
         """The unexpired refresh token's grant, not used by this call."""

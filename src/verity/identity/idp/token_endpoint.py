@@ -5,7 +5,10 @@ again is answered ``invalid_grant`` and revokes the refresh family and access to
 produced (RFC 6749 4.1.2), also when the second presentation races the first one on
 another node (then neither gets usable tokens). Refresh tokens are issued only for the
 ``offline_access`` scope and rotated on every use; a used one presented again revokes its
-family and every access token issued from the family (their ``jti``). Who presents a code
+family and every access token issued from the family (their ``jti``), including one a
+rotation racing the reuse (on another node) is still minting: that rotation finds its
+family revoked when it stores its new refresh token, revokes its own access token and
+answers ``invalid_grant``. Who presents a code
 or refresh token (the client; for a code also its ``redirect_uri`` and PKCE verifier) is
 checked *before* it is consumed, so presenting it through another client neither burns it
 nor triggers reuse detection against its rightful client.
@@ -278,6 +281,11 @@ def _issue(
         refresh = new_secret()
         expires = min(now + lifetimes.refresh_token, _family_deadline(provider, auth))
         record = RefreshGrant(family, client.client_id, granted, auth, expires, jti=jti)
-        provider.state.put_refresh(digest(refresh), record)
+        if provider.state.put_refresh(digest(refresh), record):
+            # the family was revoked while these tokens were minted (reuse detected on
+            # another node between this refresh's redemption and now): the revocation
+            # could not see this jti yet, so it is revoked here and nothing is sent
+            _revoke_family(provider, family, jtis=(jti,), reason="refresh token reused")
+            raise OAuthError("invalid_grant", _INVALID_GRANT)
         body["refresh_token"] = refresh
     return body, jti

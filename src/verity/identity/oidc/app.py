@@ -75,9 +75,25 @@ def _require_same_origin(request: Request, base: str) -> None:
     if fetch_site is not None and fetch_site.lower() not in _SAME_ORIGIN_FETCH:
         raise LogoutForgeryError(f"logout request with Sec-Fetch-Site {fetch_site[:20]!r}")
     origin = request.headers.get("origin")
-    own = urlsplit(base)
-    if origin is not None and origin.lower().rstrip("/") != f"{own.scheme}://{own.netloc}".lower():
+    if origin is not None and _origin(origin) != _origin(base):
         raise LogoutForgeryError("logout request from another origin")
+
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def _origin(url: str) -> tuple[str, str, int | None] | None:
+    """An origin as (scheme, host, port) with the default port filled in, so that
+    ``https://gw.example.com:443`` (a ``public_url``) is the browser's
+    ``https://gw.example.com``; ``None`` for ``null`` or anything unparsable."""
+    try:
+        parts = urlsplit(url.strip().lower())
+        port = parts.port
+    except ValueError:
+        return None
+    if not parts.scheme or not parts.hostname:
+        return None
+    return parts.scheme, parts.hostname, port or _DEFAULT_PORTS.get(parts.scheme)
 
 
 async def _form_field(request: Request, name: str) -> str | None:

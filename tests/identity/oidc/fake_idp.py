@@ -67,7 +67,6 @@ class FakeIdP:
         self.token_errors: list[str] = []
         self.end_session_requests: list[dict[str, str]] = []
         self.sid = "idp-session-1"
-        self.auth_time = int(time.time()) - 5  # the user's login: refreshes keep it
 
     # -- endpoints --------------------------------------------------------------------------
     async def discovery(self, request: Request) -> Response:

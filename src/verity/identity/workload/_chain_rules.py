@@ -25,6 +25,7 @@ from collections.abc import Iterable, Sequence
 from urllib.parse import urlsplit
 
 from cryptography import x509
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, ExtensionOID, SignatureAlgorithmOID
 
@@ -53,9 +54,13 @@ _SIGNATURES = frozenset(
         SignatureAlgorithmOID.ED448,
     }
 )  # fmt: skip
-_CLIENT_PURPOSES = frozenset(
+_DIGESTS = (hashes.SHA256, hashes.SHA384, hashes.SHA512)
+CLIENT_PURPOSES = frozenset(
     {ExtendedKeyUsageOID.CLIENT_AUTH, ExtendedKeyUsageOID.ANY_EXTENDED_KEY_USAGE}
 )
+# what ``cert.extensions`` raises for a malformed extension block (a duplicate is not a
+# ValueError): every one is a MALFORMED rejection, never an unexpected exception
+UNPARSABLE = (ValueError, x509.DuplicateExtension, x509.UnsupportedGeneralNameType)
 _EVALUATED = (
     x509.UniformResourceIdentifier, x509.DNSName, x509.RFC822Name, x509.IPAddress,
     x509.DirectoryName,
@@ -65,7 +70,7 @@ _EVALUATED = (
 def _extensions(cert: x509.Certificate) -> x509.Extensions:
     try:
         return cert.extensions
-    except ValueError as exc:
+    except UNPARSABLE as exc:
         raise SvidRejectedError(R.MALFORMED, f"unparsable extension: {exc}") from None
 
 
@@ -77,6 +82,9 @@ def check_algorithms(path: Sequence[x509.Certificate]) -> None:
                 R.INVALID_CHAIN,
                 f"signature algorithm {cert.signature_algorithm_oid.dotted_string} is refused",
             )
+        digest = cert.signature_hash_algorithm  # RSASSA-PSS names its hash in parameters
+        if digest is not None and not isinstance(digest, _DIGESTS):
+            raise SvidRejectedError(R.INVALID_CHAIN, f"a signature with {digest.name} is refused")
         key = cert.public_key()
         if isinstance(key, rsa.RSAPublicKey) and key.key_size < MIN_RSA_BITS:
             raise SvidRejectedError(R.INVALID_CHAIN, f"an RSA key of {key.key_size} bits")
@@ -106,7 +114,7 @@ def check_leaf_purpose(leaf: x509.Certificate) -> None:
     """A leaf with extended key usage must allow client authentication."""
     for extension in _extensions(leaf):
         value = extension.value
-        if isinstance(value, x509.ExtendedKeyUsage) and not _CLIENT_PURPOSES.intersection(value):
+        if isinstance(value, x509.ExtendedKeyUsage) and not CLIENT_PURPOSES.intersection(value):
             raise SvidRejectedError(
                 R.BAD_KEY_USAGE, "the leaf's extended key usage excludes clientAuth"
             )
@@ -212,8 +220,10 @@ def check_chain_rules(path: Sequence[x509.Certificate]) -> None:
 
 
 __all__ = [
+    "CLIENT_PURPOSES",
     "KNOWN_EXTENSIONS",
     "MIN_RSA_BITS",
+    "UNPARSABLE",
     "check_algorithms",
     "check_chain_rules",
     "check_critical_extensions",

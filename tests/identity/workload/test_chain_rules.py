@@ -311,3 +311,17 @@ def test_the_walk_refuses_every_ec_chain_cryptographys_verifier_refuses(defect: 
     except SvidRejectedError:
         walk = False
     assert walk == _library_accepts(built), defect
+
+
+def test_an_rsa_key_with_the_roca_fingerprint_is_refused_anywhere_on_the_path() -> None:
+    """CVE-2017-15361: the private key of such a modulus can be computed, so a ROCA leaf
+    can be impersonated and a ROCA CA can mint any SVID (roca-detect's test modulus)."""
+    from ..test_roca import ROCA_DETECT_MOD03
+
+    built = chain("ec")
+    roca = rsa.RSAPublicNumbers(65537, ROCA_DETECT_MOD03).public_key()
+    san = x509.SubjectAlternativeName([x509.UniformResourceIdentifier(f"spiffe://{TD}/api")])
+    leaf = _cert("leaf", "root", roca, _key("ec", "root"), ca=False, extra=[(san, False)])
+    error = refusal(Chain(leaf, (), built.bundle))
+    assert error.reason is SvidRejection.INVALID_CHAIN
+    assert "ROCA" in str(error)

@@ -4,8 +4,9 @@ name constraints and the leaf's extended key usage.
 ``verify_x509_svid`` applies them to every path it builds, whatever the keys (EC, RSA,
 Ed25519, Ed448), so no key type gets a laxer walk than another:
 
-- **algorithms**: keys are EC P-256/P-384/P-521, RSA of at least 2048 bits, Ed25519 or
-  Ed448; signatures ECDSA or RSA (PKCS#1 v1.5 or PSS) with SHA-256/384/512, or EdDSA;
+- **algorithms**: keys are EC P-256/P-384/P-521, RSA of at least 2048 bits without the
+  ROCA fingerprint, Ed25519 or Ed448; signatures ECDSA or RSA (PKCS#1 v1.5 or PSS)
+  with SHA-256/384/512, or EdDSA;
 
 - **critical extensions** (RFC 5280 4.2): a certificate with a critical extension this
   verifier does not process is refused, on every certificate of the path;
@@ -29,6 +30,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, ExtensionOID, SignatureAlgorithmOID
 
+from ..roca import has_roca_fingerprint
 from .errors import SvidRejectedError
 from .errors import SvidRejection as R
 
@@ -88,6 +90,11 @@ def check_algorithms(path: Sequence[x509.Certificate]) -> None:
         key = cert.public_key()
         if isinstance(key, rsa.RSAPublicKey) and key.key_size < MIN_RSA_BITS:
             raise SvidRejectedError(R.INVALID_CHAIN, f"an RSA key of {key.key_size} bits")
+        if isinstance(key, rsa.RSAPublicKey) and has_roca_fingerprint(key.public_numbers().n):
+            raise SvidRejectedError(
+                R.INVALID_CHAIN, "an RSA key with the ROCA fingerprint (CVE-2017-15361: its "
+                "private key can be computed)",
+            )  # fmt: skip
         if isinstance(key, ec.EllipticCurvePublicKey) and key.curve.name not in _CURVES:
             raise SvidRejectedError(R.INVALID_CHAIN, f"the EC curve {key.curve.name} is refused")
         if not isinstance(

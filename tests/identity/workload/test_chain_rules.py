@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 from cryptography import x509
@@ -325,3 +326,34 @@ def test_an_rsa_key_with_the_roca_fingerprint_is_refused_anywhere_on_the_path() 
     error = refusal(Chain(leaf, (), built.bundle))
     assert error.reason is SvidRejection.INVALID_CHAIN
     assert "ROCA" in str(error)
+
+
+class _OpenSslVerifiedPeer:
+    """A handshake as Python < 3.13 exposes it: the peer's leaf only (OpenSSL verified
+    the path; ``get_verified_chain`` does not exist)."""
+
+    def __init__(self, leaf: x509.Certificate) -> None:
+        self.der = leaf.public_bytes(serialization.Encoding.DER)
+
+    def getpeercert(self, binary_form: bool = False) -> bytes:
+        assert binary_form
+        return self.der
+
+
+def test_peer_svid_without_the_verified_chain_still_refuses_a_roca_leaf() -> None:
+    """OpenSSL validates the path but knows nothing of ROCA: the leaf rules still run."""
+    from verity.identity.workload import peer_svid
+
+    from ..test_roca import ROCA_DETECT_MOD03
+
+    built = chain("ec")
+    san = x509.SubjectAlternativeName([x509.UniformResourceIdentifier(f"spiffe://{TD}/api")])
+    good = _cert("leaf", "root", _key("ec", "leaf").public_key(), _key("ec", "root"), ca=False,
+                 extra=[(san, False)])  # fmt: skip
+    stub: Any = _OpenSslVerifiedPeer(good)
+    assert str(peer_svid(stub, built.bundle, now=NOW).spiffe_id) == f"spiffe://{TD}/api"
+    roca = rsa.RSAPublicNumbers(65537, ROCA_DETECT_MOD03).public_key()
+    bad = _cert("leaf", "root", roca, _key("ec", "root"), ca=False, extra=[(san, False)])
+    stub = _OpenSslVerifiedPeer(bad)
+    with pytest.raises(SvidRejectedError, match="ROCA"):
+        peer_svid(stub, built.bundle, now=NOW)

@@ -357,3 +357,24 @@ def test_peer_svid_without_the_verified_chain_still_refuses_a_roca_leaf() -> Non
     stub = _OpenSslVerifiedPeer(bad)
     with pytest.raises(SvidRejectedError, match="ROCA"):
         peer_svid(stub, built.bundle, now=NOW)
+
+
+@KINDS
+@pytest.mark.parametrize("value", [f"spiffe://{TD}", f"{TD}/api", ""])
+def test_a_uri_name_constraint_that_is_not_a_host_refuses_the_chain(kind: str, value: str) -> None:
+    """Written as a URI, an exclusion would match no name and silently exclude nothing."""
+    excluded = x509.NameConstraints(None, [x509.UniformResourceIdentifier(value)])
+    error = refusal(chain(kind, middle=[(excluded, True)]))
+    assert error.reason is SvidRejection.INVALID_CHAIN
+    assert "not a host name" in str(error)
+
+
+def test_an_empty_dns_exclusion_still_means_every_dns_name() -> None:
+    no_dns = x509.NameConstraints(None, [x509.DNSName("")])
+    assert chain("ec", middle=[(no_dns, True)]).verify() == f"spiffe://{TD}/api"
+    built = chain("ec", middle=[(no_dns, True)])
+    names = [x509.UniformResourceIdentifier(f"spiffe://{TD}/api"), x509.DNSName("api.test")]
+    leaf = _cert("leaf", "middle", _key("ec", "leaf").public_key(), _key("ec", "middle"),
+                 ca=False, extra=[(x509.SubjectAlternativeName(names), False)])  # fmt: skip
+    error = refusal(Chain(leaf, built.intermediates, built.bundle))
+    assert "excluded" in str(error)

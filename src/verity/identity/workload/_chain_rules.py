@@ -22,6 +22,7 @@ Ed25519, Ed448), so no key type gets a laxer walk than another:
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections.abc import Iterable, Sequence
 from urllib.parse import urlsplit
 
@@ -63,6 +64,8 @@ CLIENT_PURPOSES = frozenset(
 # what ``cert.extensions`` raises for a malformed extension block (a duplicate is not a
 # ValueError): every one is a MALFORMED rejection, never an unexpected exception
 UNPARSABLE = (ValueError, x509.DuplicateExtension, x509.UnsupportedGeneralNameType)
+# a URI or DNS name constraint: a host or domain, "." first for subdomains only
+_HOST_CONSTRAINT = re.compile(r"\.?[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)*\.?")
 _EVALUATED = (
     x509.UniformResourceIdentifier, x509.DNSName, x509.RFC822Name, x509.IPAddress,
     x509.DirectoryName,
@@ -188,6 +191,15 @@ def _check_one(
             raise SvidRejectedError(
                 R.INVALID_CHAIN, f"a name constraint of type {type(subtree).__name__} "
                 "cannot be evaluated",
+            )  # fmt: skip
+        if (
+            isinstance(subtree, x509.UniformResourceIdentifier)
+            or (isinstance(subtree, x509.DNSName) and subtree.value)  # "": every DNS name
+        ) and not _HOST_CONSTRAINT.fullmatch(subtree.value):
+            # e.g. "spiffe://bad.example": an exclusion that would silently match nothing
+            raise SvidRejectedError(
+                R.INVALID_CHAIN, f"the name constraint {subtree.value!r} is not a host name "
+                "(RFC 5280 4.2.1.10) and cannot be evaluated",
             )  # fmt: skip
     for name in names:
         same = [s for s in permitted if type(s) is type(name)]

@@ -277,3 +277,19 @@ def test_a_shared_redis_cache_refuses_a_replay_in_another_process(
     finally:
         first.close()
         second.close()
+
+
+def test_a_redis_server_clock_ahead_of_the_app_does_not_expire_replay_ids_early(
+    signer: AssertionSigner, redis_url: str, redis_prefix: str
+) -> None:
+    """The app checked ``exp`` by its own clock; the Redis server's clock (here: the app's
+    is 10 minutes behind it) must not decide how long the id is remembered."""
+    client = redis.Redis.from_url(redis_url)
+    try:
+        app_now = time.time() - 600
+        cache = RedisReplayCache(client, prefix=redis_prefix, clock=lambda: app_now)
+        assert cache.first_use("gw jti-1", app_now + 60)
+        assert 59_000 < client.pttl(redis_prefix + "gw jti-1") <= 61_000  # not already gone
+        assert not cache.first_use("gw jti-1", app_now + 60)
+    finally:
+        client.close()

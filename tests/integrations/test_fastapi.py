@@ -326,3 +326,26 @@ def test_two_checks_of_one_request_share_its_single_use_assertion() -> None:
     )
     assert response.status_code == 200, response.json()
     assert response.json() == {"who": "alice"}
+
+
+def test_a_caller_verified_by_one_guard_is_not_reused_by_a_stricter_guard() -> None:
+    """A router-level ``require()`` with the app's guard (tokens for ``invoices``) runs
+    first; the route's own ``require(guard=admin)`` accepts only ``admin-api`` tokens. The
+    caller the first guard verified must not stand in for the second guard's check."""
+    from verity.integrations._common import Guard
+
+    app = FastAPI()
+    Verity(app, verifier=verifier(), engine=ENGINE)
+    admin = Guard(engine=ENGINE, verifier=verifier("admin-api"))
+    listed = require(action="list", resource_type="invoice")
+    strict = require(action="list", resource_type="invoice", guard=admin)
+
+    @app.get("/invoices", dependencies=[Depends(listed)])
+    def index(who: Annotated[Principal, Depends(strict)]) -> dict[str, str]:
+        return {"who": who.id}
+
+    client = TestClient(app)
+    invoices_token = client.get("/invoices", headers=auth(token("alice")))
+    assert invoices_token.status_code == 401  # the admin guard verifies the token itself
+    admin_token = auth(token("alice", audience="admin-api"))
+    assert client.get("/invoices", headers=admin_token).status_code == 401  # and the app's

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import secrets
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -48,12 +49,29 @@ def _app_url(dsn: str, schema: str, role: str = "verity_app") -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
 
 
-@pytest.fixture
-def app_url(postgres_dsn: str, pg_schema: str) -> Iterator[str]:
-    """The example schema installed in ``pg_schema``, seeded; the app role's URL.
+@pytest.fixture(scope="module")
+def postgres_dsn(postgres_dsn: str) -> Iterator[str]:
+    """This module's own throwaway database (created from ``template0``, dropped after).
 
-    The schema revokes TEMPORARY on the whole test database from PUBLIC; the default is
-    restored afterwards, so that the database is left as other tests expect it."""
+    The example schema changes database-wide settings (it revokes TEMPORARY from PUBLIC),
+    so it never runs in the shared test database: a crash leaves at most an unused
+    database behind, never a changed one. ``pg_schema`` creates its schemas in here."""
+    name = f"verity_rls_{secrets.token_hex(6)}"
+    with psycopg.connect(postgres_dsn, autocommit=True) as owner:
+        owner.execute(sql.SQL("create database {} template template0").format(
+            sql.Identifier(name)))  # fmt: skip
+    try:
+        yield urlunsplit(urlsplit(postgres_dsn)._replace(path="/" + name))
+    finally:
+        with psycopg.connect(postgres_dsn, autocommit=True) as owner:
+            owner.execute(sql.SQL("drop database if exists {} with (force)").format(
+                sql.Identifier(name)))  # fmt: skip
+
+
+@pytest.fixture
+def app_url(postgres_dsn: str, pg_schema: str) -> str:
+    """The example schema installed in ``pg_schema`` (in this module's own database),
+    seeded; the app role's URL."""
     with psycopg.connect(postgres_dsn, autocommit=True) as owner:
         owner.execute(sql.SQL("set search_path to {}").format(sql.Identifier(pg_schema)))
         owner.execute(SCHEMA_SQL.read_bytes())
@@ -63,12 +81,7 @@ def app_url(postgres_dsn: str, pg_schema: str) -> Iterator[str]:
             "insert into notes (owner, body) values "
             "('alice', 'a1'), ('alice', 'a2'), ('bob', 'b1'), ('root', 'r1')"
         )
-        database = sql.Identifier(owner.info.dbname)
-    try:
-        yield _app_url(postgres_dsn, pg_schema)
-    finally:
-        with psycopg.connect(postgres_dsn, autocommit=True) as owner:
-            owner.execute(sql.SQL("grant temporary on database {} to public").format(database))
+    return _app_url(postgres_dsn, pg_schema)
 
 
 @pytest.fixture
@@ -335,3 +348,35 @@ def test_async_pool_reset_wipes_temporary_objects(temp_app_url: str, pg_schema: 
 def test_the_example_schema_denies_the_application_role_temporary_objects(app: Conn) -> None:
     with pytest.raises(psycopg.errors.InsufficientPrivilege):
         app.execute("create temporary view notes as select 1 as id, 'x' as body")
+
+
+def test_async_helper_discards_a_temporary_view_left_by_the_previous_user(
+    temp_app_url: str, pg_schema: str
+) -> None:
+    async def run() -> tuple[list[str], list[str]]:
+        conn = await psycopg.AsyncConnection.connect(temp_app_url, autocommit=True)
+        async with conn:
+            async with async_rls_transaction(conn, BOB, key=KEY):  # Bob's injected SQL
+                await conn.execute("create temporary table loot (body text)")
+                await conn.execute(
+                    "create function pg_temp.grab(b text) returns boolean language sql "
+                    "volatile as $$ insert into pg_temp.loot values (b) returning true $$"
+                )
+                await conn.execute(
+                    sql.SQL(
+                        "create temporary view notes as select n.id, n.body from {}.notes n "
+                        "where pg_temp.grab(n.body)"
+                    ).format(sql.Identifier(pg_schema))
+                )
+            async with async_rls_transaction(conn, ALICE, key=KEY):  # Alice, same connection
+                cursor = await conn.execute("select body from notes order by body")
+                seen = [row[0] for row in await cursor.fetchall()]
+            cursor = await conn.execute("select to_regclass('pg_temp.loot') is not null")
+            row = await cursor.fetchone()
+            loot: list[str] = []
+            if row is not None and row[0]:
+                cursor = await conn.execute("select body from pg_temp.loot")
+                loot = [r[0] for r in await cursor.fetchall()]
+            return seen, loot
+
+    assert asyncio.run(run()) == (["a1", "a2"], [])

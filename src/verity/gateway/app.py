@@ -31,6 +31,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..model import HttpTarget, Principal
 from ..observability import GatewayMetrics, MetricsConfig, MetricsEndpoint
+from ..request_binding import canonical_request_path
 from . import refusals, responses
 from .assertion import JWKS_PATH, AssertionSigner
 from .enforce import Enforcer, Outcome, Subject, Verdict, internal_deny
@@ -255,8 +256,10 @@ class Gateway:
         """Decide the target on its route; forward it (its canonical path) or refuse."""
         route, host, target = decided
         peer = self.certificates.peer(scope) if route.mtls != "off" else None
+        base = self.proxy.base_path(route)
+        bound = canonical_request_path(base + upstream_path(target.path)) if base else None
         outcome = await self.enforcer.authorize(
-            Subject(route, target, inbound.client, inbound.headers, peer)
+            Subject(route, target, inbound.client, inbound.headers, peer, bound)
         )
         if outcome.verdict is not Verdict.ALLOWED:
             redirect = self._login_redirect(scope, inbound, outcome, host, route.issuers)

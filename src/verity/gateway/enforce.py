@@ -106,6 +106,11 @@ class Subject:
     client: ClientAddress
     headers: RawHeaders = field(repr=False)
     peer: PeerCertificate | None = None  # the client certificate (routes with ``mtls``)
+    # The path the upstream receives, in ``canonical_request_path`` form, when it is not
+    # ``http.path``: an upstream base path, or forward-auth's raw target on a route whose
+    # ``path_matching`` changed the path decided. The assertion binds it (the app verifies
+    # the request it receives).
+    bound_path: str | None = None
 
 
 def header_value(value: str) -> str:
@@ -322,7 +327,7 @@ class Enforcer:
                 audience=route.assertion_audience,
                 decision_id=decision.decision_id,
                 method=subject.http.method,  # the request decided: the assertion binds it
-                path=subject.http.path,
+                path=subject.bound_path or subject.http.path,
                 device_id=facts.device.id if facts.device is not None else None,
                 trust_score=facts.trust_score,
             ),

@@ -37,6 +37,7 @@ from collections.abc import Callable
 from starlette.responses import Response
 
 from ..model import parse_ip
+from ..request_binding import canonical_request_path
 from . import refusals, responses
 from .enforce import Enforcer, Outcome, Subject, Verdict, internal_deny
 from .errors import BadRequestError
@@ -196,8 +197,10 @@ class ForwardAuth:
             )  # fmt: skip
             response = responses.error(exc.status, exc.public_message, html=inbound.html)
             return refusals.with_decision_id(response, decision)
-        outcome = await self.enforcer.authorize(Subject(route, http, inbound.client,
-                                                        inbound.headers))  # fmt: skip
+        received = canonical_request_path(sent)  # the upstream receives the raw target
+        bound = received if received != http.path else None
+        subject = Subject(route, http, inbound.client, inbound.headers, bound_path=bound)
+        outcome = await self.enforcer.authorize(subject)
         if outcome.verdict is Verdict.ALLOWED:
             return _allowed_response(outcome)
         return self.render(outcome, inbound.html)

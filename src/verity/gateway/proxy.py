@@ -189,6 +189,11 @@ class UpstreamProxy:
             self._bases[upstream] = base
         return base
 
+    def base_path(self, route: RouteConfig) -> str:
+        """The path of ``route.upstream`` (``""`` for none): what the upstream receives
+        before the canonical path."""
+        return self._base(route.upstream or "")[3]
+
     def build(
         self,
         route: RouteConfig,

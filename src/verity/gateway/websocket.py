@@ -34,6 +34,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
+from urllib.parse import urlsplit
 
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
@@ -43,6 +44,7 @@ from websockets.http11 import Request
 
 from ..model import Reason
 from ..observability import GatewayMetrics
+from ..request_binding import canonical_request_path
 from . import refusals, responses
 from .enforce import Enforcer, Outcome, Subject, Verdict
 from .errors import BadRequestError
@@ -217,7 +219,9 @@ class WebSocketProxy:
             response = responses.error(exc.status, exc.public_message, html=inbound.html)
             return refusals.with_decision_id(response, decision)
         peer = self.certificates.peer(scope) if route.mtls != "off" else None
-        subject = Subject(route, target, inbound.client, inbound.headers, peer)
+        received = canonical_request_path(urlsplit(upstream_uri(route, target.path, b"")).path)
+        bound = received if received != target.path else None  # an upstream base path
+        subject = Subject(route, target, inbound.client, inbound.headers, peer, bound)
         if origin_allowed(route, host, inbound.headers):
             outcome = await self.enforcer.authorize(subject)
         else:

@@ -185,13 +185,17 @@ def require(
             request, action=action, resource_type=resource_type,
             resource_id_param=resource_id_param, attributes=attributes,
         )  # fmt: skip
-        known = getattr(request.state, "verity_identity", None)  # a route's earlier require()
+        # The caller an earlier require() of this request verified, reused only by the same
+        # guard: another guard (``guard=``) trusts other issuers or audiences and verifies
+        # the credentials itself.
+        known = getattr(request.state, "verity_identity", None)
+        reused = known[1] if isinstance(known, tuple) and known[0] is chosen else None
         outcome = await chosen.aauthorize(
             incoming(request), load, anonymous_ok=allow_anonymous,
-            identity=known if isinstance(known, Identity) else None,
+            identity=reused if isinstance(reused, Identity) else None,
         )  # fmt: skip
         if outcome.identity is not None:
-            request.state.verity_identity = outcome.identity
+            request.state.verity_identity = (chosen, outcome.identity)
         return _enforce(request, outcome)
 
     return dependency

@@ -4,13 +4,14 @@
 assertion's ``exp`` plus the leeway; it is thread-safe (Flask's threaded servers) and
 refuses new assertions, rather than forgetting unexpired ids, when full. It protects
 one process: an app served by several processes or hosts needs a shared cache, e.g.
-``RedisReplayCache`` (``SET NX`` with the same expiry), or a replay accepted by a
+``RedisReplayCache`` (``SET NX`` with the same expiry, as a TTL), or a replay accepted by a
 sibling process goes unnoticed.
 """
 
 from __future__ import annotations
 
 import heapq
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -76,15 +77,27 @@ class MemoryReplayCache:
 
 
 class RedisReplayCache:
-    """A ``ReplayCache`` shared by every process using one Redis (``SET NX EXAT``)."""
+    """A ``ReplayCache`` shared by every process using one Redis (``SET NX PX``).
 
-    def __init__(self, client: redis.Redis, *, prefix: str = "verity:assertion-jti:") -> None:
+    The id lives for the time the assertion has left by *this* process's clock (the one
+    that checked ``exp``), as a relative TTL: an absolute expiry (``EXAT``) would be read
+    by the Redis server's clock, and a server clock ahead by more than an assertion's
+    lifetime would expire every id at once, turning replay protection off."""
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        *,
+        prefix: str = "verity:assertion-jti:",
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.client = client
         self.prefix = prefix
+        self._clock = clock
 
     def first_use(self, key: str, expires_at: float) -> bool:
-        expiry = max(int(expires_at) + 1, int(time.time()) + 1)
-        return bool(self.client.set(self.prefix + key, b"1", nx=True, exat=expiry))
+        milliseconds = max(math.ceil((expires_at - self._clock()) * 1000) + 1000, 1000)
+        return bool(self.client.set(self.prefix + key, b"1", nx=True, px=milliseconds))
 
 
 __all__ = [

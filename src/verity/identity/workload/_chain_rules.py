@@ -4,8 +4,9 @@ name constraints and the leaf's extended key usage.
 ``verify_x509_svid`` applies them to every path it builds, whatever the keys (EC, RSA,
 Ed25519, Ed448), so no key type gets a laxer walk than another:
 
-- **algorithms**: keys are EC P-256/P-384/P-521, RSA of at least 2048 bits, Ed25519 or
-  Ed448; signatures ECDSA or RSA (PKCS#1 v1.5 or PSS) with SHA-256/384/512, or EdDSA;
+- **algorithms**: keys are EC P-256/P-384/P-521, RSA of at least 2048 bits without the
+  ROCA fingerprint, Ed25519 or Ed448; signatures ECDSA or RSA (PKCS#1 v1.5 or PSS)
+  with SHA-256/384/512, or EdDSA;
 
 - **critical extensions** (RFC 5280 4.2): a certificate with a critical extension this
   verifier does not process is refused, on every certificate of the path;
@@ -21,13 +22,16 @@ Ed25519, Ed448), so no key type gets a laxer walk than another:
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections.abc import Iterable, Sequence
 from urllib.parse import urlsplit
 
 from cryptography import x509
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, ExtensionOID, SignatureAlgorithmOID
 
+from ..roca import has_roca_fingerprint
 from .errors import SvidRejectedError
 from .errors import SvidRejection as R
 
@@ -53,9 +57,15 @@ _SIGNATURES = frozenset(
         SignatureAlgorithmOID.ED448,
     }
 )  # fmt: skip
-_CLIENT_PURPOSES = frozenset(
+_DIGESTS = (hashes.SHA256, hashes.SHA384, hashes.SHA512)
+CLIENT_PURPOSES = frozenset(
     {ExtendedKeyUsageOID.CLIENT_AUTH, ExtendedKeyUsageOID.ANY_EXTENDED_KEY_USAGE}
 )
+# what ``cert.extensions`` raises for a malformed extension block (a duplicate is not a
+# ValueError): every one is a MALFORMED rejection, never an unexpected exception
+UNPARSABLE = (ValueError, x509.DuplicateExtension, x509.UnsupportedGeneralNameType)
+# a URI or DNS name constraint: a host or domain, "." first for subdomains only
+_HOST_CONSTRAINT = re.compile(r"\.?[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)*\.?")
 _EVALUATED = (
     x509.UniformResourceIdentifier, x509.DNSName, x509.RFC822Name, x509.IPAddress,
     x509.DirectoryName,
@@ -65,7 +75,7 @@ _EVALUATED = (
 def _extensions(cert: x509.Certificate) -> x509.Extensions:
     try:
         return cert.extensions
-    except ValueError as exc:
+    except UNPARSABLE as exc:
         raise SvidRejectedError(R.MALFORMED, f"unparsable extension: {exc}") from None
 
 
@@ -77,9 +87,17 @@ def check_algorithms(path: Sequence[x509.Certificate]) -> None:
                 R.INVALID_CHAIN,
                 f"signature algorithm {cert.signature_algorithm_oid.dotted_string} is refused",
             )
+        digest = cert.signature_hash_algorithm  # RSASSA-PSS names its hash in parameters
+        if digest is not None and not isinstance(digest, _DIGESTS):
+            raise SvidRejectedError(R.INVALID_CHAIN, f"a signature with {digest.name} is refused")
         key = cert.public_key()
         if isinstance(key, rsa.RSAPublicKey) and key.key_size < MIN_RSA_BITS:
             raise SvidRejectedError(R.INVALID_CHAIN, f"an RSA key of {key.key_size} bits")
+        if isinstance(key, rsa.RSAPublicKey) and has_roca_fingerprint(key.public_numbers().n):
+            raise SvidRejectedError(
+                R.INVALID_CHAIN, "an RSA key with the ROCA fingerprint (CVE-2017-15361: its "
+                "private key can be computed)",
+            )  # fmt: skip
         if isinstance(key, ec.EllipticCurvePublicKey) and key.curve.name not in _CURVES:
             raise SvidRejectedError(R.INVALID_CHAIN, f"the EC curve {key.curve.name} is refused")
         if not isinstance(
@@ -106,7 +124,7 @@ def check_leaf_purpose(leaf: x509.Certificate) -> None:
     """A leaf with extended key usage must allow client authentication."""
     for extension in _extensions(leaf):
         value = extension.value
-        if isinstance(value, x509.ExtendedKeyUsage) and not _CLIENT_PURPOSES.intersection(value):
+        if isinstance(value, x509.ExtendedKeyUsage) and not CLIENT_PURPOSES.intersection(value):
             raise SvidRejectedError(
                 R.BAD_KEY_USAGE, "the leaf's extended key usage excludes clientAuth"
             )
@@ -174,6 +192,15 @@ def _check_one(
                 R.INVALID_CHAIN, f"a name constraint of type {type(subtree).__name__} "
                 "cannot be evaluated",
             )  # fmt: skip
+        if (
+            isinstance(subtree, x509.UniformResourceIdentifier)
+            or (isinstance(subtree, x509.DNSName) and subtree.value)  # "": every DNS name
+        ) and not _HOST_CONSTRAINT.fullmatch(subtree.value):
+            # e.g. "spiffe://bad.example": an exclusion that would silently match nothing
+            raise SvidRejectedError(
+                R.INVALID_CHAIN, f"the name constraint {subtree.value!r} is not a host name "
+                "(RFC 5280 4.2.1.10) and cannot be evaluated",
+            )  # fmt: skip
     for name in names:
         same = [s for s in permitted if type(s) is type(name)]
         if same and not any(_within(name, s) for s in same):
@@ -212,8 +239,10 @@ def check_chain_rules(path: Sequence[x509.Certificate]) -> None:
 
 
 __all__ = [
+    "CLIENT_PURPOSES",
     "KNOWN_EXTENSIONS",
     "MIN_RSA_BITS",
+    "UNPARSABLE",
     "check_algorithms",
     "check_chain_rules",
     "check_critical_extensions",

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from cryptography import x509
 
+from ._chain_rules import check_algorithms, check_critical_extensions
 from .bundle import TrustBundle
 from .errors import SvidRejectedError
 from .errors import SvidRejection as R
@@ -68,7 +69,9 @@ def peer_svid(
     """The verified SVID of the peer of a completed handshake on a context from here.
 
     Where Python exposes the verified chain (3.13+) it is verified again in full;
-    before that, OpenSSL has validated the path to ``bundle`` and the leaf is checked.
+    before that, OpenSSL has validated the path to ``bundle``, and the leaf gets the
+    SVID profile, validity and the chain rules that need no issuer and that OpenSSL does
+    not all apply (key and signature algorithms, ROCA, unknown critical extensions).
     """
     get_chain = getattr(tls, "get_verified_chain", None)
     if get_chain is not None:
@@ -84,4 +87,6 @@ def peer_svid(
             R.WRONG_TRUST_DOMAIN, f"peer trust domain {sid.trust_domain!r} is not trusted"
         )
     check_validity(leaf, "leaf certificate", now or dt.datetime.now(dt.UTC))
+    check_algorithms([leaf])  # OpenSSL's purpose check stands for the key purpose
+    check_critical_extensions([leaf])
     return VerifiedX509Svid(sid, leaf, (leaf,))

@@ -20,7 +20,7 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 
 from ...model import Principal, PrincipalKind
-from ._chain_rules import check_chain_rules
+from ._chain_rules import CLIENT_PURPOSES, UNPARSABLE, check_chain_rules
 from .bundle import TrustBundle
 from .errors import InvalidSpiffeIdError, SvidRejectedError
 from .errors import SvidRejection as R
@@ -56,11 +56,18 @@ def load_chain_pem(untrusted: bytes) -> list[x509.Certificate]:
 
 
 def _extension(cert: x509.Certificate, kind: type[x509.ExtensionType]) -> object | None:
+    found = _found(cert, kind)
+    return found.value if found is not None else None
+
+
+def _found(
+    cert: x509.Certificate, kind: type[x509.ExtensionType]
+) -> x509.Extension[x509.ExtensionType] | None:
     try:
-        return cert.extensions.get_extension_for_class(kind).value
+        return cert.extensions.get_extension_for_class(kind)
     except x509.ExtensionNotFound:
         return None
-    except ValueError as exc:
+    except UNPARSABLE as exc:  # a duplicate extension is malformed, not a crash
         raise SvidRejectedError(R.MALFORMED, f"unparsable extension: {exc}") from None
 
 
@@ -106,13 +113,25 @@ def check_validity(cert: x509.Certificate, what: str, now: dt.datetime) -> None:
 
 
 def _check_ca(cert: x509.Certificate, below: int) -> None:
-    """``cert`` may sign certificates, with ``below`` intermediate CAs under it."""
-    constraints = _extension(cert, x509.BasicConstraints)
+    """``cert`` may sign certificates, with ``below`` intermediate CAs under it.
+
+    As ``cryptography``'s verifier did (and SPIFFE X.509-SVID 4.1/4.3, RFC 5280
+    4.2.1.9): basicConstraints present, critical and CA=true; keyUsage present with
+    keyCertSign; an extended key usage, if any, allows clientAuth (or any purpose)."""
+    found = _found(cert, x509.BasicConstraints)
+    constraints = found.value if found is not None else None
     usage = _extension(cert, x509.KeyUsage)
     if not isinstance(constraints, x509.BasicConstraints) or not constraints.ca:
         raise SvidRejectedError(R.INVALID_CHAIN, "an issuer is not a CA (basicConstraints)")
-    if isinstance(usage, x509.KeyUsage) and not usage.key_cert_sign:
+    if found is None or not found.critical:
+        raise SvidRejectedError(R.INVALID_CHAIN, "an issuer's basicConstraints is not critical")
+    if not isinstance(usage, x509.KeyUsage) or not usage.key_cert_sign:
         raise SvidRejectedError(R.INVALID_CHAIN, "an issuer lacks the keyCertSign key usage")
+    purposes = _extension(cert, x509.ExtendedKeyUsage)
+    if isinstance(purposes, x509.ExtendedKeyUsage) and not CLIENT_PURPOSES.intersection(purposes):
+        raise SvidRejectedError(
+            R.INVALID_CHAIN, "an issuer's extended key usage excludes clientAuth"
+        )
     if constraints.path_length is not None and constraints.path_length < below:
         raise SvidRejectedError(R.INVALID_CHAIN, "an issuer's path length constraint is exceeded")
 

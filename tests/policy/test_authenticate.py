@@ -39,6 +39,9 @@ rules:
   - name: broken
     resources: [{host: broken.test}]
     allow: {when: "principal.claims.level > 3"}
+  - name: broken-request
+    resources: [{host: broken-request.test}]
+    allow: {when: "request.http.headers['x-level'] > 3"}
 """
 
 
@@ -119,10 +122,27 @@ def test_unauthenticated_request_denied_for_its_network_is_forbidden_not_sent_to
     assert decision.reasons[0].code == "rule.deny"
 
 
-def test_evaluation_errors_stay_errors_for_unauthenticated_callers(engine: Engine) -> None:
-    decision = engine.decide(_request(Principal(id="u", claims={"level": "x"}), host="broken.test"))
-    assert decision.reasons[0].code == "rule.error"
+def test_an_identity_rule_an_anonymous_caller_cannot_be_judged_by_sends_it_to_sign_in(
+    engine: Engine,
+) -> None:
+    """``principal.claims.level`` cannot be read without a principal: signing in could
+    change the outcome, so the anonymous caller is sent to sign in (not a dead-end 403);
+    the signed-in caller whose claim is wrong keeps the error (no sign-in loop)."""
+    signed_in = engine.decide(
+        _request(Principal(id="u", claims={"level": "x"}), host="broken.test")
+    )
+    assert signed_in.reasons[0].code == "rule.error"
+    assert not signed_in.requires_authentication
     anonymous = engine.decide(_request(ANONYMOUS, host="broken.test"))
+    assert not anonymous.allowed
+    assert anonymous.requires_authentication
+    assert [r.code for r in anonymous.reasons[:2]] == ["authentication_required", "rule.error"]
+
+
+def test_evaluation_errors_about_the_request_alone_stay_errors_for_unauthenticated_callers(
+    engine: Engine,
+) -> None:
+    anonymous = engine.decide(_request(ANONYMOUS, host="broken-request.test"))
     assert not anonymous.allowed
     assert anonymous.reasons[0].code == "rule.error"
     assert not anonymous.requires_authentication

@@ -7,8 +7,10 @@ reason ``authentication_required`` (hint: sign in; the original reason follows, 
 explanations) and carries the ``authenticate`` obligation, so every enforcement point
 answers 401 / sends the caller to sign in, and a caller that is signed in gets the normal
 403. A deny rule about the request alone (network, device, time, HTTP) stays a deny:
-signing in would not change it. Errors (``internal_error``, ``rule.error``) stay as they
-are. This runs only on the deny path.
+signing in would not change it. A rule that could not be evaluated (``rule.error``) is
+an ``authenticate`` outcome only when it reads identity facts (an anonymous caller has
+none to read, e.g. ``principal.claims.dept``); otherwise errors (``internal_error``,
+``rule.error``) stay as they are. This runs only on the deny path.
 """
 
 from __future__ import annotations
@@ -53,13 +55,30 @@ def identity_deny_rules(policy: ast.Policy) -> frozenset[str]:
     )
 
 
-def for_anonymous(decision: Decision, identity_denies: frozenset[str]) -> Decision:
+def identity_rules(policy: ast.Policy) -> frozenset[str]:
+    """Every rule (allow or deny) whose condition reads identity facts."""
+    return frozenset(
+        rule.name for rule in policy.rules if needs_identity(rule.condition, policy.access_levels)
+    )
+
+
+def for_anonymous(
+    decision: Decision,
+    identity_denies: frozenset[str],
+    identity_readers: frozenset[str] = frozenset(),
+) -> Decision:
     """``decision`` (a deny for an anonymous caller) as an ``authenticate`` outcome when
-    signing in could change it; otherwise unchanged."""
+    signing in could change it; otherwise unchanged. ``identity_readers``: the rules
+    that read identity facts (``identity_rules``), for ``rule.error``."""
     first = decision.reasons[0] if decision.reasons else None
-    if first is None or first.code in _KEPT:
+    if first is None:
         return decision
-    if decision.rule is not None and decision.rule not in identity_denies:
+    if first.code == "rule.error":
+        if first.rule not in identity_readers:
+            return decision
+    elif first.code in _KEPT or (
+        decision.rule is not None and decision.rule not in identity_denies
+    ):
         return decision
     rule = decision.rule or first.rule
     reason = Reason(

@@ -18,7 +18,7 @@ from ..errors import CelError
 from ..ids import new_decision_id
 from ..model import AccessRequest, Decision, Effect, Obligation, PrincipalKind, Reason
 from . import ast
-from .authn import for_anonymous, identity_deny_rules
+from .authn import for_anonymous, identity_deny_rules, identity_rules
 from .checks import Check, Trace
 from .compiler import PASSED, CompiledRule, Compiler, RuleShape
 from .dispatch import ALLOWED, DENIED, DENY_ERROR
@@ -65,6 +65,7 @@ class Engine:
         self._index = RuleIndex(self.rules)
         self._candidates = self._index.candidates
         self._identity_denies = identity_deny_rules(policy)
+        self._identity_readers = identity_rules(policy)
 
     def decide(self, request: AccessRequest) -> Decision:
         """Decide one request. Never raises: an internal failure is a deny."""
@@ -89,7 +90,7 @@ class Engine:
     ) -> Decision:
         decision = self._denial(request, candidates, kind, i, closest_at, detail)
         if request.principal.kind is ANONYMOUS:
-            return for_anonymous(decision, self._identity_denies)
+            return for_anonymous(decision, self._identity_denies, self._identity_readers)
         return decision
 
     def _denial(

@@ -140,6 +140,24 @@ async def test_x_forwarded_host_from_an_untrusted_caller_is_ignored(
     assert claims.audience == "app"  # routed by Host, not by the spoofed X-Forwarded-Host
 
 
+async def test_nginx_check_carrying_a_client_x_forwarded_host_is_decided_for_the_host_nginx_set(
+    proxy_client: httpx.AsyncClient, issuer: Issuer
+) -> None:
+    """nginx's auth_request passes every header the client sent: a configuration that
+    forgets ``proxy_set_header X-Forwarded-Host`` must not let the client's copy choose
+    the route (review finding). The nginx dialect reads ``Host`` only."""
+    headers = {**nginx("/x", host="app.test"), "X-Forwarded-Host": "fa.test",
+               **bearer(issuer.token())}  # fmt: skip
+    response = await proxy_client.get("/verity/auth", headers=headers)
+    assert response.status_code == 200
+    jwks = (await proxy_client.get("/.well-known/verity/jwks.json")).json()
+    claims = assertion.verify(
+        response.headers["x-verity-assertion"], issuer=GATEWAY_URL, audience="app", jwks=jwks,
+        method="GET", path="/x",
+    )  # fmt: skip
+    assert claims.audience == "app"  # the route of Host: app.test, not fa.test
+
+
 async def test_missing_original_uri_is_400(proxy_client: httpx.AsyncClient) -> None:
     response = await proxy_client.get("/verity/auth", headers={"Host": "fa.test"})
     assert response.status_code == 400

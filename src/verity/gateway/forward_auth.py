@@ -173,7 +173,9 @@ class ForwardAuth:
         if self.config.require_trusted_caller and not inbound.client.peer_trusted:
             raise BadRequestError(403, "Forward-auth answers only the configured proxies.")
         method, sent = _original(inbound, scope, dialect, self.config.envoy_path_prefix)
-        host = request_host(inbound, forwarded=dialect is not Dialect.ENVOY)
+        # nginx passes the original Host (proxy_set_header Host $host) and, in auth_request,
+        # every header the client sent: only Traefik names the host in X-Forwarded-Host.
+        host = request_host(inbound, forwarded=dialect is Dialect.TRAEFIK)
         route = None
         try:
             target = read_target(sent)

@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -154,33 +155,44 @@ def write_nginx(tmp: Path, nginx_port: int, verity_port: int, app_port: int) -> 
     return tmp / "nginx.conf"
 
 
+@contextmanager
+def verity_behind_nginx(
+    tmp: Path, config: Path, verity_port: int, nginx_port: int, app_port: int
+) -> Iterator[None]:
+    """``verity serve --config config`` and nginx (the shipped site, in front of the app
+    on ``app_port``), both up until the block ends; their logs are in ``tmp``."""
+    nginx = ensure_nginx()
+    verity_log, nginx_log = tmp / "verity.log", tmp / "nginx.log"
+    with verity_log.open("wb") as out:
+        verity = subprocess.Popen(  # noqa: S603
+            [sys.executable, "-m", "verity.cli.serve", "--config", str(config)],
+            stdout=out, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    conf = write_nginx(tmp, nginx_port, verity_port, app_port)
+    with nginx_log.open("wb") as out:
+        proxy = subprocess.Popen(  # noqa: S603
+            [nginx, "-c", str(conf), "-p", str(tmp), "-g", "daemon off;"],
+            stdout=out, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    try:
+        wait_until_up(f"http://127.0.0.1:{verity_port}/healthz", verity, "verity", verity_log)
+        wait_until_up(f"http://127.0.0.1:{nginx_port}/", proxy, "nginx", nginx_log)
+        yield
+    finally:
+        stop(proxy)
+        stop(verity)
+
+
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    nginx = ensure_nginx()
+    ensure_nginx()
     tmp = tmp_path_factory.mktemp("nginx-e2e")
     key = generate_private_key("ES256")
     nginx_port, verity_port = free_port(), free_port()
     with ThreadServer(SampleApp()) as app:
         config = write_verity(tmp, verity_port, key)
-        verity_log, nginx_log = tmp / "verity.log", tmp / "nginx.log"
-        with verity_log.open("wb") as out:
-            verity = subprocess.Popen(  # noqa: S603
-                [sys.executable, "-m", "verity.cli.serve", "--config", str(config)],
-                stdout=out, stderr=subprocess.STDOUT,
-            )  # fmt: skip
-        conf = write_nginx(tmp, nginx_port, verity_port, app.port)
-        with nginx_log.open("wb") as out:
-            proxy = subprocess.Popen(  # noqa: S603
-                [nginx, "-c", str(conf), "-p", str(tmp), "-g", "daemon off;"],
-                stdout=out, stderr=subprocess.STDOUT,
-            )  # fmt: skip
-        try:
-            wait_until_up(f"http://127.0.0.1:{verity_port}/healthz", verity, "verity", verity_log)
-            wait_until_up(f"http://127.0.0.1:{nginx_port}/", proxy, "nginx", nginx_log)
+        with verity_behind_nginx(tmp, config, verity_port, nginx_port, app.port):
             yield Stack(f"http://127.0.0.1:{nginx_port}", f"http://127.0.0.1:{verity_port}", key)
-        finally:
-            stop(proxy)
-            stop(verity)
 
 
 def get(stack: Stack, path: str = "/", **headers: str) -> httpx.Response:

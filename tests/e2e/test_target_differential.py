@@ -30,8 +30,6 @@ reaches the upstream; a 200 reached it exactly once.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -43,13 +41,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from tests.e2e.differential import AuditIndex, RawEchoUpstream, judge, send_raw
-from tests.e2e.test_nginx_forward_auth import (
-    ISSUER,
-    ensure_nginx,
-    stop,
-    wait_until_up,
-    write_nginx,
-)
+from tests.e2e.test_nginx_forward_auth import ISSUER, ensure_nginx, verity_behind_nginx
 from tests.gateway.servers import free_port
 from verity.identity.dev import generate_private_key, mint, public_jwk, write_private_key
 
@@ -134,28 +126,13 @@ def write_verity(tmp: Path, verity_port: int, upstream_port: int, key: Any) -> P
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    nginx = ensure_nginx()
+    ensure_nginx()
     tmp = tmp_path_factory.mktemp("target-differential")
     key = generate_private_key("ES256")
     nginx_port, verity_port = free_port(), free_port()
     with RawEchoUpstream() as behind_proxy, RawEchoUpstream() as behind_nginx:
         config = write_verity(tmp, verity_port, behind_proxy.port, key)
-        verity_log, nginx_log = tmp / "verity.log", tmp / "nginx.log"
-        with verity_log.open("wb") as out:
-            verity_process = subprocess.Popen(  # noqa: S603
-                [sys.executable, "-m", "verity.cli.serve", "--config", str(config)],
-                stdout=out, stderr=subprocess.STDOUT,
-            )  # fmt: skip
-        conf = write_nginx(tmp, nginx_port, verity_port, behind_nginx.port)
-        with nginx_log.open("wb") as out:
-            nginx_process = subprocess.Popen(  # noqa: S603
-                [nginx, "-c", str(conf), "-p", str(tmp), "-g", "daemon off;"],
-                stdout=out, stderr=subprocess.STDOUT,
-            )  # fmt: skip
-        try:
-            wait_until_up(f"http://127.0.0.1:{verity_port}/healthz", verity_process, "verity",
-                          verity_log)  # fmt: skip
-            wait_until_up(f"http://127.0.0.1:{nginx_port}/", nginx_process, "nginx", nginx_log)
+        with verity_behind_nginx(tmp, config, verity_port, nginx_port, behind_nginx.port):
             audit = AuditIndex(f"sqlite:///{tmp}/audit.db")
             token = mint(key, alg="ES256", kid="e2e", issuer=ISSUER, audience="verity",
                          subject="sam", ttl=3600, claims={"groups": ["staff"]})  # fmt: skip
@@ -170,9 +147,6 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             for front in fronts.values():
                 stray = front.upstream.unlabelled()
                 assert not stray, f"requests no probe sent reached the {front.name} upstream"
-        finally:
-            stop(nginx_process)
-            stop(verity_process)
 
 
 # Every spelling the review reported, adapted to this policy where needed.

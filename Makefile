@@ -7,19 +7,19 @@ BENCH_STAMP := $(VENV)/.bench-installed
 
 .PHONY: run test lint typecheck unit bench clean lock
 
-# Every install comes from a lock file with hashes (requirements/*.lock); pyproject.toml keeps
+# Every install comes from a lock file with hashes (requirements-*.txt); pyproject.toml keeps
 # the ranges a library user installs against. `make lock` re-resolves (docs/development.md).
-$(STAMP): pyproject.toml requirements/dev.lock
+$(STAMP): pyproject.toml requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --require-hashes --no-deps -r requirements/dev.lock
+	$(BIN)/python -m pip install --quiet --require-hashes --no-deps -r requirements-dev.txt
 	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
 	$(BIN)/python -m pip check
 	touch $(STAMP)
 
-$(BENCH_STAMP): $(STAMP) requirements/bench.lock requirements/bench-opa.lock
-	$(BIN)/python -m pip install --quiet --require-hashes --no-deps -r requirements/bench.lock
+$(BENCH_STAMP): $(STAMP) requirements-bench.txt requirements-bench-opa.txt
+	$(BIN)/python -m pip install --quiet --require-hashes --no-deps -r requirements-bench.txt
 	$(BIN)/python -m pip install --quiet --require-hashes --no-deps --ignore-requires-python \
-		-r requirements/bench-opa.lock
+		-r requirements-bench-opa.txt
 	touch $(BENCH_STAMP)
 
 # Re-resolve the locks (needs network to PyPI); review the diff, run `make test`, commit.
@@ -27,10 +27,12 @@ UV_VERSION := 0.13.10
 lock:
 	$(PYTHON) -m venv .lock-venv
 	.lock-venv/bin/python -m pip install --quiet uv==$(UV_VERSION)
-	.lock-venv/bin/uv pip compile pyproject.toml requirements/build.in --extra dev \
-		--generate-hashes --universal --python-version 3.11 --upgrade --quiet -o requirements/dev.lock
-	.lock-venv/bin/uv pip compile benchmarks/requirements.txt -c requirements/dev.lock \
-		--generate-hashes --universal --python-version 3.11 --upgrade --quiet -o requirements/bench.lock
+	.lock-venv/bin/uv pip compile pyproject.toml requirements-build.in --extra dev \
+		--generate-hashes --universal --python-version 3.11 --upgrade --quiet -o requirements-dev.txt
+	.lock-venv/bin/uv pip compile pyproject.toml requirements-build.in -c requirements-dev.txt \
+		--generate-hashes --universal --python-version 3.11 --quiet -o requirements.txt
+	.lock-venv/bin/uv pip compile benchmarks/requirements.txt -c requirements-dev.txt \
+		--generate-hashes --universal --python-version 3.11 --upgrade --quiet -o requirements-bench.txt
 	rm -rf .lock-venv
 
 run: $(STAMP)

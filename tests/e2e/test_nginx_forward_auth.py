@@ -129,17 +129,34 @@ class Stack:
                     subject=subject, claims={"groups": groups})  # fmt: skip
 
 
-def write_verity(tmp: Path, verity_port: int, key: Any) -> Path:
-    (tmp / "policy.yaml").write_text(POLICY)
+def write_verity(
+    tmp: Path,
+    verity_port: int,
+    key: Any,
+    *,
+    policy: str = POLICY,
+    routes: str = f"[{{name: app, host: {HOST}}}]",
+    audited: bool = False,
+) -> Path:
+    """A ``verity.yaml`` (and its policy, IdP key set and assertion key) in ``tmp``:
+    tokens of ``ISSUER`` signed by ``key``, nginx on 127.0.0.1 as the trusted proxy;
+    ``audited`` adds a SQLite store and audit log in ``tmp``."""
+    (tmp / "policy.yaml").write_text(policy)
     (tmp / "idp.jwks").write_text(json.dumps({"keys": [public_jwk(key, "ES256", "e2e")]}))
     write_private_key(tmp / "assertion.pem", generate_private_key("ES256"))
+    stores = (
+        f"store: {{url: 'sqlite:///{tmp}/verity.db'}}\naudit: {{url: 'sqlite:///{tmp}/audit.db'}}\n"
+        if audited
+        else ""
+    )
     config = tmp / "verity.yaml"
     config.write_text(
         f"server: {{host: 127.0.0.1, port: {verity_port}, trusted_proxies: [127.0.0.1/32], trusted_hops: 1}}\n"
         "policy: {path: policy.yaml, reload_seconds: 0}\n"
+        f"{stores}"
         f"identity: {{issuers: [{{issuer: '{ISSUER}', audiences: [verity], algorithms: [ES256], jwks_file: idp.jwks}}]}}\n"
         f"gateway: {{public_url: 'http://127.0.0.1:{verity_port}', assertion: {{signing_key: assertion.pem}},\n"
-        f"  routes: [{{name: app, host: {HOST}}}]}}\n"
+        f"  routes: {routes}}}\n"
     )
     return config
 

@@ -29,11 +29,9 @@ reaches the upstream; a 200 reached it exactly once.
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
@@ -41,9 +39,14 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from tests.e2e.differential import AuditIndex, RawEchoUpstream, judge, send_raw
-from tests.e2e.test_nginx_forward_auth import ISSUER, ensure_nginx, verity_behind_nginx
+from tests.e2e.test_nginx_forward_auth import (
+    ISSUER,
+    ensure_nginx,
+    verity_behind_nginx,
+    write_verity,
+)
 from tests.gateway.servers import free_port
-from verity.identity.dev import generate_private_key, mint, public_jwk, write_private_key
+from verity.identity.dev import generate_private_key, mint
 
 pytestmark = pytest.mark.services
 NGINX_HOST = "app.example.com"  # the server_name of deploy/nginx/verity-forward-auth.conf
@@ -106,22 +109,11 @@ class Stack:
         return [v for caller in CALLERS for v in self.probe(front, target, caller)[1]]
 
 
-def write_verity(tmp: Path, verity_port: int, upstream_port: int, key: Any) -> Path:
-    (tmp / "policy.yaml").write_text(POLICY)
-    (tmp / "idp.jwks").write_text(json.dumps({"keys": [public_jwk(key, "ES256", "e2e")]}))
-    write_private_key(tmp / "assertion.pem", generate_private_key("ES256"))
-    config = tmp / "verity.yaml"
-    config.write_text(
-        f"server: {{host: 127.0.0.1, port: {verity_port}, trusted_proxies: [127.0.0.1/32], trusted_hops: 1}}\n"
-        "policy: {path: policy.yaml, reload_seconds: 0}\n"
-        f"store: {{url: 'sqlite:///{tmp}/verity.db'}}\n"
-        f"audit: {{url: 'sqlite:///{tmp}/audit.db'}}\n"
-        f"identity: {{issuers: [{{issuer: '{ISSUER}', audiences: [verity], algorithms: [ES256], jwks_file: idp.jwks}}]}}\n"
-        f"gateway: {{public_url: 'http://127.0.0.1:{verity_port}', assertion: {{signing_key: assertion.pem}},\n"
-        f"  routes: [{{name: app, host: {NGINX_HOST}}},\n"
-        f"           {{name: proxied, host: {PROXY_HOST}, upstream: 'http://127.0.0.1:{upstream_port}'}}]}}\n"
+def routes(upstream_port: int) -> str:
+    return (
+        f"[{{name: app, host: {NGINX_HOST}}},\n"
+        f"  {{name: proxied, host: {PROXY_HOST}, upstream: 'http://127.0.0.1:{upstream_port}'}}]"
     )
-    return config
 
 
 @pytest.fixture(scope="module")
@@ -131,7 +123,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     key = generate_private_key("ES256")
     nginx_port, verity_port = free_port(), free_port()
     with RawEchoUpstream() as behind_proxy, RawEchoUpstream() as behind_nginx:
-        config = write_verity(tmp, verity_port, behind_proxy.port, key)
+        config = write_verity(
+            tmp, verity_port, key, policy=POLICY, routes=routes(behind_proxy.port), audited=True
+        )
         with verity_behind_nginx(tmp, config, verity_port, nginx_port, behind_nginx.port):
             audit = AuditIndex(f"sqlite:///{tmp}/audit.db")
             token = mint(key, alg="ES256", kid="e2e", issuer=ISSUER, audience="verity",

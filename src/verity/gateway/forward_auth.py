@@ -17,7 +17,9 @@ rewrite, so the target must already be in canonical form (``verity.gateway.targe
 anything ambiguous is refused (400, ``ambiguous_target``) and what is decided is what the
 proxy forwards, decoded once.
 
-``X-Forwarded-Host`` is believed only from a trusted proxy. 200 carries the identity
+The host is ``Host`` for nginx (whose ``auth_request`` passes the client's own
+``X-Forwarded-Host`` on) and Envoy; Traefik's ``X-Forwarded-Host`` is believed only from
+a trusted proxy. 200 carries the identity
 headers for the upstream (``X-Verity-User``, ``-Email``, ``-Groups``, ``-Assertion``,
 ``-Decision-Id``); 401 and 403 carry the same bodies as the proxy's.
 

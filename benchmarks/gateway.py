@@ -35,7 +35,10 @@ Revocation to refusal, per Verity path: a client sends requests back to back on 
 kept-alive connection with a fresh token (so every cache holds it), ``verity revoke token -``
 runs as an operator runs it, and the client keeps sending until refused: the time from the
 command returning to the first refusal (negative: refused before it returned) and how many
-requests were still allowed after it returned (the target: none).
+requests were still allowed after it returned (the target: none); then the same with the
+store call the command makes, on stores opened beforehand (no CLI start-up). With Redis, a
+second node whose store is SQLite alone (the embedded default, reached by its 2 s poll) is
+measured the same way on the proxy path (``revocation.sqlite_only_node``, not a target).
 
 Writes ``benchmarks/results/gateway.json`` (``--quick``: ``gateway_quick.json``): machine,
 versions, load average before and after, the rounds and their medians, ratios to direct
@@ -332,6 +335,19 @@ def cpu_seconds(stats: Sequence[Path]) -> float:
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
+def machine_ticks() -> tuple[int, int]:
+    """(busy, total) CPU ticks of the whole machine so far, every process's (/proc/stat)."""
+    values = [int(v) for v in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
+    idle = values[3] + values[4]  # idle + iowait
+    return sum(values) - idle, sum(values)
+
+
+def machine_cores_busy(before: tuple[int, int], after: tuple[int, int], cpus: int) -> float:
+    """How many of the machine's ``cpus`` cores were busy between two ``machine_ticks``."""
+    busy, total = after[0] - before[0], after[1] - before[1]
+    return round(cpus * busy / total, 2) if total > 0 else 0.0
+
+
 def _children_cpu() -> float:
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return usage.ru_utime + usage.ru_stime
@@ -351,20 +367,25 @@ def run_wrk(url: str, headers: dict[str, str], duration: int, connections: int) 
 def run_wrk_script(
     url: str, script: Path, duration: int, connections: int, trees: dict[str, list[Path]]
 ) -> dict[str, Any]:
-    """One wrk run, and the CPU time per request (us) of each process tree in ``trees`` and
-    of wrk itself (the only child reaped meanwhile)."""
+    """One wrk run, the CPU time per request (us) of each process tree in ``trees`` and of
+    wrk itself (the only child reaped meanwhile), and the machine's busy cores."""
     threads = min(2, connections)
     command = [WRK, f"-t{threads}", f"-c{connections}", f"-d{duration}s", "--latency",
                "-s", str(script), url]  # fmt: skip
     before = {name: cpu_seconds(stats) for name, stats in trees.items()}
-    wrk_before = _children_cpu()
+    wrk_before, machine_before = _children_cpu(), machine_ticks()
     out = subprocess.run(  # noqa: S603 - fixed binary, our arguments
         command, capture_output=True, text=True, timeout=duration + 30, check=False
     )
+    machine_after = machine_ticks()
     if out.returncode != 0:
         raise RuntimeError(f"{' '.join(command)} exited {out.returncode}: {out.stderr[-500:]}")
     wrk_cpu = _children_cpu() - wrk_before
     result: dict[str, Any] = parse_wrk(out.stdout)
+    # everything the machine ran meanwhile, other work included: the cores left to the chain
+    result["machine_cores_busy"] = machine_cores_busy(
+        machine_before, machine_after, os.cpu_count() or 1
+    )
     spent = {name: cpu_seconds(stats) - before[name] for name, stats in trees.items()}
     spent["wrk"] = wrk_cpu
     requests = max(1, int(result["requests"]))
@@ -567,7 +588,7 @@ def measure_revocation(port: int, token: str, revoke: Revoker) -> dict[str, Any]
 
 def _median(runs: list[dict[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    for field in ("rps", "p50_ms", "p99_ms"):
+    for field in ("rps", "p50_ms", "p99_ms", "machine_cores_busy"):
         out[field] = round(statistics.median(run[field] for run in runs), 3)
     for field in ("requests", "non_2xx", "socket_errors"):
         out[field] = sum(run[field] for run in runs)
@@ -651,13 +672,22 @@ class Bench:
             trees["verity_main_thread"] = stat_files(pids["verity"], main_thread=True)
             samples = self._rounds(scripts, trees)
             revocation = self._revocations(verity_conf, key, redis_url)
+            if redis_url is not None:
+                revocation["sqlite_only_node"] = self._sqlite_only_revocations()
         return {"samples": samples, "revocation": revocation, "processes": pids}
 
-    def _revocations(self, conf: Path, key: Any, redis_url: str | None) -> dict[str, Any]:
-        """Revocation to refusal on each Verity path: by the CLI, then by the store call."""
+    def _revocations(
+        self, conf: Path, key: Any, redis_url: str | None, ports: dict[str, int] | None = None
+    ) -> dict[str, Any]:
+        """Revocation to refusal on each Verity path (``ports``: path -> port): by the CLI,
+        then by the store call."""
         command = [*verity_command(), "revoke", "token", "-", "--config", str(conf),
                    "--reason", "benchmark", "--for", "1h"]  # fmt: skip
-        ports = {"verity_proxy": self.ports["verity"], "forward_auth": self.ports["forward_auth"]}
+        if ports is None:
+            ports = {
+                "verity_proxy": self.ports["verity"],
+                "forward_auth": self.ports["forward_auth"],
+            }
         fresh = iter(mint_tokens(key, 2 * len(ports), prefix="revoked"))
         out: dict[str, Any] = {
             "delivery": "Redis pub/sub" if redis_url else "the node's 2 s poll of SQLite",
@@ -666,11 +696,22 @@ class Bench:
         }
         for name, port in ports.items():
             out["cli"][name] = measure_revocation(port, next(fresh), cli_revoker(command))
-        store_url = f"sqlite:///{self.tmp / 'verity.db'}"
+        store_url = f"sqlite:///{conf.parent / 'verity.db'}"
         with store_revoker(store_url, redis_url) as revoke:
             for name, port in ports.items():
                 out["store_call"][name] = measure_revocation(port, next(fresh), revoke)
         return out
+
+    def _sqlite_only_revocations(self) -> dict[str, Any]:
+        """The same on a second node whose store is SQLite alone (the embedded default, no
+        Redis): ``verity revoke`` reaches it only by the node's poll. Proxy path only."""
+        folder = self.tmp / "sqlite-only"
+        folder.mkdir()
+        ports = {**self.ports, "verity": free_port()}
+        conf, _, key = write_configs(folder, ports, workers=self.args.gateway_workers)
+        command = [*verity_command(), "serve", "--config", str(conf)]
+        with process(command, folder / "verity.log", ports["verity"]):
+            return self._revocations(conf, key, None, {"verity_proxy": ports["verity"]})
 
     def _url(self, path: Scenario) -> str:
         return f"http://127.0.0.1:{self.ports[path.port_name]}/"
@@ -717,18 +758,14 @@ def summarize(paths: Sequence[Scenario], samples: dict[str, Any]) -> dict[str, A
             "rounds": runs,
         }
     direct, ceiling = out["direct"], out["nginx_static"]
-    for name, row in out.items():
+    for row in out.values():
         row["ratio_to_direct"] = round(row["rps"] / direct["rps"], 3)
         row["ratio_to_nginx_static"] = round(row["rps"] / ceiling["rps"], 3)
         row["one_connection"]["added_p50_ms_vs_direct"] = round(
             row["one_connection"]["p50_ms"] - direct["one_connection"]["p50_ms"], 3
         )
-        if name != "direct":
-            cpu = row["cpu_us_per_request"]
-            row["cores_busy"] = {k: round(v * row["rps"] / 1e6, 2) for k, v in cpu.items()}
-    out["direct"]["cores_busy"] = {
-        k: round(v * direct["rps"] / 1e6, 2) for k, v in direct["cpu_us_per_request"].items()
-    }
+        cpu = row["cpu_us_per_request"]  # x requests/s: the cores each process kept busy
+        row["cores_busy"] = {k: round(v * row["rps"] / 1e6, 2) for k, v in cpu.items()}
     return out
 
 
@@ -774,19 +811,22 @@ def targets(results: dict[str, Any], revocation: dict[str, Any]) -> list[dict[st
 
 
 def _bound(row: dict[str, Any], cpus: int, workers: int) -> str:
-    """What bounds one Verity path's throughput, read from its cores_busy."""
+    """What bounds one Verity path's throughput, read from its cores_busy and the machine's."""
     busy = row["cores_busy"]
     loop = busy.get("verity_main_thread", 0.0)
-    total = sum(value for name, value in busy.items() if name != "verity_main_thread")
+    chain = sum(value for name, value in busy.items() if name != "verity_main_thread")
+    machine = row.get("machine_cores_busy", chain)
     if loop >= 0.85 * workers:
         bound = (f"Verity's event loop is saturated ({loop:.2f} core in its main thread(s)): "
                  "its CPU per request sets the throughput")  # fmt: skip
-    elif total >= 0.85 * cpus:
-        bound = f"the {cpus} cores are full ({total:.2f} busy across the chain)"
+    elif machine >= 0.85 * cpus:
+        bound = (f"the {cpus} cores are full ({machine:.2f} busy, {chain:.2f} of them this "
+                 "benchmark's processes, the rest other work on the machine)")  # fmt: skip
     else:
-        bound = (f"no core is saturated (Verity's event loop {loop:.2f}, {total:.2f} of {cpus} "
-                 "cores busy): waiting sets it (I/O such as the audit log's durable commit, "
-                 "or the GIL held by Verity's other threads)")  # fmt: skip
+        bound = (f"no core is saturated (Verity's event loop {loop:.2f}, the chain {chain:.2f}, "
+                 f"the machine {machine:.2f} of {cpus} cores busy): waiting sets it (I/O such "
+                 "as the audit log's durable commit, or the GIL held by Verity's other "
+                 "threads)")  # fmt: skip
     return (
         f"{row['rps']:,.0f} req/s ({row['ratio_to_direct']:.1%} of direct); Verity "
         f"{row['cpu_us_per_request'].get('verity', 0):.0f} us/request "
@@ -806,16 +846,18 @@ def limits_text(
         "the load average recorded before and after."
     ]
     direct = results["direct"]
+    upstream = direct["cores_busy"].get("upstream", 0.0)
+    machine = direct.get("machine_cores_busy", 0.0)
+    if upstream >= 0.85:
+        bound = "the upstream's event loop is the bound"
+    elif machine >= 0.85 * cpus:
+        bound = f"the machine's cores are the bound ({machine:.2f} of {cpus} busy)"
+    else:
+        bound = f"neither is saturated ({machine:.2f} of {cpus} cores busy)"
     parts.append(
-        f"direct: the upstream (one uvicorn process) uses "
-        f"{direct['cores_busy'].get('upstream', 0):.2f} core(s) at "
-        f"{direct['cpu_us_per_request'].get('upstream', 0):.0f} us/request and wrk "
-        f"{direct['cores_busy'].get('wrk', 0):.2f}: "
-        + (
-            "the upstream's event loop is the bound."
-            if direct["cores_busy"].get("upstream", 0) >= 0.85
-            else "the shared cores, not the upstream alone, are the bound."
-        )
+        f"direct: {direct['rps']:,.0f} req/s; the upstream (one uvicorn process) uses "
+        f"{upstream:.2f} core at {direct['cpu_us_per_request'].get('upstream', 0):.0f} "
+        f"us/request and wrk {direct['cores_busy'].get('wrk', 0):.2f}: {bound}."
     )
     for name, row in results.items():
         if row["sessions"] is None:
@@ -830,8 +872,17 @@ def limits_text(
             "allowed after it returned; the store call alone took "
             f"{call['revoke_command_ms']:.1f} ms, {call['allowed_after_revoke_returned']} "
             "allowed after it returned, first refusal "
-            f"{call['first_refusal_after_revoke_returned_ms']} ms after: the delivery to the "
-            "node, not the node's caches, sets this figure."
+            f"{call['first_refusal_after_revoke_returned_ms']} ms after it returned."
+        )
+    alone = revocation.get("sqlite_only_node")
+    if alone:
+        cli, call = alone["cli"]["verity_proxy"], alone["store_call"]["verity_proxy"]
+        parts.append(
+            "On a node whose store is SQLite alone (no Redis; the revocation reaches it by its "
+            f"2 s poll): {cli['allowed_after_revoke_returned']} request(s) allowed after "
+            f"`verity revoke` returned ({cli['revoke_command_ms']:.0f} ms), "
+            f"{call['allowed_after_revoke_returned']} after the store call returned, first "
+            f"refusal {call['first_refusal_after_revoke_returned_ms']} ms after it."
         )
     return " ".join(parts)
 
@@ -883,8 +934,11 @@ def print_tables(document: dict[str, Any], output: Path) -> None:
     for column in ("path", "revoked by", "revoke ms", "allowed after return",
                    "first refusal after return ms", "stays refused"):  # fmt: skip
         revoked.add_column(column)
+    extra = document["revocation"].get("sqlite_only_node", {})
     for mode in ("cli", "store_call"):
-        for key, item in document["revocation"][mode].items():
+        rows = list(document["revocation"][mode].items())
+        rows += [(f"{k} (SQLite-only node)", v) for k, v in extra.get(mode, {}).items()]
+        for key, item in rows:
             revoked.add_row(key, mode, f"{item['revoke_command_ms']:.1f}",
                             str(item["allowed_after_revoke_returned"]),
                             str(item["first_refusal_after_revoke_returned_ms"]),

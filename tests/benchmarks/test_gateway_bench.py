@@ -237,9 +237,10 @@ def test_never_refused_is_not_met_and_other_statuses_are_reported() -> None:
     assert summary["other_statuses"] == [0, 502]
 
 
-def _run(rps: float, p50: float, verity_us: float = 0.0) -> dict[str, Any]:
+def _run(rps: float, p50: float, verity_us: float = 0.0, machine: float = 1.0) -> dict[str, Any]:
     return {
         "rps": rps, "p50_ms": p50, "p99_ms": 2 * p50, "requests": int(rps), "non_2xx": 0,
+        "machine_cores_busy": machine,
         "socket_errors": 0, "cpu_us_per_request": {"verity": verity_us, "verity_main_thread":
         verity_us, "nginx": 5.0, "upstream": 20.0, "wrk": 8.0},
     }  # fmt: skip
@@ -312,8 +313,40 @@ def test_limits_name_the_saturated_event_loop_and_the_revocation_delivery() -> N
     assert "Verity's event loop is saturated (0.96 core" in text
     # 300 us x 1,000/s = 0.3 core; the chain: 0.30 + 0.01 + 0.02 + 0.01 of 2 cores
     assert "verity_proxy@100: 1,000 req/s (10.0% of direct)" in text
-    assert "no core is saturated (Verity's event loop 0.30, 0.34 of 2 cores busy)" in text
+    assert (
+        "no core is saturated (Verity's event loop 0.30, the chain 0.34, the machine 1.00" in text
+    )
     assert "delivered by test" in text
+
+
+def test_limits_report_the_sqlite_only_node() -> None:
+    results = _results(proxy_rps=1000.0, auth_rps=4000.0, auth_us=240.0, added_ms=0.5)
+    revocation = _revocation(allowed=0)
+    polled = _revocation(allowed=4)
+    revocation["sqlite_only_node"] = {
+        "delivery": "poll",
+        "cli": {"verity_proxy": polled["cli"]["verity_proxy"]},
+        "store_call": {"verity_proxy": polled["store_call"]["verity_proxy"]},
+    }
+    text = bench.limits_text(results, revocation, cpus=2)
+    assert (
+        "SQLite alone (no Redis; the revocation reaches it by its 2 s poll): 4 request(s)" in text
+    )
+    assert all(row["met"] for row in bench.targets(results, revocation)[5:])  # not a target
+
+
+def test_limits_blame_the_machine_when_other_work_fills_the_cores() -> None:
+    results = _results(proxy_rps=1000.0, auth_rps=4000.0, auth_us=240.0, added_ms=0.5)
+    results["verity_proxy@100"]["machine_cores_busy"] = 1.9
+    text = bench.limits_text(results, _revocation(allowed=0), cpus=2)
+    assert "the 2 cores are full (1.90 busy, 0.34 of them this benchmark's processes" in text
+
+
+def test_machine_cores_busy_from_proc_stat_ticks() -> None:
+    assert bench.machine_cores_busy((100, 1000), (400, 1400), cpus=2) == 1.5
+    assert bench.machine_cores_busy((100, 1000), (100, 1000), cpus=2) == 0.0
+    busy, total = bench.machine_ticks()
+    assert 0 <= busy <= total
 
 
 def test_quick_and_full_defaults() -> None:

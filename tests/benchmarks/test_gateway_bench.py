@@ -281,6 +281,10 @@ def test_summary_ratios_and_added_latency() -> None:
     assert results["forward_auth@100"]["one_connection"]["added_p50_ms_vs_direct"] == 0.5
     assert results["forward_auth@100"]["cores_busy"]["verity"] == 0.2
     assert results["direct"]["sessions"] is None
+    assert "token_reuse_interval_s" not in results["direct"]
+    assert results["verity_proxy@100"]["token_reuse_interval_s"] == pytest.approx(
+        100 / 3000, abs=1e-4
+    )
     assert results["forward_auth@100"]["sessions"] == 100
 
 

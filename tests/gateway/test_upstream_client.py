@@ -445,6 +445,17 @@ async def test_idle_connections_expire() -> None:
 # Timeouts and limits
 
 
+async def test_open_connections_stay_within_max_connections() -> None:
+    upstream = lean(1, 1)
+    async with RawUpstream(OK) as first, RawUpstream(OK) as second:
+        await fetch(upstream, request(first.url))
+        (kept,) = next(iter(upstream._idle.values()))
+        await fetch(upstream, request(second.url))  # the idle one to ``first`` makes room
+        assert kept.closed
+        assert upstream._idle_count == 1
+        await upstream.aclose()
+
+
 async def test_connect_timeout_is_504() -> None:
     upstream = lean()
     with SilentServer() as port, pytest.raises(UpstreamTimeoutError) as caught:

@@ -46,7 +46,9 @@ again once on a new connection, but only for an idempotent method without a body
 POST, or any request whose body bytes were sent, is never sent twice.
 
 Limits and errors. ``max_connections`` bounds the requests in flight; waiting longer
-than the connect timeout for a slot is ``PoolExhaustedError`` (503). Connecting (TCP and
+than the connect timeout for a slot is ``PoolExhaustedError`` (503). It bounds the open
+connections too: a new connection first closes the oldest idle one (of any upstream)
+when busy and idle ones together would exceed it. Connecting (TCP and
 TLS) must finish within the connect timeout (504); a refused connection, a TLS failure,
 a reset, or an upstream that closes early is ``UpstreamError`` (502). https upstreams
 use the given ``ssl.SSLContext`` (the proxy passes the same verifying context as the
@@ -397,6 +399,7 @@ class LeanUpstreamPool:
         self.keepalive_expiry = keepalive_expiry
         self._ssl = ssl_context
         self._slots = asyncio.Semaphore(max_connections)
+        self._busy = 0  # requests holding a slot
         self._idle: dict[tuple[str, str, int], list[_Connection]] = {}
         self._idle_count = 0
         self._sweeper: asyncio.TimerHandle | None = None
@@ -472,6 +475,7 @@ class LeanUpstreamPool:
             raise MalformedHeaderError("a Content-Length without a body")
         head = self._head(request, host, request.body is not None and length is None)
         await self._acquire(request.connect_timeout)
+        self._busy += 1
         conn: _Connection | None = None
         try:
             conn, reused = await self._connection(key, request.connect_timeout)
@@ -494,6 +498,7 @@ class LeanUpstreamPool:
             if conn is not None:
                 conn.close()
             self._slots.release()
+            self._busy -= 1
             raise
         return _LeanResponse(conn, self, request.read_timeout)
 
@@ -564,7 +569,17 @@ class LeanUpstreamPool:
                 if not conn.closed and now - conn.idle_since < self.keepalive_expiry:
                     return conn, True
                 conn.close()
+        if self._idle_count and self._busy + self._idle_count > self.max_connections:
+            self._evict_oldest()  # open connections stay within max_connections
         return await self._new_connection(key, timeout), False
+
+    def _evict_oldest(self) -> None:
+        key = min(self._idle, key=lambda k: self._idle[k][0].idle_since)
+        idle = self._idle[key]
+        idle.pop(0).close()
+        self._idle_count -= 1
+        if not idle:
+            del self._idle[key]
 
     async def _new_connection(self, key: tuple[str, str, int], timeout: float) -> _Connection:
         scheme, host, port = key
@@ -590,6 +605,7 @@ class LeanUpstreamPool:
     def release(self, conn: _Connection) -> None:
         """A response is done with its connection: keep it idle or close it."""
         self._slots.release()
+        self._busy -= 1
         if not (self.keep_alive and conn.reusable() and self._idle_count < self.max_idle):
             conn.close()
             return

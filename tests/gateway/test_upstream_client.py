@@ -324,6 +324,45 @@ async def test_large_bodies_stream_both_ways_with_backpressure() -> None:
     assert seen_while_stalled[0] < size // 2  # backpressure held the body back
 
 
+async def test_an_early_answer_stops_the_body_and_the_connection_is_not_reused() -> None:
+    sent = 0
+
+    async def endless() -> AsyncIterator[bytes]:
+        nonlocal sent
+        while True:
+            sent += 65536
+            yield b"x" * 65536
+
+    refusal = b"HTTP/1.1 413 Payload Too Large\r\ncontent-length: 4\r\n\r\nbig!"
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(refusal)  # answers without reading the body
+        await writer.drain()
+        await asyncio.sleep(1)
+
+    async with Scripted(handler) as server:
+        upstream = lean()
+        status, body = await fetch(upstream, request(server.url, method="POST", body=endless()))
+        assert upstream._idle_count == 0
+        await upstream.aclose()
+    assert (status, body) == (413, b"big!")
+    assert sent < 64 * 1024 * 1024  # it stopped
+
+
+async def test_a_response_closed_before_its_end_closes_the_connection() -> None:
+    long = b"HTTP/1.1 200 OK\r\ncontent-length: 100000\r\n\r\n" + b"x" * 1000
+    async with Scripted(replies(long, OK)) as server:
+        upstream = lean()
+        response = await upstream.send(request(server.url))
+        assert await response.read()
+        await response.aclose()  # the client went away: the rest is never read
+        assert upstream._idle_count == 0
+        assert await fetch(upstream, request(server.url)) == (200, b"ok")
+        await upstream.aclose()
+    assert server.connections == 2
+
+
 # Idle connections closed by the upstream, retries
 
 

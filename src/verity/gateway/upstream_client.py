@@ -435,7 +435,7 @@ class LeanUpstreamPool:
             and (
                 _NOT_TOKEN.search(b"".join([name for name, _ in headers])) is not None
                 or _BAD_VALUE.search(b"".join([value for _, value in headers])) is not None
-                or any(not name for name, _ in headers)
+                or not all([name for name, _ in headers])
             )
         ):
             raise MalformedHeaderError("a request header cannot be written as it is")

@@ -363,6 +363,17 @@ async def test_a_response_closed_before_its_end_closes_the_connection() -> None:
     assert server.connections == 2
 
 
+async def test_a_whole_response_left_unread_leaves_the_connection_usable() -> None:
+    big = b"HTTP/1.1 200 OK\r\ncontent-length: 307200\r\n\r\n" + b"x" * 307200
+    async with Scripted(replies(big, OK)) as server:
+        upstream = lean()
+        response = await upstream.send(request(server.url))
+        await asyncio.sleep(0.2)  # all of it arrives (reading pauses past 256 KiB)
+        await response.aclose()
+        assert await fetch(upstream, request(server.url, read=2)) == (200, b"ok")
+        await upstream.aclose()
+
+
 # Idle connections closed by the upstream, retries
 
 

@@ -11,8 +11,9 @@ and header writer cost a fraction of httpx/httpcore/h11's CPU per request;
 benchmarks/upstream_client.py measures the three side by side), set up as a reverse
 proxy needs it: no cookie jar (an upstream's ``Set-Cookie`` is never replayed for another
 user), no redirects followed, no automatic decompression, no default headers, no proxy
-from the environment, the request path and query exactly as given. A semaphore bounds the requests in flight at
-``max_connections``; waiting longer than the connect timeout for a slot is a 503.
+from the environment, the request path and query exactly as given. A semaphore bounds the
+requests in flight at ``max_connections``; waiting longer than the connect timeout for a
+slot is a 503.
 
 ``HttpxUpstream`` adapts any ``httpx.AsyncBaseTransport`` (tests use
 ``httpx.ASGITransport`` to serve an upstream app in-process).

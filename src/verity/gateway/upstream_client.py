@@ -158,6 +158,9 @@ class _Connection(asyncio.Protocol):
         """A new request is about to be written on this connection."""
         self._reset(head_request=head_request)
         self.active = True
+        if self._paused_reading and self.transport is not None:
+            self._paused_reading = False  # the last response ended with its body unread
+            self.transport.resume_reading()
 
     def write(self, data: bytes) -> None:
         if self.closed or self.transport is None:

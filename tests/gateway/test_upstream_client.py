@@ -36,6 +36,18 @@ from .test_pool import OK, PeerEcho, RawUpstream, parts
 
 pytestmark = pytest.mark.anyio
 
+
+@pytest.fixture(
+    params=[
+        pytest.param("asyncio", id="asyncio"),
+        pytest.param(("asyncio", {"use_uvloop": True}), id="uvloop"),
+    ]
+)
+def anyio_backend(request: pytest.FixtureRequest) -> Any:
+    """Every case on asyncio's own loop and on uvloop (what ``verity serve`` runs)."""
+    return request.param
+
+
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
 

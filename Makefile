@@ -54,6 +54,7 @@ bench: $(BENCH_STAMP)
 	$(BIN)/python benchmarks/policy_engine.py
 	$(BIN)/python benchmarks/identity.py
 	$(BIN)/python benchmarks/gateway.py
+	$(BIN)/python benchmarks/upstream_client.py
 	$(BIN)/python benchmarks/audit.py
 	$(BIN)/python benchmarks/scale.py
 	$(BIN)/python benchmarks/cel_libraries.py

@@ -99,14 +99,14 @@ def streaming_upstream() -> Iterator[tuple[StreamingUpstream, str]]:
         yield app, server.url
 
 
-@pytest.fixture(params=["pool", "httpx"])
+@pytest.fixture(params=["lean", "aiohttp", "httpx"])
 def gateway_url(
     make_gateway: MakeGateway,
     streaming_upstream: tuple[StreamingUpstream, str],
     request: pytest.FixtureRequest,
 ) -> Iterator[str]:
-    """The gateway over real sockets, with the production pool (aiohttp) and with an
-    httpx transport (the adapter tests use in-process)."""
+    """The gateway over real sockets, with each production client (the lean default and
+    aiohttp) and with an httpx transport (the adapter tests use in-process)."""
     _, url = streaming_upstream
     routes = [
         {"name": "app", "host": "app.test", "upstream": url, "max_body_bytes": 2 * LARGE},
@@ -116,9 +116,9 @@ def gateway_url(
          "connect_timeout_seconds": 1},
     ]  # fmt: skip
     transport = (
-        new_transport(UpstreamPoolConfig())
-        if request.param == "pool"
-        else httpx.AsyncHTTPTransport()
+        httpx.AsyncHTTPTransport()
+        if request.param == "httpx"
+        else new_transport(UpstreamPoolConfig.model_validate({"client": request.param}))
     )
     gateway = make_gateway(config=gateway_config(routes=routes), transport=transport)
     with ThreadServer(gateway, lifespan="on") as server:
@@ -274,7 +274,7 @@ async def test_declared_content_length_over_the_limit_is_413_before_the_upstream
     assert upstream.completed == before
 
 
-def test_non_utf8_header_value_is_400_on_the_pool(
+def test_non_utf8_header_value_is_400_on_aiohttp_and_sent_as_is_otherwise(
     gateway_url: str, issuer: Issuer, request: pytest.FixtureRequest
 ) -> None:
     host, port = gateway_url.removeprefix("http://").split(":")
@@ -283,15 +283,15 @@ def test_non_utf8_header_value_is_400_on_the_pool(
     with socket.create_connection((host, int(port)), timeout=10) as sock:
         sock.sendall(head)
         answer = sock.recv(65536)
-    if "pool" in request.node.callspec.id:  # aiohttp writes UTF-8: refused, never altered
+    if "aiohttp" in request.node.callspec.id:  # it writes UTF-8: refused, never altered
         assert answer.startswith(b"HTTP/1.1 400"), answer[:100]
         assert b"Malformed request header." in answer
-    else:  # httpx sends the bytes as they are
+    else:  # the lean client and httpx send the bytes as they are
         assert answer.startswith(b"HTTP/1.1 200"), answer[:100]
         assert b"caf\\u00e9" in answer  # as the echo's JSON escapes it
 
 
-@pytest.mark.parametrize("transport", ["pool", "httpx"])
+@pytest.mark.parametrize("transport", ["lean", "aiohttp", "httpx"])
 def test_trickled_request_body_is_cut_at_the_body_deadline_and_frees_the_upstream(
     make_gateway: MakeGateway,
     streaming_upstream: tuple[StreamingUpstream, str],
@@ -303,7 +303,9 @@ def test_trickled_request_body_is_cut_at_the_body_deadline_and_frees_the_upstrea
     # fired, because the upstream was waiting for the body
     upstream, url = streaming_upstream
     routes = [{"name": "app", "host": "app.test", "upstream": url, "read_timeout_seconds": 60}]
-    client = new_transport(UpstreamPoolConfig()) if transport == "pool" else None
+    client = None
+    if transport != "httpx":
+        client = new_transport(UpstreamPoolConfig.model_validate({"client": transport}))
     gateway = make_gateway(
         config=gateway_config(routes=routes, body_timeout_seconds=1.0),
         transport=client or httpx.AsyncHTTPTransport(),

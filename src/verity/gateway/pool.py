@@ -4,13 +4,16 @@ The proxy talks to an ``Upstream``: ``send(UpstreamRequest)`` returns an
 ``UpstreamResponse`` whose body streams in chunks, or raises an ``UpstreamError`` that
 names the status the client gets (502 unavailable, 503 pool exhausted, 504 timeout).
 
-``UpstreamPool`` is the real one: aiohttp's HTTP/1.1 client (its C parser and header
-writer cost a fraction of httpx/httpcore/h11's CPU per request; benchmarks/gateway.py
-measures both side by side), set up as a reverse proxy needs it: no cookie jar (an
-upstream's ``Set-Cookie`` is never replayed for another user), no redirects followed,
-no automatic decompression, no default headers, no proxy from the environment, the
-request path and query exactly as given. A semaphore bounds the requests in flight at
-``max_connections``; waiting longer than the connect timeout for a slot is a 503.
+The proxy's default is ``verity.gateway.upstream_client.LeanUpstreamPool`` (HTTP/1.1
+spoken directly on asyncio; ``gateway.upstream_pool.client: lean``). ``UpstreamPool``
+here is the other choice (``client: aiohttp``): aiohttp's HTTP/1.1 client (its C parser
+and header writer cost a fraction of httpx/httpcore/h11's CPU per request;
+benchmarks/upstream_client.py measures the three side by side), set up as a reverse
+proxy needs it: no cookie jar (an upstream's ``Set-Cookie`` is never replayed for another
+user), no redirects followed, no automatic decompression, no default headers, no proxy
+from the environment, the request path and query exactly as given. A semaphore bounds the
+requests in flight at ``max_connections``; waiting longer than the connect timeout for a
+slot is a 503.
 
 ``HttpxUpstream`` adapts any ``httpx.AsyncBaseTransport`` (tests use
 ``httpx.ASGITransport`` to serve an upstream app in-process).
@@ -59,7 +62,8 @@ class PoolExhaustedError(UpstreamError):
 
 
 class MalformedHeaderError(UpstreamError):
-    """A request header value is not UTF-8: it cannot be passed on byte for byte (400)."""
+    """A request header cannot be passed on byte for byte (400): not UTF-8 for aiohttp;
+    not a token name, or a value with CR, LF or NUL, for any client."""
 
     status = 400
     public_message = "Malformed request header."

@@ -33,6 +33,7 @@ from .pool import (
     as_upstream,
 )
 from .settings import RouteConfig, UpstreamPoolConfig
+from .upstream_client import LeanUpstreamPool
 
 log = logging.getLogger("verity.gateway")
 _TOO_LARGE = "The request body is too large."
@@ -52,9 +53,11 @@ class ClientGoneError(Exception):
     """The client disconnected before its request body was complete."""
 
 
-def new_transport(pool: UpstreamPoolConfig) -> UpstreamPool:
-    """The upstream connection pool (aiohttp; see ``verity.gateway.pool``)."""
-    return UpstreamPool(
+def new_transport(pool: UpstreamPoolConfig) -> Upstream:
+    """The upstream connection pool: the lean HTTP/1.1 client (``upstream_client``) or,
+    with ``client: aiohttp``, aiohttp's (``pool``)."""
+    kind = LeanUpstreamPool if pool.client == "lean" else UpstreamPool
+    return kind(
         max_connections=pool.max_connections,
         max_idle=pool.max_keepalive_connections,
         keepalive_expiry=pool.keepalive_expiry_seconds,

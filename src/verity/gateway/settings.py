@@ -220,6 +220,11 @@ class UpstreamPoolConfig(_Section):
         "max_connections) are kept for keepalive_expiry_seconds.",
     )  # fmt: skip
     keepalive_expiry_seconds: float = Field(default=30.0, ge=0, description="Idle lifetime.")
+    client: Literal["lean", "aiohttp"] = Field(
+        default="lean",
+        description="lean: HTTP/1.1 on asyncio with httptools (verity.gateway.upstream_client); "
+        "aiohttp: the aiohttp client (verity.gateway.pool).",
+    )
 
 
 class TlsConfig(_Section):

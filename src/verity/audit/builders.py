@@ -7,13 +7,13 @@ values under a secret-sounding key, or that look like a JWT, become ``[redacted]
 
 from __future__ import annotations
 
-import os
 import re
 import time as _time
 from collections.abc import Mapping
 from types import MappingProxyType
 from typing import TYPE_CHECKING
 
+from ..ids import new_event_uid
 from ..model import AccessRequest, Decision, Device, Effect, Principal, PrincipalKind
 from .ocsf import EventClass, EventKind, Severity, Status, UserType
 from .schema import AuditEvent, DecisionInfo, Endpoint, HttpInfo, ReasonInfo, Scalar, UserRef
@@ -48,11 +48,6 @@ _SESSION_KINDS: dict[EventKind, tuple[EventClass, int, Status, Severity, str | N
     EventKind.DEVICE_STATE_CHANGED: (_API, 3, _OK, _LOW, None),
 }
 SESSION_KINDS = frozenset(_SESSION_KINDS)
-
-
-def new_event_uid() -> str:
-    """A random 96-bit event id (``metadata.uid``)."""
-    return os.urandom(12).hex()
 
 
 def _ms(seconds: float | None) -> int:

@@ -8,7 +8,10 @@ Times, best of ``--repeat`` runs of ``--number`` calls each, in microseconds per
 - ``decision_event``: building a decision event (``verity.audit.decision_event``);
 - ``encode``: its canonical bytes and index columns (``EncodedEvent.of``: what the
   producer hands to the writer);
-- ``build_and_encode``: both, as ``GatewayObserver.audit_decision`` does per request.
+- ``build_and_encode``: both, as ``GatewayObserver.audit_decision`` does per request;
+- ``observer_audit_decision``: ``GatewayObserver.audit_decision`` itself (build, encode,
+  hand-over, metrics) over an audit log stub that acknowledges at once: the producer's
+  CPU per audited decision, without the writer thread and the commit.
 
 Run it with ``PYTHONPATH=<an older checkout>/src`` to get the "before" figure of a
 change on the same machine. Results (with ``--output``): a JSON document.
@@ -17,9 +20,11 @@ change on the same machine. Results (with ``--output``): a JSON document.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import platform
 import sys
+import time
 import timeit
 from datetime import UTC, datetime
 from pathlib import Path
@@ -34,6 +39,7 @@ from verity.model import (
     NetworkContext,
     Principal,
 )
+from verity.observability import GatewayObserver
 
 try:
     from verity.ids import new_event_uid
@@ -57,6 +63,30 @@ def sample() -> tuple[AccessRequest, Decision]:
     return request, Decision(Effect.ALLOW, "eng-can-read", "d0123456789ab-000000001", "v1")
 
 
+class InstantAudit:
+    """An ``AuditLog`` stand-in: encodes the event and acknowledges it at once."""
+
+    async def append_async(self, event: Any) -> None:
+        EncodedEvent.of(event)
+
+
+def time_observer(number: int, repeat: int) -> float:
+    """Microseconds per ``audit_decision`` call (best run)."""
+    request, decision = sample()
+    observer = GatewayObserver(audit=InstantAudit())  # type: ignore[arg-type]
+
+    async def run() -> float:
+        best = float("inf")
+        for _ in range(repeat):
+            started = time.perf_counter()
+            for _ in range(number):
+                await observer.audit_decision(request, decision, "app")
+            best = min(best, time.perf_counter() - started)
+        return best
+
+    return asyncio.run(run()) / number * 1e6
+
+
 def measure(number: int, repeat: int) -> dict[str, float]:
     """Microseconds per call of each step (best run)."""
     request, decision = sample()
@@ -67,10 +97,12 @@ def measure(number: int, repeat: int) -> dict[str, float]:
         "encode": lambda: EncodedEvent.of(event),
         "build_and_encode": lambda: EncodedEvent.of(decision_event(request, decision)),
     }
-    return {
+    figures = {
         name: round(min(timeit.repeat(step, number=number, repeat=repeat)) / number * 1e6, 3)
         for name, step in steps.items()
     }
+    figures["observer_audit_decision"] = round(time_observer(number, repeat), 3)
+    return figures
 
 
 def main() -> None:

@@ -20,12 +20,15 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
+from ..audit.builders import authentication_event, decision_event
+from ..audit.ocsf import UserType
+from ..audit.schema import UserRef
 from ..identity import TokenError
 from ..model import AccessRequest, Decision, Effect
 from .metrics import GatewayMetrics
 from .seclog import log_security_event
 
-if TYPE_CHECKING:  # verity.audit imports verity.config, which imports the gateway and us
+if TYPE_CHECKING:
     from ..audit import AuditLog
 
 log = logging.getLogger("verity.observability")
@@ -75,8 +78,6 @@ class GatewayObserver:
             return True
         started = time.perf_counter()
         try:
-            from ..audit import decision_event  # noqa: PLC0415 - import cycle, see above
-
             event = decision_event(request, decision)
             async with asyncio.timeout(self.timeout_seconds):  # no extra Task, unlike wait_for
                 await self.audit.append_async(event)
@@ -110,9 +111,6 @@ class GatewayObserver:
             )  # fmt: skip
             if self.audit is None:
                 return
-            from ..audit import UserRef, authentication_event  # noqa: PLC0415 - cycle
-            from ..audit.ocsf import UserType  # noqa: PLC0415 - cycle
-
             event = authentication_event(
                 UserRef(uid="unknown", type=UserType.UNKNOWN), success=False,
                 src_ip=None if client_ip is None else str(client_ip),

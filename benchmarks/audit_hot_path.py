@@ -1,6 +1,7 @@
 """Per-request audit costs on the gateway's hot path (issue 12), one process, timeit.
 
-    python benchmarks/audit_hot_path.py [--number 20000] [--repeat 5] [--output PATH]
+    python benchmarks/audit_hot_path.py [--number 20000] [--repeat 5] [--commit 2000]
+                                        [--output PATH]
 
 Times, best of ``--repeat`` runs of ``--number`` calls each, in microseconds per call:
 
@@ -11,7 +12,14 @@ Times, best of ``--repeat`` runs of ``--number`` calls each, in microseconds per
 - ``build_and_encode``: both, as ``GatewayObserver.audit_decision`` does per request;
 - ``observer_audit_decision``: ``GatewayObserver.audit_decision`` itself (build, encode,
   hand-over, metrics) over an audit log stub that acknowledges at once: the producer's
-  CPU per audited decision, without the writer thread and the commit.
+  CPU per audited decision, without the writer thread and the commit (a repeated allow
+  that is awaited; ``..._early``: one acknowledged early through ``append_soon``);
+- with ``--commit N``: ``repeated_allow_{awaited,early}_{wall,cpu}``: N repeated allows
+  of one subject, one at a time, through ``audit_decision`` into a real ``AuditLog`` on
+  SQLite (``synchronous=FULL``, a temporary directory) with
+  ``allow_commit_window_seconds`` 0 (each waits for its commit, as before issue 12) and
+  0.05 (answered at once, group-committed): wall time per request and process CPU per
+  request (every thread, the writer's included).
 
 Run it with ``PYTHONPATH=<an older checkout>/src`` to get the "before" figure of a
 change on the same machine. Results (with ``--output``): a JSON document.
@@ -24,13 +32,15 @@ import asyncio
 import json
 import platform
 import sys
+import tempfile
 import time
 import timeit
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from verity.audit import EncodedEvent, decision_event
+from verity.audit import AuditLog, EncodedEvent, decision_event
+from verity.audit.sqlite import SQLiteStore
 from verity.model import (
     AccessRequest,
     Decision,
@@ -64,18 +74,28 @@ def sample() -> tuple[AccessRequest, Decision]:
 
 
 class InstantAudit:
-    """An ``AuditLog`` stand-in: encodes the event and acknowledges it at once."""
+    """An ``AuditLog`` stand-in: encodes the event and acknowledges it at once; with
+    ``early``, repeated allows take ``append_soon`` (the group-committed path)."""
+
+    def __init__(self, *, early: bool) -> None:
+        self.early = early
 
     async def append_async(self, event: Any) -> None:
         EncodedEvent.of(event)
 
+    def append_soon(self, event: Any, *, within: float) -> bool:
+        if self.early:
+            EncodedEvent.of(event)
+        return self.early
 
-def time_observer(number: int, repeat: int) -> float:
-    """Microseconds per ``audit_decision`` call (best run)."""
+
+def time_observer(number: int, repeat: int, *, early: bool) -> float:
+    """Microseconds per ``audit_decision`` call (best run) of one repeated allow."""
     request, decision = sample()
-    observer = GatewayObserver(audit=InstantAudit())  # type: ignore[arg-type]
+    observer = GatewayObserver(audit=InstantAudit(early=early))  # type: ignore[arg-type]
 
     async def run() -> float:
+        await observer.audit_decision(request, decision, "app")  # the first allow
         best = float("inf")
         for _ in range(repeat):
             started = time.perf_counter()
@@ -85,6 +105,27 @@ def time_observer(number: int, repeat: int) -> float:
         return best
 
     return asyncio.run(run()) / number * 1e6
+
+
+def time_commit(count: int, window: float) -> tuple[float, float]:
+    """(wall µs, process CPU µs) per repeated allow into a real SQLite ``AuditLog``."""
+    request, decision = sample()
+    with tempfile.TemporaryDirectory() as folder:
+        log = AuditLog(SQLiteStore(Path(folder) / "audit.db"))
+        observer = GatewayObserver(audit=log, allow_commit_window_seconds=window)
+
+        async def run() -> tuple[float, float]:
+            await observer.audit_decision(request, decision, "app")  # the first allow
+            wall, cpu = time.perf_counter(), time.process_time()
+            for _ in range(count):
+                assert await observer.audit_decision(request, decision, "app")
+            return time.perf_counter() - wall, time.process_time() - cpu
+
+        try:
+            wall, cpu = asyncio.run(run())
+        finally:
+            log.close()  # the early events are committed before the figures count them
+    return wall / count * 1e6, cpu / count * 1e6
 
 
 def measure(number: int, repeat: int) -> dict[str, float]:
@@ -101,7 +142,10 @@ def measure(number: int, repeat: int) -> dict[str, float]:
         name: round(min(timeit.repeat(step, number=number, repeat=repeat)) / number * 1e6, 3)
         for name, step in steps.items()
     }
-    figures["observer_audit_decision"] = round(time_observer(number, repeat), 3)
+    figures["observer_audit_decision"] = round(time_observer(number, repeat, early=False), 3)
+    if hasattr(AuditLog, "append_soon"):  # from issue 12 on
+        early = time_observer(number, repeat, early=True)
+        figures["observer_audit_decision_early"] = round(early, 3)
     return figures
 
 
@@ -112,8 +156,14 @@ def main() -> None:
     parser.add_argument("--number", type=int, default=20_000)
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--output", type=Path, default=None)
+    parser.add_argument("--commit", type=int, default=0, help="repeated allows into SQLite")
     args = parser.parse_args()
     figures = measure(args.number, args.repeat)
+    if args.commit:
+        for mode, window in (("awaited", 0.0), ("early", 0.05)):
+            wall, cpu = time_commit(args.commit, window)
+            figures[f"repeated_allow_{mode}_wall"] = round(wall, 3)
+            figures[f"repeated_allow_{mode}_cpu"] = round(cpu, 3)
     for name, us in figures.items():
         print(f"{name:18} {us:8.3f} us")
     if args.output is not None:

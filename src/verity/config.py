@@ -118,6 +118,16 @@ class AuditConfig(_Section):
     timeout_seconds: float = Field(
         default=5.0, gt=0, le=60, description="Longest wait for an audit acknowledgement."
     )
+    allow_commit_window_seconds: float = Field(
+        default=0.05,
+        ge=0,
+        le=1.0,
+        description=(
+            "Repeated allows of a (subject, route) are answered before their commit, which "
+            "follows within this window; a crash can lose that window of them. 0: every "
+            "allow waits for its commit. Denies and first allows always wait."
+        ),
+    )
 
     @field_validator("url")
     @classmethod

@@ -9,7 +9,8 @@ Times, best of ``--repeat`` runs of ``--number`` calls each, in microseconds per
 - ``decision_event``: building a decision event (``verity.audit.decision_event``);
 - ``encode``: its canonical bytes and index columns (``EncodedEvent.of``: what the
   producer hands to the writer);
-- ``build_and_encode``: both, as ``GatewayObserver.audit_decision`` does per request;
+- ``build_and_encode``: both, as ``GatewayObserver.audit_decision`` did per request;
+- ``encode_decision``: the same bytes built directly (what it does from issue 12 on);
 - ``observer_audit_decision``: ``GatewayObserver.audit_decision`` itself (build, encode,
   hand-over, metrics) over an audit log stub that acknowledges at once: the producer's
   CPU per audited decision, without the writer thread and the commit (a repeated allow
@@ -52,9 +53,12 @@ from verity.model import (
 from verity.observability import GatewayObserver
 
 try:
+    from verity.audit.builders import encode_decision
     from verity.ids import new_event_uid
 except ImportError:  # a checkout from before issue 12
     from verity.audit.builders import new_event_uid  # type: ignore[attr-defined,no-redef]
+
+    encode_decision = None  # type: ignore[assignment]
 
 
 def sample() -> tuple[AccessRequest, Decision]:
@@ -81,12 +85,16 @@ class InstantAudit:
         self.early = early
 
     async def append_async(self, event: Any) -> None:
-        EncodedEvent.of(event)
+        _encoded(event)
 
     def append_soon(self, event: Any, *, within: float) -> bool:
         if self.early:
-            EncodedEvent.of(event)
+            _encoded(event)
         return self.early
+
+
+def _encoded(event: Any) -> EncodedEvent:
+    return event if isinstance(event, EncodedEvent) else EncodedEvent.of(event)
 
 
 def time_observer(number: int, repeat: int, *, early: bool) -> float:
@@ -138,6 +146,8 @@ def measure(number: int, repeat: int) -> dict[str, float]:
         "encode": lambda: EncodedEvent.of(event),
         "build_and_encode": lambda: EncodedEvent.of(decision_event(request, decision)),
     }
+    if encode_decision is not None:  # from issue 12 on: the gateway's direct encoder
+        steps["encode_decision"] = lambda: encode_decision(request, decision)
     figures = {
         name: round(min(timeit.repeat(step, number=number, repeat=repeat)) / number * 1e6, 3)
         for name, step in steps.items()

@@ -162,10 +162,12 @@ class AuditLog:
             raise AuditWriteError(f"audit event not acknowledged within {timeout} s")
         return batch, first
 
-    def append(self, event: AuditEvent, *, timeout: float | None = None) -> Receipt:
+    def append(self, event: AuditEvent | EncodedEvent, *, timeout: float | None = None) -> Receipt:
         """Write ``event``; returns once it is durable (raises ``AuditWriteError`` if not,
-        and also when ``timeout`` passes first: the event may still be written later)."""
-        batch, index = self._wait([EncodedEvent.of(event)], timeout)
+        and also when ``timeout`` passes first: the event may still be written later).
+        Every append takes an ``AuditEvent`` or its ``EncodedEvent`` (e.g. from
+        ``encode_decision``)."""
+        batch, index = self._wait([_encoded(event)], timeout)
         return batch.result(index)
 
     def append_many(self, events: Sequence[AuditEvent]) -> list[Receipt]:
@@ -173,12 +175,12 @@ class AuditLog:
         batch, first = self._wait([EncodedEvent.of(e) for e in events], None)
         return [batch.result(first + i) for i in range(len(events))]
 
-    async def append_async(self, event: AuditEvent) -> Receipt:
+    async def append_async(self, event: AuditEvent | EncodedEvent) -> Receipt:
         """``append`` for asyncio: awaits the commit without blocking the event loop
         (one wake-up of the loop per batch, however many of its events the batch holds)."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[None] = loop.create_future()
-        encoded = EncodedEvent.of(event)
+        encoded = _encoded(event)
         with self._cv:
             if self._closing:
                 raise AuditClosedError(f"the audit log is closed{_why(self.crash)}")
@@ -192,7 +194,7 @@ class AuditLog:
         await future
         return batch.result(index)
 
-    def append_soon(self, event: AuditEvent, *, within: float) -> bool:
+    def append_soon(self, event: AuditEvent | EncodedEvent, *, within: float) -> bool:
         """Queue ``event`` for the next group commit and return at once (True), without
         waiting for it to be durable, if the log keeps up: running, no store operation
         failed since the last success, the queue not full, and the oldest event not yet
@@ -203,7 +205,7 @@ class AuditLog:
         allows): at most those acknowledged within one window of ``within`` seconds."""
         if within <= 0:
             return False
-        encoded = EncodedEvent.of(event)
+        encoded = _encoded(event)
         with self._cv:
             now = time.monotonic()
             batch = self._open
@@ -400,6 +402,10 @@ class AuditLog:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+def _encoded(event: AuditEvent | EncodedEvent) -> EncodedEvent:
+    return event if isinstance(event, EncodedEvent) else EncodedEvent.of(event)
 
 
 def _why(crash: Exception | None) -> str:

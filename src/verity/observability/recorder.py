@@ -40,7 +40,7 @@ import time
 from collections import OrderedDict
 from typing import TYPE_CHECKING
 
-from ..audit.builders import authentication_event, decision_event
+from ..audit.builders import authentication_event, encode_decision
 from ..audit.ocsf import UserType
 from ..audit.schema import UserRef
 from ..identity import TokenError
@@ -126,7 +126,7 @@ class GatewayObserver:
         started = time.perf_counter()
         key: _SubjectKey | None = None
         try:
-            event = decision_event(request, decision)
+            event = encode_decision(request, decision)  # built and encoded once, here
             if (
                 self.allow_commit_window_seconds > 0
                 and self.allow_memory_entries > 0

@@ -150,6 +150,19 @@ def test_audit_section_paths_and_secrets(tmp_path: Path) -> None:
         parse_config({"audit": {"url": "mysql://x"}})
 
 
+def test_audit_allow_commit_window_defaults_to_50_ms_and_is_bounded() -> None:
+    assert parse_config({}).audit.allow_commit_window_seconds == 0.05
+    assert (
+        parse_config(
+            {"audit": {"allow_commit_window_seconds": 0}}
+        ).audit.allow_commit_window_seconds
+        == 0
+    )
+    for bad in (-0.01, 1.5, "soon"):
+        with pytest.raises(ConfigError, match="allow_commit_window_seconds"):
+            parse_config({"audit": {"allow_commit_window_seconds": bad}})
+
+
 def test_workload_ca_paths_are_resolved_relative_to_the_file(tmp_path: Path) -> None:
     (tmp_path / "verity.yaml").write_text(
         "identity: {workload: {ca_dir: ca, bundle_path: ca/bundle.pem}}\n"

@@ -14,7 +14,7 @@ import ipaddress
 import os
 from pathlib import Path
 from typing import Any, Self
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 from pydantic import (
     BaseModel,
@@ -26,6 +26,7 @@ from pydantic import (
 )
 
 from . import yamlio
+from ._urls import mask_url
 from .errors import ConfigError, Problem
 from .gateway.settings import GatewayConfig
 from .identity.config import IdentityConfig
@@ -116,6 +117,16 @@ class AuditConfig(_Section):
     )
     timeout_seconds: float = Field(
         default=5.0, gt=0, le=60, description="Longest wait for an audit acknowledgement."
+    )
+    allow_commit_window_seconds: float = Field(
+        default=0.05,
+        ge=0,
+        le=1.0,
+        description=(
+            "Repeated allows of a (subject, route) are answered before their commit, which "
+            "follows within this window; a crash can lose that window of them. 0: every "
+            "allow waits for its commit. Denies and first allows always wait."
+        ),
     )
 
     @field_validator("url")
@@ -263,30 +274,6 @@ def _sqlite_url_under(url: str, base: Path) -> str:
     if not rest or rest.startswith("/"):
         return url
     return prefix + str(base / rest)
-
-
-_SECRET_PARAMS = frozenset({"password", "sslpassword", "passfile", "sslkey"})
-
-
-def mask_url(url: str) -> str:
-    """``postgresql://app:s3cret@db/verity`` -> ``postgresql://app:***@db/verity``; a
-    password in the query (``?password=...``, libpq's ``sslpassword``, Redis's
-    ``password``) is masked too. IPv6 hosts keep their brackets."""
-    parts = urlsplit(url)
-    netloc = parts.netloc
-    if parts.password is not None:
-        user = parts.username or ""
-        host = parts.netloc.rsplit("@", 1)[1]  # as written: brackets and port kept
-        netloc = f"{user}:***@{host}"
-    query = parts.query
-    if query:
-        pairs = parse_qsl(query, keep_blank_values=True)
-        if any(name.lower() in _SECRET_PARAMS for name, _ in pairs):
-            masked = [(n, "***" if n.lower() in _SECRET_PARAMS else v) for n, v in pairs]
-            query = urlencode(masked, safe="*/:,-")
-    if netloc == parts.netloc and query == parts.query:
-        return url
-    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 
 def dump_config(config: VerityConfig) -> dict[str, Any]:

@@ -203,3 +203,90 @@ def test_a_crashed_writer_fails_waiting_producers_instead_of_hanging(tmp_path: P
     with pytest.raises(AuditClosedError, match="writer bug"):
         log.append(sample_events(1)[0], timeout=10)
     log.close()
+
+
+# --- append_soon: acknowledged before the commit, only while the log keeps up ------------
+
+
+def _stored(path: Path) -> int:
+    reader = SQLiteStore(path, create=False)
+    try:
+        return reader.count()
+    finally:
+        reader.close()
+
+
+def test_append_soon_returns_at_once_and_the_writer_commits_it(tmp_path: Path) -> None:
+    with AuditLog(SQLiteStore(tmp_path / "a.db")) as log:
+        assert log.append_soon(sample_events(1)[0], within=0.05)
+        deadline = time.monotonic() + 5
+        while _stored(tmp_path / "a.db") < 1:
+            assert time.monotonic() < deadline
+            time.sleep(0.005)
+        assert (log.stats.early, log.stats.early_lost) == (1, 0)
+
+
+def test_append_soon_refuses_a_zero_window_and_queues_nothing(tmp_path: Path) -> None:
+    with AuditLog(SQLiteStore(tmp_path / "a.db")) as log:
+        assert not log.append_soon(sample_events(1)[0], within=0)
+        assert log.pending == 0
+        assert log.stats.early == 0
+
+
+def test_append_soon_refuses_after_a_failed_commit(tmp_path: Path) -> None:
+    with AuditLog(_BrokenStore(tmp_path / "a.db")) as log:
+        with pytest.raises(AuditWriteError):
+            log.append(sample_events(1)[0])
+        assert not log.append_soon(sample_events(1)[0], within=10)
+        assert log.pending == 0
+
+
+def test_append_soon_refuses_on_a_closed_or_crashed_writer(tmp_path: Path) -> None:
+    log = AuditLog(SQLiteStore(tmp_path / "a.db"))
+    log.close()
+    assert not log.append_soon(sample_events(1)[0], within=10)
+    crashed = _CrashingLog(SQLiteStore(tmp_path / "b.db"))
+    with pytest.raises(AuditWriteError):
+        crashed.append(sample_events(1)[0], timeout=10)
+    assert not crashed.append_soon(sample_events(1)[0], within=10)
+    crashed.close()
+
+
+class _GatedStore(SQLiteStore):
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.gate = threading.Event()
+        self.broken = False
+
+    def append_batch(self, events: Sequence[EncodedEvent], *, sign: Any = None) -> list[Receipt]:
+        self.gate.wait(10)
+        if self.broken:
+            raise OSError("disk on fire")
+        return super().append_batch(events, sign=sign)
+
+
+def test_append_soon_refuses_once_the_oldest_uncommitted_event_is_older_than_the_window(
+    tmp_path: Path,
+) -> None:
+    store = _GatedStore(tmp_path / "a.db")
+    with AuditLog(store) as log:
+        assert log.append_soon(sample_events(1)[0], within=0.05)  # its commit hangs
+        time.sleep(0.08)
+        assert not log.append_soon(sample_events(1)[0], within=0.05)
+        assert log.append_soon(sample_events(1)[0], within=1.0)  # a wider window: still in
+        store.gate.set()
+
+
+def test_a_failed_commit_counts_the_early_events_it_lost(tmp_path: Path) -> None:
+    store = _GatedStore(tmp_path / "a.db")
+    store.broken = True
+    with AuditLog(store) as log:
+        assert log.append_soon(sample_events(1)[0], within=1.0)
+        assert log.append_soon(sample_events(1)[0], within=1.0)
+        store.gate.set()
+        deadline = time.monotonic() + 5
+        while log.stats.failures < 1:
+            assert time.monotonic() < deadline
+            time.sleep(0.005)
+        assert log.stats.early_lost >= 1
+        assert not log.append_soon(sample_events(1)[0], within=1.0)

@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
+import anyio
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -193,6 +194,40 @@ async def test_audit_failure_fails_closed_allow_becomes_503_deny_stays_deny(
     assert public.status_code == 503
     samples = await scrape(audited)
     assert samples["verity_audit_write_failures_total"][()] == 3
+
+
+async def test_audit_outage_does_not_let_repeated_allows_through_unaudited(
+    audited: AuditedGateway, client: httpx.AsyncClient, issuer: Issuer
+) -> None:
+    """Repeated allows are answered before their group commit only while the log keeps
+    up: once a commit has failed, each waits for its own commit again and is refused."""
+    token = bearer(issuer.token())
+    assert (await client.get("/api/x", headers=token)).status_code == 200  # first: durable
+    assert (await client.get("/api/x", headers=token)).status_code == 200  # repeated: early
+    deadline = time.monotonic() + 5
+    while audited.audit.stats.events < 2:  # committed within the window
+        assert time.monotonic() < deadline
+        await anyio.sleep(0.005)
+    audited.audit.store.append_batch = _broken  # type: ignore[method-assign]
+    denied = await client.get("/api/x", headers=bearer(issuer.token("bob", groups=())))
+    assert denied.status_code == 403  # its commit failed: the log is not healthy now
+    refused = [(await client.get("/api/x", headers=token)).status_code for _ in range(3)]
+    assert refused == [503, 503, 503]
+    assert audited.audit.stats.early == 1
+    assert audited.audit.stats.early_lost == 0
+
+
+async def test_a_closed_audit_log_refuses_repeated_allows(
+    audited: AuditedGateway, client: httpx.AsyncClient, issuer: Issuer
+) -> None:
+    token = bearer(issuer.token())
+    assert (await client.get("/api/x", headers=token)).status_code == 200
+    audited.audit.close()
+    assert (await client.get("/api/x", headers=token)).status_code == 503
+
+
+def _broken(*args: Any, **kwargs: Any) -> Any:
+    raise OSError("audit disk gone")
 
 
 async def test_audit_failure_with_fail_open_serves_the_allow(

@@ -213,7 +213,7 @@ async def test_identity_exception_fails_closed(
     async def broken(token: Any) -> Any:
         raise KeyError("boom")
 
-    monkeypatch.setattr(issuer.verifier, "averify", broken)
+    monkeypatch.setattr(issuer.verifier, "aprincipal", broken)  # what the gateway calls
     transport = httpx.ASGITransport(app=make_gateway())
     async with httpx.AsyncClient(transport=transport) as c:
         response = await c.get("http://app.test/public/x", headers=bearer(issuer.token()))

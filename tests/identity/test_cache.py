@@ -15,6 +15,7 @@ from verity.identity import (
     VerifiedTokenCache,
     token_hash,
 )
+from verity.identity.principal import principal_from_token
 
 from .conftest import NOW, Clock, SigningKey, claims, make_config, sign
 
@@ -178,3 +179,95 @@ def test_cached_claims_are_read_only(cached: TokenVerifier, rsa_key: SigningKey)
     assert verified.claims["groups"] == ("eng",)
     with pytest.raises(TypeError):
         verified.claims["ext"]["a"] = 2  # type: ignore[index]
+
+
+# --- the principal cached with its verified token ---------------------------------------
+
+
+def test_cached_principal_is_the_value_a_fresh_build_gives(
+    cached: TokenVerifier, counting: CountingKeys, rsa_key: SigningKey
+) -> None:
+    token = sign(rsa_key, claims(email="a@example.com", groups=["eng"], amr=["mfa"], sid="s1"))
+    first = cached.verify_principal(token)
+    again = cached.verify_principal(token)
+    assert again is first  # served from the cache entry, not rebuilt
+    assert first == principal_from_token(cached.verify(token), cached.config.claims)
+    assert (first.id, first.groups, first.mfa, first.session_id) == (
+        "alice", frozenset({"eng"}), True, "s1",
+    )  # fmt: skip
+    assert counting.calls == 1
+
+
+@pytest.mark.anyio
+async def test_async_principal_is_cached_with_the_token(
+    cached: TokenVerifier, counting: CountingKeys, rsa_key: SigningKey
+) -> None:
+    token = sign(rsa_key, claims(sub="dana"))
+    first = await cached.aprincipal(token)
+    assert await cached.aprincipal(token) is first
+    assert cached.verify_principal(token) is first
+    assert first.id == "dana"
+    assert cached.cache.stats.misses == 1
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("by", ["token_hash", "jti", "subject"])
+async def test_revoked_token_is_refused_on_the_next_request_despite_its_cached_principal(
+    cached: TokenVerifier, rsa_key: SigningKey, by: str
+) -> None:
+    token = sign(rsa_key, claims(sub="mallory", jti="j-9"))
+    assert (await cached.aprincipal(token)).id == "mallory"
+    assert (await cached.aprincipal(token)).id == "mallory"  # principal now cached
+    verified = cached.verify(token)
+    key = {"token_hash": verified.signing_input_hash, "jti": "j-9", "subject": "mallory"}[by]
+    cached.revoke(**{by: key})
+    with pytest.raises(TokenRevokedError):
+        await cached.aprincipal(token)
+    with pytest.raises(TokenRevokedError):
+        cached.verify_principal(token)
+
+
+def test_cached_principal_leaves_with_a_removed_signing_key(
+    cached: TokenVerifier, rsa_key: SigningKey
+) -> None:
+    token = sign(rsa_key)
+    cached.verify_principal(token)
+    assert cached.cache.evict_keys([rsa_key.kid]) == 1
+    entry = cached.cache.entry(token_hash(token.encode()), cached.rules)
+    assert entry is None
+
+
+def test_cached_principal_expires_with_its_token(
+    cached: TokenVerifier, rsa_key: SigningKey, clock: Clock
+) -> None:
+    token = sign(rsa_key, claims(exp=int(NOW) + 60))
+    cached.verify_principal(token)
+    clock.advance(60 + cached.config.leeway_seconds + 1)
+    with pytest.raises(TokenExpiredError):
+        cached.verify_principal(token)
+
+
+def test_shared_cache_never_serves_a_principal_built_by_another_claim_mapping(
+    keyset: KeySet, rsa_key: SigningKey, clock: Clock
+) -> None:
+    """Two verifiers of one issuer sharing a cache, mapping the subject differently."""
+    shared = VerifiedTokenCache(clock=clock)
+    by_sub = TokenVerifier(make_config(), keys=keyset, cache=shared, clock=clock)
+    by_email = TokenVerifier(
+        make_config(claims={"subject": "email"}), keys=keyset, cache=shared, clock=clock
+    )
+    token = sign(rsa_key, claims(sub="u-1", email="eve@example.com"))
+    assert by_sub.verify_principal(token).id == "u-1"
+    assert by_email.verify_principal(token).id == "eve@example.com"
+    assert by_sub.verify_principal(token).id == "u-1"
+
+
+def test_a_principal_is_not_attached_to_a_revoked_entry(
+    cached: TokenVerifier, rsa_key: SigningKey
+) -> None:
+    verified = cached.verify(sign(rsa_key))
+    cached.revoke(token_hash=verified.token_hash)
+    built = principal_from_token(verified, cached.config.claims)
+    assert not cached.cache.attach(
+        verified, built, scope=cached.rules, mapping=cached.config.claims
+    )

@@ -45,6 +45,22 @@ def test_relative_audit_path_is_relative_to_the_config_folder() -> None:
     assert audit_url(config, base=Path("/etc/verity")) == "sqlite:////etc/verity/verity-audit.db"
 
 
+@pytest.mark.parametrize("window", [0.0, 0.02])
+def test_the_allow_commit_window_reaches_the_gateway(
+    window: float, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from verity.cli.serve import build_from_config
+
+    (tmp_path / "policy.yaml").write_text(POLICY)
+    monkeypatch.chdir(tmp_path)
+    config = parse_config(
+        {"policy": {"path": "policy.yaml"}, "audit": {"allow_commit_window_seconds": window}}
+    )
+    observer = build_from_config(config).enforcer.observer
+    assert observer is not None
+    assert observer.allow_commit_window_seconds == window
+
+
 class Served:
     def __init__(self, tmp_path: Path, upstream_url: str) -> None:
         self.key = generate_private_key("ES256")

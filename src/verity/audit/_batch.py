@@ -14,10 +14,21 @@ class Batch:
     """Events committed together. Each waiting producer parks on a lock of its own that
     the writer releases (cheaper than a shared Event: no convoy on one condition lock)."""
 
-    __slots__ = ("async_waiters", "done", "error", "items", "receipts", "waiters")
+    __slots__ = (
+        "async_waiters",
+        "done",
+        "early",
+        "error",
+        "items",
+        "opened",
+        "receipts",
+        "waiters",
+    )
 
     def __init__(self) -> None:
         self.items: list[EncodedEvent] = []
+        self.opened: float | None = None  # time.monotonic() of the first event
+        self.early = 0  # events acknowledged before this commit (AuditLog.append_soon)
         self.waiters: list[threading.Lock] = []
         self.async_waiters: dict[asyncio.AbstractEventLoop, list[asyncio.Future[None]]] = {}
         self.receipts: list[Receipt] = []

@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 import psycopg
 from psycopg import errors as pg_errors
 
-from ..config import mask_url
+from .._urls import mask_url
 from .chain import Receipt, Row
 from .errors import AuditStoreError, ChainConflictError
 from .keys import Checkpoint

@@ -12,6 +12,16 @@ Checkpoints are signed in the same transaction as the batch that reaches
 with unsigned events, and on ``close``. On open, the records after the last checkpoint
 (e.g. left by a writer killed with ``kill -9``) are verified and then signed.
 
+``append_soon`` is the one exception to "acknowledged once durable", for the gateway's
+repeated allows (see ``verity.observability.recorder`` and docs/audit.md): it queues the
+event for the next group commit and returns at once, but only while the log is healthy
+and keeping up: the writer is running, no store operation has failed since the last one
+that succeeded, the queue is not full, and the oldest event not yet committed was queued
+less than ``within`` seconds ago. Otherwise it queues nothing and answers False, and
+the caller waits for a durable commit as usual. So the events acknowledged early and
+not yet committed were all queued within one window of ``within`` seconds: that is what
+a crash (or a failed commit) can lose, and the writer counts and logs such a loss.
+
 ``health()`` says whether the writer takes events (see ``verity.audit.health``): a dead
 writer thread, a full queue, a commit that does not complete, or writes that keep failing
 for ``unhealthy_after`` seconds make it not ok; while writes fail, the idle writer probes
@@ -21,6 +31,7 @@ the store every ``probe_seconds`` so that health recovers without traffic.
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 import time
 from collections.abc import Iterable, Sequence
@@ -37,6 +48,8 @@ from .schema import AuditEvent
 from .store import AuditStore, EncodedEvent, SignFn
 from .verify import verify_tail
 
+log = logging.getLogger("verity.audit")
+
 
 @dataclass(slots=True)
 class WriterStats:
@@ -47,6 +60,8 @@ class WriterStats:
     checkpoints: int = 0
     failures: int = 0
     last_commit_seconds: float = 0.0
+    early: int = 0  # events acknowledged before their commit (append_soon)
+    early_lost: int = 0  # of those, events whose commit then failed
 
 
 class AuditLog:
@@ -89,6 +104,7 @@ class AuditLog:
         self._close_store = close_store
         self._cv = threading.Condition()
         self._open = _Batch()
+        self._committing_since: float | None = None  # ``opened`` of the batch in commit
         self._closing = False
         self._closed = False
         self._health = WriterHealth(unhealthy_after=unhealthy_after, probe_seconds=probe_seconds)
@@ -129,6 +145,8 @@ class AuditLog:
                 raise AuditClosedError(f"the audit log is closed{_why(self.crash)}")
             batch = self._open
             first = len(batch.items)
+            if first == 0:
+                batch.opened = time.monotonic()
             batch.items.extend(events)
             if waiter is not None:
                 batch.waiters.append(waiter)
@@ -144,10 +162,12 @@ class AuditLog:
             raise AuditWriteError(f"audit event not acknowledged within {timeout} s")
         return batch, first
 
-    def append(self, event: AuditEvent, *, timeout: float | None = None) -> Receipt:
+    def append(self, event: AuditEvent | EncodedEvent, *, timeout: float | None = None) -> Receipt:
         """Write ``event``; returns once it is durable (raises ``AuditWriteError`` if not,
-        and also when ``timeout`` passes first: the event may still be written later)."""
-        batch, index = self._wait([EncodedEvent.of(event)], timeout)
+        and also when ``timeout`` passes first: the event may still be written later).
+        Every append takes an ``AuditEvent`` or its ``EncodedEvent`` (e.g. from
+        ``encode_decision``)."""
+        batch, index = self._wait([_encoded(event)], timeout)
         return batch.result(index)
 
     def append_many(self, events: Sequence[AuditEvent]) -> list[Receipt]:
@@ -155,22 +175,59 @@ class AuditLog:
         batch, first = self._wait([EncodedEvent.of(e) for e in events], None)
         return [batch.result(first + i) for i in range(len(events))]
 
-    async def append_async(self, event: AuditEvent) -> Receipt:
+    async def append_async(self, event: AuditEvent | EncodedEvent) -> Receipt:
         """``append`` for asyncio: awaits the commit without blocking the event loop
         (one wake-up of the loop per batch, however many of its events the batch holds)."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[None] = loop.create_future()
-        encoded = EncodedEvent.of(event)
+        encoded = _encoded(event)
         with self._cv:
             if self._closing:
                 raise AuditClosedError(f"the audit log is closed{_why(self.crash)}")
             batch, index = self._open, len(self._open.items)
+            if index == 0:
+                batch.opened = time.monotonic()
             batch.items.append(encoded)
             batch.async_waiters.setdefault(loop, []).append(future)
             if index == 0 or len(batch.items) >= self._target:
                 self._cv.notify()
         await future
         return batch.result(index)
+
+    def append_soon(self, event: AuditEvent | EncodedEvent, *, within: float) -> bool:
+        """Queue ``event`` for the next group commit and return at once (True), without
+        waiting for it to be durable, if the log keeps up: running, no store operation
+        failed since the last success, the queue not full, and the oldest event not yet
+        committed queued less than ``within`` seconds ago. Otherwise queue nothing and
+        answer False: the caller then ``append``s and waits, as for any other event.
+
+        Only for events whose loss in a crash the caller accepts (the gateway's repeated
+        allows): at most those acknowledged within one window of ``within`` seconds."""
+        if within <= 0:
+            return False
+        encoded = _encoded(event)
+        with self._cv:
+            now = time.monotonic()
+            batch = self._open
+            oldest = self._committing_since
+            if oldest is None:
+                oldest = batch.opened if batch.opened is not None and batch.items else now
+            if (
+                self._closing
+                or self._health.failing_since is not None
+                or len(batch.items) >= self._max_pending
+                or now - oldest >= within
+            ):
+                return False
+            index = len(batch.items)
+            if index == 0:
+                batch.opened = now
+            batch.items.append(encoded)
+            batch.early += 1
+            self.stats.early += 1
+            if index == 0 or len(batch.items) >= self._target:
+                self._cv.notify()
+        return True
 
     def checkpoint(self) -> bool:
         """Sign the current head now (from the caller's thread); True if one was written
@@ -195,7 +252,7 @@ class AuditLog:
                 batch, self._open = self._open, _Batch()
                 self._cv.notify_all()
             if batch.items:
-                batch.finish([], AuditClosedError(f"the audit writer stopped{_why(self.crash)}"))
+                self._fail(batch, AuditClosedError(f"the audit writer stopped{_why(self.crash)}"))
 
     def _loop(self) -> None:
         while True:
@@ -207,6 +264,7 @@ class AuditLog:
                     self._cv.wait(wait)
                 self._fill_up()
                 batch, self._open = self._open, _Batch()
+                self._committing_since = batch.opened if batch.items else None
                 self._cv.notify_all()
                 closing = self._closing
             if batch.items:
@@ -215,8 +273,10 @@ class AuditLog:
                 except Exception as exc:  # noqa: BLE001 - a writer bug: fail the batch, stop
                     self.crash = exc
                     if not batch.done:
-                        batch.finish([], exc)
+                        self._fail(batch, exc)
                     return
+                finally:
+                    self._committing_since = None
             elif closing:
                 break
             else:
@@ -294,7 +354,8 @@ class AuditLog:
         except Exception as exc:  # noqa: BLE001 - any failure is reported to every producer
             self.stats.failures += 1
             self._health.failed(exc)
-            batch.finish([], exc)
+            self._committing_since = None
+            self._fail(batch, exc)
             return
         self._health.succeeded()
         self.stats.last_commit_seconds = time.perf_counter() - started
@@ -303,7 +364,20 @@ class AuditLog:
         self._unsigned += len(receipts)
         if sign is not None:
             self._mark_checkpoint()
+        self._committing_since = None  # before its producers wake: the log has caught up
         batch.finish(receipts, None)
+
+    def _fail(self, batch: _Batch, exc: BaseException) -> None:
+        """Fail every producer waiting on ``batch``; count and log its events that were
+        acknowledged early (``append_soon``): they are lost."""
+        if batch.early:
+            self.stats.early_lost += batch.early
+            log.error(
+                "audit: %d early-acknowledged events were not written (%s)",
+                batch.early,
+                type(exc).__name__,
+            )
+        batch.finish([], exc)
 
     def close(self) -> None:
         """Write what is pending and a final checkpoint, stop the writer, close the store."""
@@ -328,6 +402,10 @@ class AuditLog:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+def _encoded(event: AuditEvent | EncodedEvent) -> EncodedEvent:
+    return event if isinstance(event, EncodedEvent) else EncodedEvent.of(event)
 
 
 def _why(crash: Exception | None) -> str:

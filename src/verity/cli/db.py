@@ -14,7 +14,8 @@ from typing import Annotated, Any
 
 import typer
 
-from ..config import load_config, mask_url
+from .._urls import mask_url
+from ..config import load_config
 from ..errors import VerityError
 from ..store import MigrationStatus, StoreError, apply_migrations, migration_status
 from ..store.factory import backend_of

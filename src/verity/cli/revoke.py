@@ -53,7 +53,8 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from ..config import StoreConfig, VerityConfig, load_config, mask_url
+from .._urls import mask_url
+from ..config import StoreConfig, VerityConfig, load_config
 from ..errors import VerityError
 from ..identity.core import signing_input_hash
 from ..identity.revocation_sync import record_revocation

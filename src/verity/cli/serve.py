@@ -130,6 +130,7 @@ def build_from_config(
         audit=audit,
         audit_fail_closed=config.audit.fail_closed,
         audit_timeout_seconds=config.audit.timeout_seconds,
+        audit_allow_commit_window_seconds=config.audit.allow_commit_window_seconds,
         metrics=config.metrics,
         login=signin.login,
         mounts=signin.mounts,

@@ -129,8 +129,7 @@ class Authenticator:
                     return principal
             return Principal.anonymous()
         verifier = self._verifier(token, accepted)
-        verified = await verifier.averify(token)
-        return verifier.principal(verified)
+        return await verifier.aprincipal(token)  # the principal is cached with the token
 
 
 __all__ = [

@@ -42,6 +42,7 @@ def build_gateway(
     audit: AuditLog | None = None,
     audit_fail_closed: bool = True,
     audit_timeout_seconds: float = 5.0,
+    audit_allow_commit_window_seconds: float = 0.05,
     metrics: MetricsConfig | None = None,
     login: BrowserLogin | None = None,
     mounts: Sequence[tuple[str, ASGIApp]] = (),
@@ -58,6 +59,9 @@ def build_gateway(
     ``metrics``) and, with ``audit``, appended to the audit log; an allow that the log
     does not acknowledge within ``audit_timeout_seconds`` is answered 503 unless
     ``audit_fail_closed`` is off; ``/readyz`` is 503 while ``audit.health()`` is not ok.
+    Repeated allows of a (subject, route) are acknowledged by a group commit within
+    ``audit_allow_commit_window_seconds`` (0: every allow waits for its commit; see
+    ``verity.observability.recorder``).
     The caller owns ``audit`` (and closes it).
 
     With ``login`` (browser sign-in), a session cookie authenticates requests without a
@@ -75,6 +79,7 @@ def build_gateway(
     observer = GatewayObserver(
         metrics=gateway_metrics, audit=audit, fail_closed=audit_fail_closed,
         timeout_seconds=audit_timeout_seconds,
+        allow_commit_window_seconds=audit_allow_commit_window_seconds,
     )  # fmt: skip
     enforcer = Enforcer(
         authenticator=Authenticator(

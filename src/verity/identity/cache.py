@@ -6,7 +6,13 @@ hash, ``jti`` or subject) or a removed signing key evicts them at once. A TOKEN 
 is keyed on the SHA-256 of the token's JWS signing input (``header.payload``), so it
 covers every signature over the same header and payload (an ECDSA signature (r, s) has a
 second valid form (r, n - s)); the cache stays keyed on the whole token, so a hit costs
-one SHA-256 of the token and a lookup. Revocation is
+one SHA-256 of the token and a lookup.
+
+Each entry also holds the ``Principal`` built from the token (``attach``/``principal``),
+so a hit does not redo the claims -> principal mapping. The principal lives and dies with
+its token's entry (expiry, LRU, every revocation and removed key evict both at once), and
+is only served to the same ``scope`` (the verifier's rules) and the same claim ``mapping``
+it was built with: a verifier with another claim mapping never gets it. Revocation is
 also remembered in a ``RevocationList``, so a revoked token that is presented again fails
 its fresh verification instead of being cached anew. Revocations read from the shared
 store keep their own times (``revoked_at``, ``until``); see
@@ -22,6 +28,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+from ..model import Principal
 from .core import VerifiedToken
 from .errors import TokenRevokedError
 
@@ -39,6 +46,19 @@ class CacheStats:
     revoked: int = 0
 
 
+class CacheEntry:
+    """One cached token, the ``scope`` that put it, and (once built) its principal with
+    the claim mapping it was built by."""
+
+    __slots__ = ("mapping", "principal", "scope", "token")
+
+    def __init__(self, token: VerifiedToken, scope: object) -> None:
+        self.token = token
+        self.scope = scope
+        self.principal: Principal | None = None
+        self.mapping: object = None
+
+
 class VerifiedTokenCache:
     """A bounded LRU of verified tokens, thread-safe, evicting at expiry and on revocation."""
 
@@ -46,7 +66,7 @@ class VerifiedTokenCache:
         self.max_entries = max_entries
         self.stats = CacheStats()
         self._clock = clock
-        self._entries: OrderedDict[str, tuple[VerifiedToken, object]] = OrderedDict()
+        self._entries: OrderedDict[str, CacheEntry] = OrderedDict()
         self._expiry: list[tuple[float, str]] = []
         self._lock = threading.Lock()
         self.generation = 0  # bumped by every revocation; see put()
@@ -58,20 +78,36 @@ class VerifiedTokenCache:
         """The cached token for ``digest`` (SHA-256 hex), if present, not expired, and put
         by the same ``scope`` (a verifier's rules: a token verified for one issuer or
         audience is never a hit for another verifier sharing the cache)."""
+        entry = self.entry(digest, scope)
+        return None if entry is None else entry.token
+
+    def entry(self, digest: str, scope: object = None) -> CacheEntry | None:
+        """``get``, answering the whole entry (token and cached principal)."""
         with self._lock:
             entry = self._entries.get(digest)
-            if entry is None or entry[1] is not scope:
+            if entry is None or entry.scope is not scope:
                 self.stats.misses += 1
                 return None
-            token = entry[0]
-            if self._clock() >= token.expires_at:
+            if self._clock() >= entry.token.expires_at:
                 del self._entries[digest]
                 self.stats.expired += 1
                 self.stats.misses += 1
                 return None
             self._entries.move_to_end(digest)
             self.stats.hits += 1
-            return token
+            return entry
+
+    def attach(
+        self, token: VerifiedToken, principal: Principal, *, scope: object, mapping: object
+    ) -> bool:
+        """Keep ``principal`` (built from ``token`` by claim ``mapping``) with the token's
+        entry; False when the entry is gone (revoked, evicted) or is another token's."""
+        with self._lock:
+            entry = self._entries.get(token.token_hash)
+            if entry is None or entry.token is not token or entry.scope is not scope:
+                return False
+            entry.principal, entry.mapping = principal, mapping
+            return True
 
     def put(
         self, token: VerifiedToken, *, scope: object = None, generation: int | None = None
@@ -87,7 +123,7 @@ class VerifiedTokenCache:
             ):
                 return False
             self._purge_expired(now)
-            self._entries[token.token_hash] = (token, scope)
+            self._entries[token.token_hash] = CacheEntry(token, scope)
             self._entries.move_to_end(token.token_hash)
             heapq.heappush(self._expiry, (token.expires_at, token.token_hash))
             while len(self._entries) > self.max_entries:
@@ -100,7 +136,7 @@ class VerifiedTokenCache:
         while expiry and expiry[0][0] <= now:
             _, digest = heapq.heappop(expiry)
             entry = self._entries.get(digest)
-            if entry is not None and entry[0].expires_at <= now:
+            if entry is not None and entry.token.expires_at <= now:
                 del self._entries[digest]
                 self.stats.expired += 1
         if len(expiry) > 2 * self.max_entries + 64:  # drop heap entries of evicted tokens
@@ -111,7 +147,7 @@ class VerifiedTokenCache:
         """Remove every entry ``match`` selects; bumps ``generation``. Returns the count."""
         with self._lock:
             self.generation += 1
-            doomed = [digest for digest, (token, _) in self._entries.items() if match(token)]
+            doomed = [digest for digest, entry in self._entries.items() if match(entry.token)]
             for digest in doomed:
                 del self._entries[digest]
             self.stats.revoked += len(doomed)

@@ -3,10 +3,14 @@
     verifier = TokenVerifier(IssuerConfig(issuer="https://idp.example", audiences=["api"]))
     token = verifier.verify(untrusted_bearer)          # or: await verifier.averify(...)
     principal = verifier.principal(token)
+    principal = await verifier.aprincipal(untrusted_bearer)  # both at once, cached
 
-A cache hit costs a SHA-256 and a dictionary lookup. A miss runs the pure core
-(``verify_token``) with the key source's keys; an unknown ``kid`` triggers one
-rate-limited refetch before the token is rejected.
+A cache hit costs a SHA-256 and a dictionary lookup. ``aprincipal``/``verify_principal``
+also keep the ``Principal`` built from the token in the token's cache entry, so a hit
+skips the claims -> principal mapping too; it is evicted with the token (expiry, LRU,
+revocation, removed key) and served only to this verifier's rules and claim mapping.
+A miss runs the pure core (``verify_token``) with the key source's keys; an unknown
+``kid`` triggers one rate-limited refetch before the token is rejected.
 """
 
 from __future__ import annotations
@@ -98,21 +102,22 @@ class TokenVerifier:
             data = token_bytes(untrusted_token, self.rules.max_token_bytes)
             digest = token_hash(data)
             hit = self.cache.get(digest, self.rules)
-            if hit is not None:
-                return hit
-            generation = self.cache.generation
-            keys = self.source.get_keys()
-            try:
-                token = self._core(data, keys, digest)
-            except UnknownKeyError:
-                newer = self.source.refetch(keys)
-                if newer is None:
-                    raise
-                token = self._core(data, newer, digest)
-            return self._accept(token, generation)
+            return hit if hit is not None else self._miss(data, digest)
         except TokenError as exc:
             log.debug("%s (issuer %s)", exc.operator_message, self.config.issuer)
             raise
+
+    def _miss(self, data: bytes, digest: str) -> VerifiedToken:
+        generation = self.cache.generation
+        keys = self.source.get_keys()
+        try:
+            token = self._core(data, keys, digest)
+        except UnknownKeyError:
+            newer = self.source.refetch(keys)
+            if newer is None:
+                raise
+            token = self._core(data, newer, digest)
+        return self._accept(token, generation)
 
     async def averify(self, untrusted_token: str | bytes) -> VerifiedToken:
         """Async ``verify``: the same checks; key fetches do not block the event loop."""
@@ -120,21 +125,59 @@ class TokenVerifier:
             data = token_bytes(untrusted_token, self.rules.max_token_bytes)
             digest = token_hash(data)
             hit = self.cache.get(digest, self.rules)
-            if hit is not None:
-                return hit
-            generation = self.cache.generation
-            keys = await self.source.aget_keys()
-            try:
-                token = self._core(data, keys, digest)
-            except UnknownKeyError:
-                newer = await self.source.arefetch(keys)
-                if newer is None:
-                    raise
-                token = self._core(data, newer, digest)
-            return self._accept(token, generation)
+            return hit if hit is not None else await self._amiss(data, digest)
         except TokenError as exc:
             log.debug("%s (issuer %s)", exc.operator_message, self.config.issuer)
             raise
+
+    async def _amiss(self, data: bytes, digest: str) -> VerifiedToken:
+        generation = self.cache.generation
+        keys = await self.source.aget_keys()
+        try:
+            token = self._core(data, keys, digest)
+        except UnknownKeyError:
+            newer = await self.source.arefetch(keys)
+            if newer is None:
+                raise
+            token = self._core(data, newer, digest)
+        return self._accept(token, generation)
+
+    def verify_principal(self, untrusted_token: str | bytes) -> Principal:
+        """``principal(verify(token))``, the principal cached with the verified token."""
+        try:
+            data = token_bytes(untrusted_token, self.rules.max_token_bytes)
+            digest = token_hash(data)
+            entry = self.cache.entry(digest, self.rules)
+            if entry is None:
+                return self._cache_principal(self._miss(data, digest))
+        except TokenError as exc:
+            log.debug("%s (issuer %s)", exc.operator_message, self.config.issuer)
+            raise
+        if entry.principal is not None and entry.mapping is self.config.claims:
+            return entry.principal
+        return self._cache_principal(entry.token)
+
+    async def aprincipal(self, untrusted_token: str | bytes) -> Principal:
+        """Async ``verify_principal``: the principal of a bearer token, from the cache
+        when its token is cached (same checks as ``averify``, then ``principal``)."""
+        try:
+            data = token_bytes(untrusted_token, self.rules.max_token_bytes)
+            digest = token_hash(data)
+            entry = self.cache.entry(digest, self.rules)
+            if entry is None:
+                return self._cache_principal(await self._amiss(data, digest))
+        except TokenError as exc:
+            log.debug("%s (issuer %s)", exc.operator_message, self.config.issuer)
+            raise
+        if entry.principal is not None and entry.mapping is self.config.claims:
+            return entry.principal
+        return self._cache_principal(entry.token)
+
+    def _cache_principal(self, token: VerifiedToken) -> Principal:
+        mapping = self.config.claims
+        principal = principal_from_token(token, mapping)  # MissingClaimError: not cached
+        self.cache.attach(token, principal, scope=self.rules, mapping=mapping)
+        return principal
 
     def principal(self, token: VerifiedToken) -> Principal:
         """The ``Principal`` for a verified token, per this issuer's claim mapping."""

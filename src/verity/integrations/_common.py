@@ -29,7 +29,7 @@ from ..gateway.headers import (
     single_header,
     valid_host,
 )
-from ..identity import TokenError, TokenVerifier, VerifiedToken
+from ..identity import TokenError, TokenVerifier
 from ..model import (
     AccessRequest,
     Decision,
@@ -205,8 +205,9 @@ def _asserted(claims: _assertion.AssertionClaims) -> Identity:
     return Identity(principal, claims.trust_score, context)
 
 
-def _token(verifier: TokenVerifier, token: VerifiedToken) -> Identity:
-    return Identity(verifier.principal(token), context={"identity_source": "token"})
+def _token(principal: Principal) -> Identity:
+    """A bearer token's caller (the principal is cached with the verified token)."""
+    return Identity(principal, context={"identity_source": "token"})
 
 
 class Guard:
@@ -252,14 +253,14 @@ class Guard:
             claims = self.assertion.verify(asserted, incoming.method, incoming.raw_path)
             return _asserted(claims)
         if token is not None and self.verifier is not None:
-            return _token(self.verifier, self.verifier.verify(token))
+            return _token(self.verifier.verify_principal(token))
         return _ANONYMOUS
 
     async def aidentify(self, incoming: Incoming) -> Identity:
         """``identify`` without blocking the event loop (JWKS fetches happen off-loop)."""
         asserted, token = self._credentials(incoming.headers)
         if token is not None and self.verifier is not None:
-            return _token(self.verifier, await self.verifier.averify(token))
+            return _token(await self.verifier.aprincipal(token))
         if asserted is not None and self.assertion is not None and self.assertion.blocking:
             return await asyncio.to_thread(self.identify, incoming)
         return self.identify(incoming)

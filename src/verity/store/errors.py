@@ -14,7 +14,7 @@ StoreError
 
 from __future__ import annotations
 
-from ..config import mask_url
+from .._urls import mask_url
 from ..errors import VerityError
 
 

@@ -14,6 +14,7 @@ from ..policy import LivePolicy
 from .app import BrowserLogin, Gateway
 from .assertion import AssertionSigner
 from .authn import Authenticator
+from .decision_cache import DecisionCache
 from .enforce import Decider, DecisionListener, Enforcer
 from .facts import FactSource
 from .headers import ClientResolver
@@ -85,6 +86,10 @@ def build_gateway(
         fact_sources=fact_sources,
         listeners=listeners,
         observer=observer,
+        decisions=DecisionCache(
+            ttl_seconds=config.decision_cache.ttl_seconds,
+            max_entries=config.decision_cache.max_entries,
+        ),
     )
     readiness = Readiness(
         verifiers=verifiers,

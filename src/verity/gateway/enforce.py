@@ -8,6 +8,14 @@ outcome carries identity headers for the upstream.
 An ``Observer`` (``verity.observability.GatewayObserver``) audits and counts every
 decision: a deny stays a deny whatever the audit log does; an allow whose audit event
 was not acknowledged becomes ``UNAVAILABLE`` (503) when the observer fails closed.
+
+With a ``DecisionCache`` (``gateway.decision_cache``), the policy's answer to a request
+whose every input equals a recent one's is reused (``verity.gateway.decision_cache``):
+only the decider's call is skipped. Authentication, fact gathering, the decision id, the
+audit event, the metrics and the identity headers are per request, cached or not. Only
+a ``LivePolicy`` or an ``Engine`` (pure functions of the request) is cached; the node's
+invalidation epoch (``verity.invalidation``) is read before authentication, so a decision
+made while a revocation, reload or fact change arrives is never reused.
 """
 
 from __future__ import annotations
@@ -21,11 +29,14 @@ from types import MappingProxyType
 from typing import Protocol
 from urllib.parse import quote
 
+from .. import invalidation
 from ..identity import TokenError
 from ..ids import new_decision_id
 from ..model import AccessRequest, Decision, Effect, HttpTarget, NetworkContext, Principal, Reason
+from ..policy import Engine, LivePolicy
 from .assertion import AssertionFacts, AssertionSigner
 from .authn import Authenticator, SessionIssuerNotAcceptedError
+from .decision_cache import DecisionCache
 from .facts import FactQuery, Facts, FactSource, gather_facts
 from .headers import ClientAddress, RawHeaders
 from .mtls import PeerCertificate, certificate_identity
@@ -144,7 +155,10 @@ class Enforcer:
         listeners: Sequence[DecisionListener] = (),
         observer: Observer | None = None,
         clock: Clock = time.time,
+        decisions: DecisionCache | None = None,
     ) -> None:
+        """``decisions``: the node's decision cache (none: every request is decided);
+        its entries are timed with ``clock``."""
         self.authenticator = authenticator
         self.decider = decider
         self.signer = signer
@@ -152,14 +166,16 @@ class Enforcer:
         self.listeners = tuple(listeners)
         self.observer = observer
         self._clock = clock
+        self.decisions = decisions if decisions is not None and decisions.enabled else None
 
     async def authorize(self, subject: Subject) -> Outcome:
         """The outcome for ``subject``. Never raises."""
+        epoch = invalidation.current()  # before authenticating: see the module doc
         if subject.route.mtls != "off":
-            return await self._authorize_mtls(subject)
-        return await self._authorize_token(subject)
+            return await self._authorize_mtls(subject, epoch)
+        return await self._authorize_token(subject, epoch)
 
-    async def _authorize_token(self, subject: Subject) -> Outcome:
+    async def _authorize_token(self, subject: Subject, epoch: int) -> Outcome:
         """Identify by bearer token or session, then decide. Never raises."""
         try:
             principal = await self.authenticator.authenticate(
@@ -179,11 +195,11 @@ class Enforcer:
         try:
             if self.observer is not None and principal.authenticated:
                 self.observer.token_verified("ok")
-            return await self._decide(subject, principal)
+            return await self._decide(subject, principal, epoch)
         except Exception:  # noqa: BLE001 - fail closed on anything
             return await self._failed(subject, "decision", principal)
 
-    async def _authorize_mtls(self, subject: Subject) -> Outcome:
+    async def _authorize_mtls(self, subject: Subject, epoch: int) -> Outcome:
         """A route with ``mtls``: the certificate's workload, a refusal, or (``optional``
         without a certificate) the token path. Never raises."""
         try:
@@ -191,11 +207,11 @@ class Enforcer:
         except Exception:  # noqa: BLE001 - fail closed on anything
             return await self._failed(subject, "identity")
         if identity is None:
-            return await self._authorize_token(subject)
+            return await self._authorize_token(subject, epoch)
         if isinstance(identity, Reason):
             return await self.refuse(subject, identity)
         try:
-            return await self._decide(subject, identity)
+            return await self._decide(subject, identity, epoch)
         except Exception:  # noqa: BLE001 - fail closed on anything
             return await self._failed(subject, "decision", identity)
 
@@ -240,15 +256,13 @@ class Enforcer:
             await self.observer.audit_decision(request, decision, subject.route.name)
         return Outcome(Verdict.DENIED, decision)
 
-    async def _decide(self, subject: Subject, principal: Principal) -> Outcome:
+    async def _decide(self, subject: Subject, principal: Principal, epoch: int) -> Outcome:
         network = NetworkContext(ip=subject.client.ip)
         query = FactQuery(principal, subject.http, network, subject.route.name)
         facts = await gather_facts(self.fact_sources, query)
         request = self._request(subject, principal, network, facts)
         started = time.perf_counter()
-        decision = self.decider.decide(request)
-        if decision.effect is Effect.ALLOW and subject.route.path_matching.case == "consistent":
-            decision = self._case_consistent(request, subject.http, decision)
+        decision = self._decision(request, subject, epoch)
         elapsed = time.perf_counter() - started
         self._notify(request, decision, subject.route.name)
         acknowledged = await self._observe(request, decision, subject.route.name, elapsed)
@@ -263,8 +277,33 @@ class Enforcer:
         headers = self._identity_headers(subject, principal, decision, facts)
         return Outcome(Verdict.ALLOWED, decision, principal, headers)
 
+    def _policy(self) -> Decider:
+        """The decider in force now (a ``LivePolicy``'s current engine)."""
+        decider = self.decider
+        return decider.engine if isinstance(decider, LivePolicy) else decider
+
+    def _decision(self, request: AccessRequest, subject: Subject, epoch: int) -> Decision:
+        """The policy's decision for ``request``: reused from the cache under a new
+        decision id when every input matches a recent request's, else decided."""
+        policy = self._policy()
+        case = subject.route.path_matching.case
+        cache = self.decisions
+        key = None
+        if cache is not None and isinstance(policy, Engine):  # only a known-pure decider
+            key = cache.key(request, case=case, policy=policy)
+            if key is not None:
+                cached = cache.get(key, request.time)
+                if cached is not None:
+                    return cached._replace(decision_id=new_decision_id())
+        decision = policy.decide(request)
+        if decision.effect is Effect.ALLOW and case == "consistent":
+            decision = self._case_consistent(request, subject.http, decision, policy)
+        if cache is not None and key is not None:
+            cache.put(key, decision, request, epoch=epoch)
+        return decision
+
     def _case_consistent(
-        self, request: AccessRequest, http: HttpTarget, decision: Decision
+        self, request: AccessRequest, http: HttpTarget, decision: Decision, policy: Decider
     ) -> Decision:
         """``path_matching.case: consistent``: an allowed path with upper-case letters
         stays allowed only if its lower-cased form is allowed too (an upstream that
@@ -276,7 +315,7 @@ class Enforcer:
         lowered = HttpTarget.canonical(
             host=http.host, method=http.method, path=folded, headers=http.headers
         )
-        other = self.decider.decide(replace(request, http=lowered))
+        other = policy.decide(replace(request, http=lowered))
         if other.effect is Effect.ALLOW:
             return decision
         why = Reason(

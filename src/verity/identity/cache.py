@@ -22,6 +22,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+from .. import invalidation
 from .core import VerifiedToken
 from .errors import TokenRevokedError
 
@@ -115,7 +116,8 @@ class VerifiedTokenCache:
             for digest in doomed:
                 del self._entries[digest]
             self.stats.revoked += len(doomed)
-            return len(doomed)
+        invalidation.bump()  # cached decisions and assertions go too
+        return len(doomed)
 
     def revoke(
         self,
@@ -214,6 +216,7 @@ class RevocationList:
             if subject is not None:
                 old_at, old_until = self._subjects.get(subject, (at, until))
                 self._subjects[subject] = (max(at, old_at), max(until, old_until))
+        invalidation.bump()  # cached decisions and assertions go too
 
     def purge(self) -> None:
         """Forget the entries that have expired."""

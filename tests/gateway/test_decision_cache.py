@@ -549,3 +549,13 @@ async def test_revoked_session_of_the_session_manager_is_refused_with_the_cache_
     assert outcome.verdict is Verdict.UNAUTHENTICATED
     assert outcome.principal is not None
     assert not outcome.principal.authenticated
+
+
+async def test_an_input_that_is_not_hashable_is_decided_without_the_cache(
+    node: Node, token: str
+) -> None:
+    odd = Device("laptop-1", managed=True, os_version=["14"])  # type: ignore[arg-type]
+    node.facts.answer = Facts(device=odd)
+    for _ in range(2):
+        assert (await node.ask(token, path="/laptop/x")).verdict is Verdict.ALLOWED
+    assert len(node.cache) == 0

@@ -46,6 +46,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Mapping
+from ipaddress import IPv4Address
 from typing import Any
 
 import orjson
@@ -137,21 +138,18 @@ class DecisionCache:
         if who is None:
             return None
         grants: Any = tuple(request.grants.items()) if request.grants else ()
-        context: Any = tuple(request.context.items())
-        try:
-            key = (
-                who, request.device, request.trust_score, grants,
-                request.network.ip, request.network.region,
-                http.method, http.host, http.path, tuple(http.headers.items()),
-                context, case, policy,
-            )  # fmt: skip
-            hash(key)
-        except TypeError:  # something not hashable: decide without the cache
-            return None
-        return key
+        ip: Any = request.network.ip
+        if type(ip) is IPv4Address:  # its int: hashed and compared in C, not in Python
+            ip = int(ip)
+        return (
+            who, request.device, request.trust_score, grants, ip, request.network.region,
+            http.method, http.host, http.path, tuple(http.headers.items()),
+            tuple(request.context.items()), case, policy,
+        )  # fmt: skip
 
     def get(self, key: Hashable, now: float) -> Decision | None:
-        """The decision cached for ``key`` if it is still valid at ``now``."""
+        """The decision cached for ``key`` if it is still valid at ``now``. Raises
+        ``TypeError`` when a part of ``key`` is not hashable (do not cache then)."""
         entry = self._entries.get(key)
         if entry is None:
             self.misses += 1

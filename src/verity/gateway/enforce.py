@@ -292,7 +292,10 @@ class Enforcer:
         if cache is not None and isinstance(policy, Engine):  # only a known-pure decider
             key = cache.key(request, case=case, policy=policy)
             if key is not None:
-                cached = cache.get(key, request.time)
+                try:
+                    cached = cache.get(key, request.time)
+                except TypeError:  # an input that is not hashable: decide, do not cache
+                    cached = key = None
                 if cached is not None:
                     return cached._replace(decision_id=new_decision_id())
         decision = policy.decide(request)

@@ -34,7 +34,8 @@ from ..identity import TokenError
 from ..ids import new_decision_id
 from ..model import AccessRequest, Decision, Effect, HttpTarget, NetworkContext, Principal, Reason
 from ..policy import Engine, LivePolicy
-from .assertion import AssertionFacts, AssertionSigner
+from .assertion import AssertionFacts, AssertionSigner, ReusableFacts
+from .assertion_reuse import AssertionReuse
 from .authn import Authenticator, SessionIssuerNotAcceptedError
 from .decision_cache import DecisionCache
 from .facts import FactQuery, Facts, FactSource, gather_facts
@@ -156,9 +157,12 @@ class Enforcer:
         observer: Observer | None = None,
         clock: Clock = time.time,
         decisions: DecisionCache | None = None,
+        reuse: AssertionReuse | None = None,
     ) -> None:
         """``decisions``: the node's decision cache (none: every request is decided);
-        its entries are timed with ``clock``."""
+        its entries are timed with ``clock``. ``reuse``: reused assertions and their
+        companions on the routes with a companion key (none: one assertion per request
+        on every route)."""
         self.authenticator = authenticator
         self.decider = decider
         self.signer = signer
@@ -167,6 +171,7 @@ class Enforcer:
         self.observer = observer
         self._clock = clock
         self.decisions = decisions if decisions is not None and decisions.enabled else None
+        self.reuse = reuse
 
     async def authorize(self, subject: Subject) -> Outcome:
         """The outcome for ``subject``. Never raises."""
@@ -274,7 +279,7 @@ class Enforcer:
             return Outcome(verdict, decision, principal)
         if not acknowledged and self.observer is not None and self.observer.fail_closed:
             return Outcome(Verdict.UNAVAILABLE, decision, principal)
-        headers = self._identity_headers(subject, principal, decision, facts)
+        headers = self._identity_headers(subject, principal, decision, facts, epoch)
         return Outcome(Verdict.ALLOWED, decision, principal, headers)
 
     def _policy(self) -> Decider:
@@ -357,27 +362,42 @@ class Enforcer:
             listener(request, decision, route)
 
     def _identity_headers(
-        self, subject: Subject, principal: Principal, decision: Decision, facts: Facts
+        self,
+        subject: Subject,
+        principal: Principal,
+        decision: Decision,
+        facts: Facts,
+        epoch: int,
     ) -> tuple[tuple[str, str], ...]:
         route = subject.route
         headers = [("x-verity-decision-id", decision.decision_id)]
         if not principal.authenticated:
             return tuple(headers)
-        assertion = self.signer.sign(
-            principal,
-            AssertionFacts(
-                audience=route.assertion_audience,
-                decision_id=decision.decision_id,
-                method=subject.http.method,  # the request decided: the assertion binds it
-                path=subject.bound_path or subject.http.path,
-                device_id=facts.device.id if facts.device is not None else None,
-                trust_score=facts.trust_score,
-            ),
-        )
+        device_id = facts.device.id if facts.device is not None else None
+        method = subject.http.method  # the request decided: the assertion binds it
+        path = subject.bound_path or subject.http.path
+        companion = None
+        if self.reuse is not None and self.reuse.covers(route.name):
+            assertion, companion = self.reuse.headers(
+                route.name, principal,
+                ReusableFacts(route.assertion_audience, device_id, facts.trust_score),
+                decision_id=decision.decision_id, method=method, path=path, epoch=epoch,
+            )  # fmt: skip
+        else:
+            assertion = self.signer.sign(
+                principal,
+                AssertionFacts(
+                    audience=route.assertion_audience, decision_id=decision.decision_id,
+                    method=method, path=path, device_id=device_id,
+                    trust_score=facts.trust_score,
+                ),
+            )  # fmt: skip
         headers.append(("x-verity-user", header_value(principal.id)))
         if principal.email:
             headers.append(("x-verity-email", header_value(principal.email)))
         groups = ",".join(header_value(group) for group in sorted(principal.groups))
         headers.append(("x-verity-groups", groups))
         headers.append(("x-verity-assertion", assertion))
+        if companion is not None:
+            headers.append(("x-verity-request", companion))
         return tuple(headers)

@@ -112,6 +112,13 @@ class RouteConfig(_Section):
         description="Origins allowed to open WebSockets besides the request's own host "
         "(`https://app.example.com`; `*` = any). Applies to requests without a bearer token.",
     )
+    assertion_companion_key_file: Path | None = Field(
+        default=None,
+        description="A secret shared with the upstream (at least 32 bytes; surrounding "
+        "whitespace ignored): reuse one signed assertion per caller for up to 30 s and bind "
+        "each request with an HMAC'd X-Verity-Request companion. None = a new assertion "
+        "per request.",
+    )
 
     @field_validator("name")
     @classmethod

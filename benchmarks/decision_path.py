@@ -7,8 +7,9 @@ timed with ``perf_counter_ns`` and the median per-call time over rounds is repor
 
 - ``decide``: ``Engine.decide`` on a gateway-shaped request (a principal with ten
   claims, four policy headers, a client address);
-- ``cache_hit_memo``: the decision cache's key and lookup for the same request, the
-  principal object reused (as when it is cached with its credential);
+- ``cache_hit_memo``: the decision cache's key and lookup for the same request, and the
+  cached decision under a new decision id, the principal object reused (as when it is
+  cached with its credential);
 - ``cache_hit_fresh_principal``: the same with a new, equal principal object per
   request (its claims serialised for the key);
 - ``decide_cel`` / ``cache_hit_memo_cel``: the same with a policy of CEL ``when:``
@@ -48,8 +49,9 @@ from verity.gateway.assertion import AssertionFacts, AssertionSigner, ReusableFa
 from verity.gateway.assertion_reuse import AssertionReuse  # noqa: E402
 from verity.gateway.decision_cache import DecisionCache  # noqa: E402
 from verity.identity.dev import generate_private_key  # noqa: E402
+from verity.ids import new_decision_id  # noqa: E402
 from verity.integrations import assertion  # noqa: E402
-from verity.model import AccessRequest, HttpTarget, NetworkContext, Principal  # noqa: E402
+from verity.model import AccessRequest, Decision, HttpTarget, NetworkContext, Principal  # noqa: E402
 from verity.policy import compile_policy, load_policy  # noqa: E402
 
 POLICY = """
@@ -129,7 +131,10 @@ def cases(iterations: int, rounds: int) -> dict[str, Callable[[], None]]:
             for r in requests:
                 key = cache.key(r, case="consistent", policy=policy)
                 assert key is not None
-                assert cache.get(key, first.time) is not None
+                cached = cache.get(key, first.time)
+                assert cached is not None
+                effect, rule, _, version, reasons, obligations = cached  # as Enforcer does
+                Decision(effect, rule, new_decision_id(), version, reasons, obligations)
 
         return run
 

@@ -301,8 +301,9 @@ class Enforcer:
                     cached = cache.get(key, request.time)
                 except TypeError:  # an input that is not hashable: decide, do not cache
                     cached = key = None
-                if cached is not None:
-                    return cached._replace(decision_id=new_decision_id())
+                if cached is not None:  # the same answer, under this request's own id
+                    effect, rule, _, version, reasons, obligations = cached
+                    return Decision(effect, rule, new_decision_id(), version, reasons, obligations)
         decision = policy.decide(request)
         if decision.effect is Effect.ALLOW and case == "consistent":
             decision = self._case_consistent(request, subject.http, decision, policy)

@@ -10,7 +10,7 @@ from starlette.types import ASGIApp
 
 from .. import assertion_companion
 from ..identity import IdentityConfig, TokenVerifier
-from ..observability import GatewayMetrics, GatewayObserver, MetricsConfig
+from ..observability import CacheSnapshot, GatewayMetrics, GatewayObserver, MetricsConfig
 from ..policy import LivePolicy
 from .app import BrowserLogin, Gateway
 from .assertion import AssertionSigner
@@ -86,7 +86,19 @@ def build_gateway(
     if signer is None:
         signer = AssertionSigner.from_config(config.assertion, issuer=config.public_url)
     reuse = _assertion_reuse(config, signer)
+    decisions = DecisionCache(
+        ttl_seconds=config.decision_cache.ttl_seconds,
+        max_entries=config.decision_cache.max_entries,
+    )
+
+    def caches() -> CacheSnapshot:
+        return CacheSnapshot(
+            decisions.hits, decisions.misses, len(decisions),
+            reuse.signatures if reuse is not None else 0,
+        )  # fmt: skip
+
     gateway_metrics = GatewayMetrics()
+    gateway_metrics.watch_caches(caches)
     gateway_metrics.watch_verifiers(verifiers)
     if audit is not None:
         gateway_metrics.watch_audit(audit)
@@ -103,10 +115,7 @@ def build_gateway(
         fact_sources=fact_sources,
         listeners=listeners,
         observer=observer,
-        decisions=DecisionCache(
-            ttl_seconds=config.decision_cache.ttl_seconds,
-            max_entries=config.decision_cache.max_entries,
-        ),
+        decisions=decisions,
         reuse=reuse,
     )
     readiness = Readiness(

@@ -130,6 +130,18 @@ def test_issuer_jwks_file_is_resolved_relative_to_the_file(tmp_path: Path) -> No
     assert config.identity.issuers[0].jwks_file == tmp_path / "keys" / "jwks.json"
 
 
+def test_route_companion_key_file_is_resolved_relative_to_the_file(tmp_path: Path) -> None:
+    (tmp_path / "verity.yaml").write_text(
+        "gateway:\n  routes:\n    - {name: app, host: app.test, upstream: 'http://u.test',\n"
+        "       assertion_companion_key_file: keys/app.key}\n"
+        "    - {name: other, host: other.test, upstream: 'http://u.test'}\n"
+    )
+    config = load_config(tmp_path / "verity.yaml")
+    app, other = config.gateway.routes
+    assert app.assertion_companion_key_file == tmp_path / "keys" / "app.key"
+    assert other.assertion_companion_key_file is None
+
+
 def test_identity_errors_name_their_key_path() -> None:
     with pytest.raises(ConfigError) as caught:
         parse_config(

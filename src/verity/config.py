@@ -244,6 +244,15 @@ def _resolve_paths(config: VerityConfig, base: Path) -> VerityConfig:
     )
     identity = config.identity.model_copy(update={"issuers": issuers, "workload": workload})
     gateway = config.gateway
+    routes = tuple(
+        route.model_copy(
+            update={"assertion_companion_key_file": resolved(route.assertion_companion_key_file)}
+        )
+        if route.assertion_companion_key_file is not None
+        else route
+        for route in gateway.routes
+    )
+    gateway = gateway.model_copy(update={"routes": routes})
     if gateway.assertion.signing_key is not None:
         assertion = gateway.assertion.model_copy(
             update={"signing_key": resolved(gateway.assertion.signing_key)}

@@ -15,7 +15,7 @@ from verity.gateway.headers import UPSTREAM_CLEARED_HEADERS, is_identity_header
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 VERITY_SETS = {"x-verity-user", "x-verity-email", "x-verity-groups", "x-verity-assertion",
-               "x-verity-decision-id"}  # fmt: skip
+               "x-verity-decision-id", "x-verity-request"}  # fmt: skip
 
 
 def nginx_location(path: Path, location: str) -> str:

@@ -365,3 +365,54 @@ def test_nginx_clears_every_identity_header_a_client_sends(stack: Stack) -> None
     assert "mallory" not in json.dumps(seen)
     # anonymous: no identity, only Verity's decision id
     assert sorted(UPSTREAM_CLEARED_HEADERS & seen.keys()) == ["x-verity-decision-id"]
+
+
+COMPANION_KEY = b"e2e-companion-key-" + b"0" * 32
+
+
+@pytest.fixture(scope="module")
+def companion_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """The shipped site in front of a route with ``assertion_companion_key_file``."""
+    ensure_nginx()
+    tmp = tmp_path_factory.mktemp("nginx-e2e-companion")
+    (tmp / "companion.key").write_bytes(COMPANION_KEY + b"\n")
+    key = generate_private_key("ES256")
+    nginx_port, verity_port = free_port(), free_port()
+    routes = f"[{{name: app, host: {HOST}, assertion_companion_key_file: companion.key}}]"
+    with ThreadServer(SampleApp()) as app:
+        config = write_verity(tmp, verity_port, key, routes=routes)
+        with verity_behind_nginx(tmp, config, verity_port, nginx_port, app.port):
+            yield Stack(f"http://127.0.0.1:{nginx_port}", f"http://127.0.0.1:{verity_port}", key)
+
+
+def test_a_reused_assertion_and_its_companion_reach_the_app_through_nginx(
+    companion_stack: Stack,
+) -> None:
+    """nginx passes X-Verity-Request on (and overwrites a client's); the app verifies
+    each request with its companion; a GET's companion does not open a DELETE."""
+    token = companion_stack.token("alice", ["engineers"])
+    seen = [
+        get(companion_stack, path, Authorization=f"Bearer {token}",
+            **{"X-Verity-Request": "forged.value"}).json()
+        for path in ("/docs/a", "/docs/b")
+    ]  # fmt: skip
+    assertions = [s["headers"]["x-verity-assertion"][0] for s in seen]
+    assert assertions[0] == assertions[1]  # one signature for both requests
+    replay = assertion.MemoryReplayCache()
+    options: dict[str, Any] = {
+        "issuer": companion_stack.verity_url, "audience": "app", "replay_cache": replay,
+        "jwks_url": f"{companion_stack.verity_url}/.well-known/verity/jwks.json",
+        "companion_key": COMPANION_KEY,
+    }  # fmt: skip
+    for one in seen:
+        companions = one["headers"]["x-verity-request"]
+        assert companions != ["forged.value"]
+        assert len(companions) == 1
+        with pytest.raises(assertion.AssertionBindingError):
+            assertion.verify(assertions[0], method="DELETE", path=one["raw_path"],
+                             companion=companions[0], **options)  # fmt: skip
+        claims = assertion.verify(assertions[0], method="GET", path=one["raw_path"],
+                                  companion=companions[0], **options)  # fmt: skip
+        assert claims.decision_id == one["headers"]["x-verity-decision-id"][0]
+    with pytest.raises(assertion.AssertionCompanionError):
+        assertion.verify(assertions[0], method="GET", path="/docs/a", **options)

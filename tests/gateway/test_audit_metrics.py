@@ -281,3 +281,22 @@ async def test_internal_error_is_a_deny_and_is_audited(
     assert decision["decision_id"] == response.json()["decision_id"]
     assert event["actor"]["user"]["uid"] == "alice"
     assert gateway.verify()
+
+
+async def test_decisions_from_the_cache_are_each_audited_and_counted(
+    audited: AuditedGateway, client: httpx.AsyncClient, issuer: Issuer, upstream: RecordingUpstream
+) -> None:
+    token = issuer.token()
+    for _ in range(3):
+        assert (await client.get("/api/x", headers=bearer(token))).status_code == 200
+    after = await scrape(audited)
+    assert after["verity_decision_cache_hits_total"][()] == 2
+    assert after["verity_decision_cache_misses_total"][()] == 1
+    assert after["verity_decisions_total"][(("effect", "allow"), ("rule", "engineers-app"))] == 3
+    audited.audit.close()
+    events = audited.events()
+    ids = [e["unmapped"]["verity"]["decision"]["decision_id"] for e in events]
+    assert len(events) == 3
+    assert len(set(ids)) == 3
+    assert ids == [seen.header("x-verity-decision-id")[0] for seen in upstream.seen]
+    assert audited.verify()

@@ -22,6 +22,8 @@ def test_defaults() -> None:
     assert config.routes == ()
     assert config.assertion.ttl_seconds == 60
     assert config.forward_auth.require_trusted_caller is True
+    assert config.decision_cache.ttl_seconds == 1.0
+    assert config.decision_cache.max_entries == 100_000
 
 
 def route(**fields: Any) -> dict[str, Any]:
@@ -46,6 +48,9 @@ def test_a_route_is_normalised() -> None:
         ({"routes": [route(tiemout=1)]}, "routes[0].tiemout"),
         ({"assertion": {"ttl_seconds": 1}}, "assertion.ttl_seconds"),
         ({"forward_auth": {"path": "/x/"}}, "forward_auth.path"),
+        ({"decision_cache": {"ttl_seconds": 1.5}}, "decision_cache.ttl_seconds"),
+        ({"decision_cache": {"ttl_seconds": -1}}, "decision_cache.ttl_seconds"),
+        ({"decision_cache": {"max_entries": 0}}, "decision_cache.max_entries"),
         ({"public_url": "gateway"}, "public_url"),
         ({"realm": 'a"b'}, "realm"),
     ],

@@ -124,3 +124,20 @@ def test_store_health_and_revocation_delivery_are_read_at_scrape_time() -> None:
     assert buckets[(("le", "0.05"),)] == 2.0
     assert buckets[(("le", "+Inf"),)] == 2.0
     assert samples["verity_revocation_delivery_seconds_sum"][()] == pytest.approx(0.042)
+
+
+def test_decision_cache_and_assertion_reuse_counters_are_read_at_scrape_time() -> None:
+    from verity.observability import CacheSnapshot
+
+    now = CacheSnapshot()
+    metrics = GatewayMetrics()
+    metrics.watch_caches(lambda: now)
+    samples = parse(metrics)
+    assert samples["verity_decision_cache_hits_total"] == {(): 0.0}
+    now = CacheSnapshot(decision_hits=7, decision_misses=3, decision_entries=2,
+                        reused_assertion_signatures=1)  # fmt: skip
+    samples = parse(metrics)
+    assert samples["verity_decision_cache_hits_total"] == {(): 7.0}
+    assert samples["verity_decision_cache_misses_total"] == {(): 3.0}
+    assert samples["verity_decision_cache_entries"] == {(): 2.0}
+    assert samples["verity_reused_assertion_signatures_total"] == {(): 1.0}

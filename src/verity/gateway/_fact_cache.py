@@ -18,6 +18,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
+from .. import invalidation
+
 V = TypeVar("V")
 
 
@@ -75,6 +77,7 @@ class FactCache(Generic[V]):
             self._entries.clear()
         else:
             self._entries.pop(key, None)
+        invalidation.bump()  # a fact changed: cached decisions and assertions go too
 
     async def _fetch(self, key: str, now: float) -> V:
         try:

@@ -8,13 +8,17 @@ from typing import TYPE_CHECKING
 import httpx
 from starlette.types import ASGIApp
 
+from .. import assertion_companion
 from ..identity import IdentityConfig, TokenVerifier
-from ..observability import GatewayMetrics, GatewayObserver, MetricsConfig
+from ..observability import CacheSnapshot, GatewayMetrics, GatewayObserver, MetricsConfig
 from ..policy import LivePolicy
 from .app import BrowserLogin, Gateway
 from .assertion import AssertionSigner
+from .assertion_reuse import AssertionReuse
 from .authn import Authenticator
+from .decision_cache import DecisionCache
 from .enforce import Decider, DecisionListener, Enforcer
+from .errors import AssertionKeyError
 from .facts import FactSource
 from .headers import ClientResolver
 from .proxy import new_transport
@@ -25,6 +29,19 @@ if TYPE_CHECKING:  # verity.config imports verity.gateway.settings: no import at
     from ..audit import AuditLog
     from ..audit.sink import SecurityEventSink
     from ..config import ServerConfig
+
+
+def _assertion_reuse(config: GatewayConfig, signer: AssertionSigner) -> AssertionReuse | None:
+    """Reused assertions for the routes with a companion key (none: no such route).
+    Raises ``AssertionKeyError`` for a key that cannot be read or is too short."""
+    keys = {}
+    for route in config.routes:
+        if route.assertion_companion_key_file is not None:
+            try:
+                keys[route.name] = assertion_companion.load_key(route.assertion_companion_key_file)
+            except assertion_companion.CompanionKeyError as exc:
+                raise AssertionKeyError(f"gateway.routes[{route.name}]: {exc}") from None
+    return AssertionReuse(signer, keys) if keys else None
 
 
 def build_gateway(
@@ -72,7 +89,20 @@ def build_gateway(
         verifiers = [TokenVerifier(issuer) for issuer in identity.issuers]
     if signer is None:
         signer = AssertionSigner.from_config(config.assertion, issuer=config.public_url)
+    reuse = _assertion_reuse(config, signer)
+    decisions = DecisionCache(
+        ttl_seconds=config.decision_cache.ttl_seconds,
+        max_entries=config.decision_cache.max_entries,
+    )
+
+    def caches() -> CacheSnapshot:
+        return CacheSnapshot(
+            decisions.hits, decisions.misses, len(decisions),
+            reuse.signatures if reuse is not None else 0,
+        )  # fmt: skip
+
     gateway_metrics = GatewayMetrics()
+    gateway_metrics.watch_caches(caches)
     gateway_metrics.watch_verifiers(verifiers)
     if audit is not None:
         gateway_metrics.watch_audit(audit)
@@ -90,6 +120,8 @@ def build_gateway(
         fact_sources=fact_sources,
         listeners=listeners,
         observer=observer,
+        decisions=decisions,
+        reuse=reuse,
     )
     readiness = Readiness(
         verifiers=verifiers,

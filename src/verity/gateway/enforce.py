@@ -8,6 +8,14 @@ outcome carries identity headers for the upstream.
 An ``Observer`` (``verity.observability.GatewayObserver``) audits and counts every
 decision: a deny stays a deny whatever the audit log does; an allow whose audit event
 was not acknowledged becomes ``UNAVAILABLE`` (503) when the observer fails closed.
+
+With a ``DecisionCache`` (``gateway.decision_cache``), the policy's answer to a request
+whose every input equals a recent one's is reused (``verity.gateway.decision_cache``):
+only the decider's call is skipped. Authentication, fact gathering, the decision id, the
+audit event, the metrics and the identity headers are per request, cached or not. Only
+a ``LivePolicy`` or an ``Engine`` (pure functions of the request) is cached; the node's
+invalidation epoch (``verity.invalidation``) is read before authentication, so a decision
+made while a revocation, reload or fact change arrives is never reused.
 """
 
 from __future__ import annotations
@@ -21,11 +29,15 @@ from types import MappingProxyType
 from typing import Protocol
 from urllib.parse import quote
 
+from .. import invalidation
 from ..identity import TokenError
 from ..ids import new_decision_id
 from ..model import AccessRequest, Decision, Effect, HttpTarget, NetworkContext, Principal, Reason
-from .assertion import AssertionFacts, AssertionSigner
+from ..policy import Engine, LivePolicy
+from .assertion import AssertionFacts, AssertionSigner, ReusableFacts
+from .assertion_reuse import AssertionReuse
 from .authn import Authenticator, SessionIssuerNotAcceptedError
+from .decision_cache import DecisionCache
 from .facts import FactQuery, Facts, FactSource, gather_facts
 from .headers import ClientAddress, RawHeaders
 from .mtls import PeerCertificate, certificate_identity
@@ -144,7 +156,13 @@ class Enforcer:
         listeners: Sequence[DecisionListener] = (),
         observer: Observer | None = None,
         clock: Clock = time.time,
+        decisions: DecisionCache | None = None,
+        reuse: AssertionReuse | None = None,
     ) -> None:
+        """``decisions``: the node's decision cache (none: every request is decided);
+        its entries are timed with ``clock``. ``reuse``: reused assertions and their
+        companions on the routes with a companion key (none: one assertion per request
+        on every route)."""
         self.authenticator = authenticator
         self.decider = decider
         self.signer = signer
@@ -152,14 +170,17 @@ class Enforcer:
         self.listeners = tuple(listeners)
         self.observer = observer
         self._clock = clock
+        self.decisions = decisions if decisions is not None and decisions.enabled else None
+        self.reuse = reuse
 
     async def authorize(self, subject: Subject) -> Outcome:
         """The outcome for ``subject``. Never raises."""
+        epoch = invalidation.current()  # before authenticating: see the module doc
         if subject.route.mtls != "off":
-            return await self._authorize_mtls(subject)
-        return await self._authorize_token(subject)
+            return await self._authorize_mtls(subject, epoch)
+        return await self._authorize_token(subject, epoch)
 
-    async def _authorize_token(self, subject: Subject) -> Outcome:
+    async def _authorize_token(self, subject: Subject, epoch: int) -> Outcome:
         """Identify by bearer token or session, then decide. Never raises."""
         try:
             principal = await self.authenticator.authenticate(
@@ -179,11 +200,11 @@ class Enforcer:
         try:
             if self.observer is not None and principal.authenticated:
                 self.observer.token_verified("ok")
-            return await self._decide(subject, principal)
+            return await self._decide(subject, principal, epoch)
         except Exception:  # noqa: BLE001 - fail closed on anything
             return await self._failed(subject, "decision", principal)
 
-    async def _authorize_mtls(self, subject: Subject) -> Outcome:
+    async def _authorize_mtls(self, subject: Subject, epoch: int) -> Outcome:
         """A route with ``mtls``: the certificate's workload, a refusal, or (``optional``
         without a certificate) the token path. Never raises."""
         try:
@@ -191,11 +212,11 @@ class Enforcer:
         except Exception:  # noqa: BLE001 - fail closed on anything
             return await self._failed(subject, "identity")
         if identity is None:
-            return await self._authorize_token(subject)
+            return await self._authorize_token(subject, epoch)
         if isinstance(identity, Reason):
             return await self.refuse(subject, identity)
         try:
-            return await self._decide(subject, identity)
+            return await self._decide(subject, identity, epoch)
         except Exception:  # noqa: BLE001 - fail closed on anything
             return await self._failed(subject, "decision", identity)
 
@@ -240,15 +261,13 @@ class Enforcer:
             await self.observer.audit_decision(request, decision, subject.route.name)
         return Outcome(Verdict.DENIED, decision)
 
-    async def _decide(self, subject: Subject, principal: Principal) -> Outcome:
+    async def _decide(self, subject: Subject, principal: Principal, epoch: int) -> Outcome:
         network = NetworkContext(ip=subject.client.ip)
         query = FactQuery(principal, subject.http, network, subject.route.name)
         facts = await gather_facts(self.fact_sources, query)
         request = self._request(subject, principal, network, facts)
         started = time.perf_counter()
-        decision = self.decider.decide(request)
-        if decision.effect is Effect.ALLOW and subject.route.path_matching.case == "consistent":
-            decision = self._case_consistent(request, subject.http, decision)
+        decision = self._decision(request, subject, epoch)
         elapsed = time.perf_counter() - started
         self._notify(request, decision, subject.route.name)
         acknowledged = await self._observe(request, decision, subject.route.name, elapsed)
@@ -260,11 +279,40 @@ class Enforcer:
             return Outcome(verdict, decision, principal)
         if not acknowledged and self.observer is not None and self.observer.fail_closed:
             return Outcome(Verdict.UNAVAILABLE, decision, principal)
-        headers = self._identity_headers(subject, principal, decision, facts)
+        headers = self._identity_headers(subject, principal, decision, facts, epoch)
         return Outcome(Verdict.ALLOWED, decision, principal, headers)
 
+    def _policy(self) -> Decider:
+        """The decider in force now (a ``LivePolicy``'s current engine)."""
+        decider = self.decider
+        return decider.engine if isinstance(decider, LivePolicy) else decider
+
+    def _decision(self, request: AccessRequest, subject: Subject, epoch: int) -> Decision:
+        """The policy's decision for ``request``: reused from the cache under a new
+        decision id when every input matches a recent request's, else decided."""
+        policy = self._policy()
+        case = subject.route.path_matching.case
+        cache = self.decisions
+        key = None
+        if cache is not None and isinstance(policy, Engine):  # only a known-pure decider
+            key = cache.key(request, case=case, policy=policy)
+            if key is not None:
+                try:
+                    cached = cache.get(key, request.time)
+                except TypeError:  # an input that is not hashable: decide, do not cache
+                    cached = key = None
+                if cached is not None:  # the same answer, under this request's own id
+                    effect, rule, _, version, reasons, obligations = cached
+                    return Decision(effect, rule, new_decision_id(), version, reasons, obligations)
+        decision = policy.decide(request)
+        if decision.effect is Effect.ALLOW and case == "consistent":
+            decision = self._case_consistent(request, subject.http, decision, policy)
+        if cache is not None and key is not None:
+            cache.put(key, decision, request, epoch=epoch)
+        return decision
+
     def _case_consistent(
-        self, request: AccessRequest, http: HttpTarget, decision: Decision
+        self, request: AccessRequest, http: HttpTarget, decision: Decision, policy: Decider
     ) -> Decision:
         """``path_matching.case: consistent``: an allowed path with upper-case letters
         stays allowed only if its lower-cased form is allowed too (an upstream that
@@ -276,7 +324,7 @@ class Enforcer:
         lowered = HttpTarget.canonical(
             host=http.host, method=http.method, path=folded, headers=http.headers
         )
-        other = self.decider.decide(replace(request, http=lowered))
+        other = policy.decide(replace(request, http=lowered))
         if other.effect is Effect.ALLOW:
             return decision
         why = Reason(
@@ -315,27 +363,42 @@ class Enforcer:
             listener(request, decision, route)
 
     def _identity_headers(
-        self, subject: Subject, principal: Principal, decision: Decision, facts: Facts
+        self,
+        subject: Subject,
+        principal: Principal,
+        decision: Decision,
+        facts: Facts,
+        epoch: int,
     ) -> tuple[tuple[str, str], ...]:
         route = subject.route
         headers = [("x-verity-decision-id", decision.decision_id)]
         if not principal.authenticated:
             return tuple(headers)
-        assertion = self.signer.sign(
-            principal,
-            AssertionFacts(
-                audience=route.assertion_audience,
-                decision_id=decision.decision_id,
-                method=subject.http.method,  # the request decided: the assertion binds it
-                path=subject.bound_path or subject.http.path,
-                device_id=facts.device.id if facts.device is not None else None,
-                trust_score=facts.trust_score,
-            ),
-        )
+        device_id = facts.device.id if facts.device is not None else None
+        method = subject.http.method  # the request decided: the assertion binds it
+        path = subject.bound_path or subject.http.path
+        companion = None
+        if self.reuse is not None and self.reuse.covers(route.name):
+            assertion, companion = self.reuse.headers(
+                route.name, principal,
+                ReusableFacts(route.assertion_audience, device_id, facts.trust_score),
+                decision_id=decision.decision_id, method=method, path=path, epoch=epoch,
+            )  # fmt: skip
+        else:
+            assertion = self.signer.sign(
+                principal,
+                AssertionFacts(
+                    audience=route.assertion_audience, decision_id=decision.decision_id,
+                    method=method, path=path, device_id=device_id,
+                    trust_score=facts.trust_score,
+                ),
+            )  # fmt: skip
         headers.append(("x-verity-user", header_value(principal.id)))
         if principal.email:
             headers.append(("x-verity-email", header_value(principal.email)))
         groups = ",".join(header_value(group) for group in sorted(principal.groups))
         headers.append(("x-verity-groups", groups))
         headers.append(("x-verity-assertion", assertion))
+        if companion is not None:
+            headers.append(("x-verity-request", companion))
         return tuple(headers)

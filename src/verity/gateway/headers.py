@@ -48,6 +48,7 @@ UPSTREAM_CLEARED_HEADERS = IDENTITY_HEADERS | frozenset(
     {
         "x-verity-user", "x-verity-email", "x-verity-groups", "x-verity-roles",
         "x-verity-assertion", "x-verity-decision-id", "x-verity-device-id",
+        "x-verity-request",
         "x-auth-request-user", "x-auth-request-email", "x-auth-request-groups",
         "x-auth-request-preferred-username", "x-auth-request-access-token",
         "x-pomerium-jwt-assertion", "x-pomerium-claim-email", "x-pomerium-claim-groups",

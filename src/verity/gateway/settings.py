@@ -112,6 +112,13 @@ class RouteConfig(_Section):
         description="Origins allowed to open WebSockets besides the request's own host "
         "(`https://app.example.com`; `*` = any). Applies to requests without a bearer token.",
     )
+    assertion_companion_key_file: Path | None = Field(
+        default=None,
+        description="A secret shared with the upstream (at least 32 bytes; surrounding "
+        "whitespace ignored): reuse one signed assertion per caller for up to 30 s and bind "
+        "each request with an HMAC'd X-Verity-Request companion. None = a new assertion "
+        "per request.",
+    )
 
     @field_validator("name")
     @classmethod
@@ -173,6 +180,23 @@ class AssertionConfig(_Section):
         description="PEM EC P-256 private key; none = a new key per process (one node only).",
     )
     ttl_seconds: int = Field(default=60, ge=5, le=3600, description="Assertion lifetime.")
+
+
+class DecisionCacheConfig(_Section):
+    """The node's decision cache (``gateway.decision_cache``): a policy answer reused for
+    requests whose every input is the same, dropped at once on any revocation, policy
+    reload, grant or posture change reaching the node (docs/gateway.md)."""
+
+    ttl_seconds: float = Field(
+        default=1.0, ge=0, le=1.0,
+        description="How long a decision is reused at most; 0 turns the cache off. A rule "
+        "that reads the time (a time window, an authentication age) may answer this late "
+        "at a boundary.",
+    )  # fmt: skip
+    max_entries: int = Field(
+        default=100_000, ge=1, le=10_000_000,
+        description="Decisions kept at most (least recently used dropped first).",
+    )  # fmt: skip
 
 
 class ForwardAuthConfig(_Section):
@@ -295,6 +319,7 @@ class GatewayConfig(_Section):
     realm: str = Field(default="verity", description="`realm` of WWW-Authenticate challenges.")
     routes: tuple[RouteConfig, ...] = Field(default=(), description="Protected applications.")
     assertion: AssertionConfig = Field(default_factory=AssertionConfig)
+    decision_cache: DecisionCacheConfig = Field(default_factory=DecisionCacheConfig)
     forward_auth: ForwardAuthConfig = Field(default_factory=ForwardAuthConfig)
     upstream_pool: UpstreamPoolConfig = Field(default_factory=UpstreamPoolConfig)
     tls: TlsConfig | None = Field(

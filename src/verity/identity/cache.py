@@ -28,6 +28,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+from .. import invalidation
 from ..model import Principal
 from .core import VerifiedToken
 from .errors import TokenRevokedError
@@ -151,7 +152,8 @@ class VerifiedTokenCache:
             for digest in doomed:
                 del self._entries[digest]
             self.stats.revoked += len(doomed)
-            return len(doomed)
+        invalidation.bump()  # cached decisions and assertions go too
+        return len(doomed)
 
     def revoke(
         self,
@@ -250,6 +252,7 @@ class RevocationList:
             if subject is not None:
                 old_at, old_until = self._subjects.get(subject, (at, until))
                 self._subjects[subject] = (max(at, old_at), max(until, old_until))
+        invalidation.bump()  # cached decisions and assertions go too
 
     def purge(self) -> None:
         """Forget the entries that have expired."""

@@ -41,6 +41,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING
 
+from .. import invalidation
 from ..store import (
     Revocation,
     RevocationKind,
@@ -191,6 +192,7 @@ class RevocationSync:
                 self._seen.pop(key, None)
             log.exception("revocation of kind %s not applied", revocation.kind.value)
             return False
+        invalidation.bump()  # whatever kind it is: cached decisions and assertions go
         log.info("revocation applied: kind=%s evicted=%d", revocation.kind.value, evicted)
         return True
 

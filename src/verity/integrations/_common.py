@@ -18,6 +18,7 @@ from types import MappingProxyType
 from typing import Any
 from urllib.parse import urlsplit
 
+from ..assertion_companion import check_key
 from ..gateway.authn import bearer_token
 from ..gateway.enforce import Decider, internal_deny
 from ..gateway.errors import BadRequestError
@@ -46,6 +47,7 @@ log = logging.getLogger("verity.integrations")
 Attributes = Mapping[str, Any]
 _EMPTY: Attributes = MappingProxyType({})
 ASSERTION_HEADER = b"x-verity-assertion"
+COMPANION_HEADER = b"x-verity-request"
 MISSING_CHALLENGE = 'Bearer realm="verity"'
 INTERNAL_MESSAGE = "access denied: internal error while deciding"
 Listener = Callable[[AccessRequest, Decision], None]  # audit/metrics; an exception denies
@@ -56,7 +58,10 @@ class AssertionSource:
     """Trust the gateway's ``X-Verity-Assertion`` (apps behind the gateway): one of
     ``jwks_url`` (its ``/.well-known/verity/jwks.json``) or ``jwks``; ``audience``: the route.
     ``replay_cache`` remembers used ``jti``s (in-process by default; several processes
-    need a shared one such as ``RedisReplayCache``)."""
+    need a shared one such as ``RedisReplayCache``). ``companion_key``: the route's
+    ``assertion_companion_key_file`` content (at least 32 bytes), to accept the reused
+    assertions of such a route with their ``X-Verity-Request`` companion; without it,
+    a reused assertion is refused."""
 
     issuer: str
     audience: str
@@ -64,23 +69,33 @@ class AssertionSource:
     jwks: Mapping[str, Any] | None = None
     leeway: float = 5.0
     replay_cache: ReplayCache = field(default_factory=MemoryReplayCache, repr=False)
+    companion_key: bytes | None = field(default=None, repr=False)
+    verified: _assertion.VerifiedAssertions = field(
+        default_factory=_assertion.VerifiedAssertions, repr=False
+    )
 
     def __post_init__(self) -> None:
         if (self.jwks_url is None) == (self.jwks is None):
             raise ValueError("AssertionSource: give exactly one of jwks_url and jwks")
+        if self.companion_key is not None:
+            check_key(self.companion_key)
 
     @property
     def blocking(self) -> bool:
         """Whether ``verify`` may do I/O (a JWKS fetch, a shared replay cache)."""
         return self.jwks_url is not None or not isinstance(self.replay_cache, MemoryReplayCache)
 
-    def verify(self, untrusted: str, method: str, path: str) -> _assertion.AssertionClaims:
-        """The verified claims of an assertion for this request (``path`` as received);
-        raises ``AssertionVerificationError``."""
+    def verify(
+        self, untrusted: str, method: str, path: str, companion: str | None = None
+    ) -> _assertion.AssertionClaims:
+        """The verified claims of an assertion for this request (``path`` as received;
+        ``companion``: its ``X-Verity-Request`` value); raises
+        ``AssertionVerificationError``."""
         return _assertion.verify(
             untrusted, issuer=self.issuer, audience=self.audience, method=method, path=path,
             jwks_url=self.jwks_url, jwks=self.jwks, leeway=self.leeway,
-            replay_cache=self.replay_cache,
+            replay_cache=self.replay_cache, companion=companion,
+            companion_key=self.companion_key, verified=self.verified,
         )  # fmt: skip
 
 
@@ -250,7 +265,8 @@ class Guard:
         assertion must be bound to this request's method and path, and unused."""
         asserted, token = self._credentials(incoming.headers)
         if asserted is not None and self.assertion is not None:
-            claims = self.assertion.verify(asserted, incoming.method, incoming.raw_path)
+            companion = single_header(incoming.headers, COMPANION_HEADER)
+            claims = self.assertion.verify(asserted, incoming.method, incoming.raw_path, companion)
             return _asserted(claims)
         if token is not None and self.verifier is not None:
             return _token(self.verifier.verify_principal(token))

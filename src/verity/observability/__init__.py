@@ -13,6 +13,7 @@ from __future__ import annotations
 from .config import MetricsConfig as MetricsConfig
 from .endpoint import MetricsEndpoint as MetricsEndpoint
 from .metrics import AuditCollector as AuditCollector
+from .metrics import CacheSnapshot as CacheSnapshot
 from .metrics import GatewayMetrics as GatewayMetrics
 from .metrics import JwksCollector as JwksCollector
 from .metrics import status_class as status_class
@@ -32,6 +33,7 @@ __all__ = [
     "REDACTED",
     "REDACTED_JWT",
     "AuditCollector",
+    "CacheSnapshot",
     "GatewayMetrics",
     "GatewayObserver",
     "JwksCollector",

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
@@ -174,6 +175,51 @@ class StoreCollector(Collector):
         return []
 
 
+@dataclass(frozen=True, slots=True)
+class CacheSnapshot:
+    """The decision cache's and the reused assertions' counters, read at scrape time."""
+
+    decision_hits: int = 0
+    decision_misses: int = 0
+    decision_entries: int = 0
+    reused_assertion_signatures: int = 0
+
+
+class CacheCollector(Collector):
+    """Reads the node's decision cache and assertion-reuse counters at scrape time."""
+
+    def __init__(self, snapshot: Callable[[], CacheSnapshot]) -> None:
+        self.snapshot = snapshot
+
+    def collect(self) -> Iterable[Metric]:
+        """Hits, misses and entries of the decision cache; reused-assertion signatures."""
+        now = self.snapshot()
+        return [
+            CounterMetricFamily(
+                "verity_decision_cache_hits", "Decisions reused from the node's cache.",
+                value=now.decision_hits,
+            ),
+            CounterMetricFamily(
+                "verity_decision_cache_misses",
+                "Cacheable decisions not found (or expired, or invalidated) in the cache.",
+                value=now.decision_misses,
+            ),
+            GaugeMetricFamily(
+                "verity_decision_cache_entries", "Decisions in the node's cache.",
+                value=now.decision_entries,
+            ),
+            CounterMetricFamily(
+                "verity_reused_assertion_signatures",
+                "Assertions signed for reuse (routes with a companion key).",
+                value=now.reused_assertion_signatures,
+            ),
+        ]  # fmt: skip
+
+    def describe(self) -> Iterable[Metric]:
+        """Nothing to pre-declare."""
+        return []
+
+
 class GatewayMetrics:
     """The gateway's metrics and their registry (``exposition()`` renders them)."""
 
@@ -222,6 +268,10 @@ class GatewayMetrics:
         """Export the shared stores' channel health (``Stores.health``) and revocation
         delivery delays (``Stores.deliveries.snapshot``), read at every scrape."""
         self.registry.register(StoreCollector(health, deliveries))
+
+    def watch_caches(self, snapshot: Callable[[], CacheSnapshot]) -> None:
+        """Export the decision cache's and assertion reuse's counters (read at scrape)."""
+        self.registry.register(CacheCollector(snapshot))
 
     def rule_label(self, rule: str | None) -> str:
         """The ``rule`` label: the policy's rule name, ``none``, or ``other`` past the cap."""

@@ -14,6 +14,7 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+from .. import invalidation
 from ..errors import PolicyLoadError, Problem
 from ..model import AccessRequest, Decision
 from .engine import Engine
@@ -71,7 +72,8 @@ class LivePolicy:
                 return ReloadResult(changed=False, version=self.version, problems=exc.problems)
             changed = engine.version != self._engine.version
             self._engine = engine
-            return ReloadResult(changed=changed, version=engine.version)
+        invalidation.bump()  # a new engine is in force: decisions cached so far go
+        return ReloadResult(changed=changed, version=engine.version)
 
 
 def _read(path: Path) -> bytes:

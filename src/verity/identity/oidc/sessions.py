@@ -27,6 +27,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from ... import invalidation
 from ...model import Principal
 from ...store import (
     DuplicateSessionError,
@@ -297,6 +298,7 @@ class SessionManager:
             ]
             for session_id in doomed:
                 del self._cache[session_id]
+        invalidation.bump()  # cached decisions and assertions of the subject go too
         return len(doomed)
 
     def revoke_session(self, session_id: str, *, until: float) -> None:
@@ -310,6 +312,7 @@ class SessionManager:
                     until, self._revoked_sessions.get(session_id, until)
                 )
             self._cache.pop(session_id, None)
+        invalidation.bump()  # cached decisions and assertions of the session go too
 
     def purge(self) -> None:
         """Forget session and subject revocations that have expired."""

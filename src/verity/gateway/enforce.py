@@ -81,7 +81,8 @@ class Observer(Protocol):
         ...
 
     async def audit_decision(self, request: AccessRequest, decision: Decision, route: str) -> bool:
-        """Append the decision's audit event; True once it is durable."""
+        """Append the decision's audit event; True once acknowledged (durable, or, for a
+        repeated allow while the log keeps up, queued for the next group commit)."""
         ...
 
     async def token_rejected(self, error: TokenError, *, client_ip: object, route: str) -> None:

@@ -56,6 +56,7 @@ bench: $(BENCH_STAMP)
 	$(BIN)/python benchmarks/gateway.py
 	$(BIN)/python benchmarks/audit.py
 	$(BIN)/python benchmarks/scale.py
+	$(BIN)/python benchmarks/workers.py
 	$(BIN)/python benchmarks/cel_libraries.py
 
 clean:

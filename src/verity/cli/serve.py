@@ -2,6 +2,7 @@
 
     verity serve --config verity.yaml            # listen on server.host:server.port
     verity serve --config verity.yaml --check    # validate everything, print routes, exit
+    verity serve --config verity.yaml --workers 4  # four worker processes (gateway.workers)
 
 uvicorn runs with uvloop and httptools when they are installed, its own X-Forwarded-For
 handling off (the gateway resolves client IPs through ``server.trusted_proxies`` itself),
@@ -19,6 +20,10 @@ The stores of ``store:`` are always opened: revocations stored by any node or by
 ``verity revoke`` reach this node's token verifiers and sessions through them
 (``verity.identity.revocation_sync``); a node that cannot read the revocations in force
 at start exits 1 instead of serving.
+
+With ``gateway.workers`` > 1, ``serve_workers`` checks the configuration, binds the
+listeners and runs ``verity.cli.supervisor``, which forks the workers; each runs
+``serve_node`` on the inherited sockets (see docs/gateway.md, "Workers").
 """
 
 from __future__ import annotations

@@ -278,6 +278,25 @@ def test_a_killed_worker_is_restarted_and_serves(served: Served) -> None:
     assert served.process.poll() is None
 
 
+def test_workers_stop_when_the_supervisor_is_killed(served: Served) -> None:
+    """``kill -9`` of the supervisor: the kernel sends each worker SIGTERM
+    (PR_SET_PDEATHSIG), so none is left holding the port."""
+    workers = served.workers()
+    served.process.kill()
+    served.process.wait(10)
+    wait_until(lambda: not any(Path(f"/proc/{pid}").exists() and
+                               "zombie" not in _state(pid) for pid in workers),
+               40.0, "workers gone")  # fmt: skip
+    wait_until(lambda: not _listening(served.port), 10.0, "port closed")
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/status").read_text().split("State:", 1)[1].split("\n", 1)[0]
+    except (OSError, IndexError):
+        return "zombie"
+
+
 def test_a_bad_configuration_fails_once_before_any_worker_starts(tmp_path: Path) -> None:
     config, port, key = configure(tmp_path)
     (tmp_path / "policy.yaml").write_text("version: 1\nrules: [{name: x, allow: {nope: 1}}]\n")

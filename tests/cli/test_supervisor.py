@@ -91,8 +91,26 @@ def test_a_worker_failing_before_ready_is_retried_then_given_up(
     with caplog.at_level(logging.INFO, logger="verity.serve"):
         assert Supervisor(2, main).run() == 1
     assert (tmp_path / "attempts").read_text() == "x" * supervisor.MAX_START_FAILURES
-    assert "failed 3 times in a row before it was ready (exit 3)" in caplog.text
+    assert "failed 3 times in a row while starting (exit 3)" in caplog.text
     assert "all workers stopped" in caplog.text
+
+
+def test_a_worker_dying_right_after_ready_counts_as_failing_to_start(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Ready, then dead within ``STARTUP_SECONDS`` (say, the server could not load its
+    TLS context): three in a row stop everything, however long the backoff grew."""
+
+    def main(index: int, ready: Ready) -> int:
+        ready()
+        if index == 0:
+            time.sleep(30)
+            return 0
+        return 1
+
+    with caplog.at_level(logging.INFO, logger="verity.serve"):
+        assert Supervisor(2, main).run() == 1
+    assert "worker 1 failed 3 times in a row while starting (exit 1)" in caplog.text
 
 
 def test_a_crashing_worker_is_restarted_within_a_budget(
@@ -101,6 +119,7 @@ def test_a_crashing_worker_is_restarted_within_a_budget(
     """A worker that dies after it was ready is restarted (logged, with its status)
     until ``MAX_RESTARTS`` restarts fall in the window; then everything stops."""
     monkeypatch.setattr(supervisor, "MAX_RESTARTS", 3)
+    monkeypatch.setattr(supervisor, "STARTUP_SECONDS", 0.0)  # not failures to start
 
     def main(index: int, ready: Ready) -> int:
         ready()

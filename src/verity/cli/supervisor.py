@@ -20,8 +20,11 @@ read, ...), the supervisor exits 1 at once instead of looping.
 Crashes: a worker that exits while the supervisor is not stopping is logged and started
 again after a backoff (0.5 s, doubling to 30 s; back to 0.5 s once a worker stayed up
 ``STABLE_SECONDS``). The supervisor gives up, stops the others and exits 1 when one slot
-fails ``MAX_START_FAILURES`` times in a row before becoming ready, or when
-``MAX_RESTARTS`` restarts happen within ``RESTART_WINDOW_SECONDS``.
+fails ``MAX_START_FAILURES`` times in a row while starting (before it was ready, or
+within ``STARTUP_SECONDS`` of its start), or when ``MAX_RESTARTS`` restarts happen
+within ``RESTART_WINDOW_SECONDS``. Each worker asks the kernel for SIGTERM when the
+supervisor dies (``PR_SET_PDEATHSIG``), so a supervisor killed with ``kill -9`` does not
+leave workers holding the port.
 
 Stopping: SIGTERM or SIGINT to the supervisor is forwarded as SIGTERM to every worker,
 which stops gracefully (uvicorn finishes in-flight requests, then the lifespan closes
@@ -33,6 +36,7 @@ cleanly (exit 0, or the SIGTERM/SIGINT uvicorn re-raises after its graceful stop
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import errno
 import logging
 import os
@@ -50,6 +54,7 @@ from types import FrameType
 log = logging.getLogger("verity.serve")
 
 MAX_START_FAILURES = 3
+STARTUP_SECONDS = 10.0  # a worker dying this soon after its start failed to start
 MAX_RESTARTS = 10
 RESTART_WINDOW_SECONDS = 60.0
 STABLE_SECONDS = 30.0
@@ -124,6 +129,7 @@ class Supervisor:
     _stopping: int = field(default=0, init=False)  # the signal that asked to stop
     _restarts: deque[float] = field(default_factory=deque, init=False)
     _wake: tuple[int, int] = field(default=(-1, -1), init=False)
+    _pid: int = field(default=0, init=False)  # the supervisor's
 
     def __post_init__(self) -> None:
         self.slots = [_Slot(i) for i in range(self.count)]
@@ -132,6 +138,7 @@ class Supervisor:
 
     def run(self) -> int:
         """Start the workers and supervise them until stopped; the exit code."""
+        self._pid = os.getpid()
         self._wake = os.pipe()
         for fd in self._wake:
             os.set_blocking(fd, False)
@@ -198,7 +205,7 @@ class Supervisor:
                 continue
             slot = watched[fd]
             if os.read(fd, 1):  # a byte: ready; EOF: it died first (reaped next)
-                slot.ready, slot.start_failures = True, 0
+                slot.ready = True
                 log.info("worker %d ready (pid %d)", slot.index, slot.pid)
             self._close_ready(slot)
 
@@ -221,8 +228,10 @@ class Supervisor:
     def _schedule_restart(self, slot: _Slot, status: int) -> bool:
         """Plan the restart of a worker that died; False when the supervisor gives up."""
         now = self.clock()
-        if not slot.ready:
-            slot.start_failures += 1
+        if not slot.ready or now - slot.started < STARTUP_SECONDS:
+            slot.start_failures += 1  # died while starting, or right after
+        else:
+            slot.start_failures = 0
         if slot.ready and now - slot.started >= STABLE_SECONDS:
             slot.crashes = 0
         slot.crashes += 1
@@ -230,7 +239,7 @@ class Supervisor:
         while self._restarts and now - self._restarts[0] > RESTART_WINDOW_SECONDS:
             self._restarts.popleft()
         if slot.start_failures >= MAX_START_FAILURES:
-            log.error("worker %d failed %d times in a row before it was ready (%s); "
+            log.error("worker %d failed %d times in a row while starting (%s); "
                       "stopping", slot.index, slot.start_failures, describe(status))  # fmt: skip
             return False
         if len(self._restarts) > MAX_RESTARTS:
@@ -301,6 +310,7 @@ class Supervisor:
         try:
             for sig in (*CLEAN_SIGNALS, signal.SIGCHLD):
                 signal.signal(sig, signal.SIG_DFL)
+            die_with_parent(self._pid)
             for fd in (*self._wake, *(s.ready_fd for s in self.slots if s.ready_fd >= 0)):
                 with contextlib.suppress(OSError):
                     os.close(fd)
@@ -322,6 +332,22 @@ class Supervisor:
                 sys.stdout.flush()
                 sys.stderr.flush()
             os._exit(code)
+
+
+PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent(parent: int) -> None:  # pragma: no cover - runs in forked workers
+    """Ask Linux to send this process SIGTERM (a graceful stop) when its parent, the
+    supervisor, dies; exit at once if it died already. A no-op where ``prctl`` is
+    missing."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:
+        os._exit(1)
 
 
 def stopped_cleanly(status: int) -> bool:

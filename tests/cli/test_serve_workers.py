@@ -13,6 +13,7 @@ import json
 import os
 import signal
 import sqlite3
+import ssl
 import subprocess
 import sys
 import time
@@ -66,6 +67,12 @@ def auth(conn: http.client.HTTPConnection, token: str, path: str = "/docs") -> i
     response = conn.getresponse()
     response.read()
     return response.status
+
+
+def get(conn: http.client.HTTPConnection, path: str) -> tuple[int, bytes]:
+    conn.request("GET", path)
+    response = conn.getresponse()
+    return response.status, response.read()
 
 
 def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> float:
@@ -173,12 +180,16 @@ def worker_of(served: Served, conn: http.client.HTTPConnection) -> int | None:
     return None
 
 
-def pinned_connections(served: Served, token: str) -> dict[int, http.client.HTTPConnection]:
-    """One open keep-alive connection served by each worker (others are closed)."""
+def pinned_connections(served: Served, token: str | None) -> dict[int, http.client.HTTPConnection]:
+    """One open keep-alive connection served by each worker (others are closed), each
+    used once: a forward-auth request with ``token`` (200), or ``/healthz``."""
     pinned: dict[int, http.client.HTTPConnection] = {}
     for _ in range(200):
         conn = http.client.HTTPConnection("127.0.0.1", served.port, timeout=10)
-        assert auth(conn, token) == 200
+        if token is None:
+            assert get(conn, "/healthz")[0] == 200
+        else:
+            assert auth(conn, token) == 200
         pid = worker_of(served, conn)
         if pid is not None and pid not in pinned:
             pinned[pid] = conn
@@ -262,6 +273,63 @@ def test_a_revocation_from_another_process_reaches_every_worker(served: Served) 
         took = wait_until(lambda conn=conn: auth(conn, token) == 401, 1.0, f"worker {pid}")
         assert took < 1.0  # the 50 ms watch, not the 2 s re-read
         assert auth(conn, other) == 200  # only that token
+
+
+def test_every_worker_signs_assertions_with_the_one_key(tmp_path: Path) -> None:
+    """Without ``gateway.assertion.signing_key`` the supervisor makes one key for all
+    workers: the JWKS upstreams fetch is the same whichever worker answers."""
+    config, port, key = configure(tmp_path)
+    text = config.read_text()
+    assert "assertion: {signing_key: assertion.pem}," in text
+    config.write_text(text.replace("assertion: {signing_key: assertion.pem},", ""))
+    served = launch(config, port, key, "--workers", "2")
+    try:
+        wait_until(lambda: served.output().count("ready (pid") >= 2, START_SECONDS, "ready")
+        wait_until(lambda: _listening(port), START_SECONDS, "listening")
+        pinned = pinned_connections(served, None)
+        keys = {pid: get(conn, "/.well-known/verity/jwks.json") for pid, conn in pinned.items()}
+        assert len(keys) == 2
+        (status, jwks), (status2, jwks2) = keys.values()
+        assert (status, status2) == (200, 200)
+        assert json.loads(jwks) == json.loads(jwks2)
+        assert served.output().count("signing_key is not set") == 1  # the supervisor's
+    finally:
+        assert stop(served) == 0
+
+
+def test_tls_and_the_redirect_listener_are_shared_by_the_workers(tmp_path: Path) -> None:
+    """With gateway.tls and redirect_http_port, the supervisor binds both listeners and
+    every worker serves both: HTTPS with HSTS, and the plain-HTTP 308 redirect."""
+    from tests.gateway.test_tls import write_config, write_pki
+
+    write_pki(tmp_path)
+    port, http_port = free_port(), free_port()
+    config = write_config(tmp_path, port=port, http_port=http_port)
+    served = launch(config, port, None, "--workers", "2")
+    try:
+        wait_until(lambda: served.output().count("ready (pid") >= 2, START_SECONDS, "ready")
+        context = ssl.create_default_context(cafile=tmp_path / "ca.pem")
+        redirecting = Served(tmp_path, http_port, None, served.process, served.log)
+        seen: dict[str, set[int | None]] = {"https": set(), "http": set()}
+        for _ in range(100):  # new connections, until each worker took some of each
+            tls = http.client.HTTPSConnection("127.0.0.1", port, context=context, timeout=10)
+            status, _ = get(tls, "/healthz")
+            assert status == 200
+            seen["https"].add(worker_of(served, tls))
+            tls.close()
+            plain = http.client.HTTPConnection("127.0.0.1", http_port, timeout=10)
+            plain.request("GET", "/a?b=1")
+            redirect = plain.getresponse()
+            redirect.read()
+            assert redirect.status == 308
+            assert redirect.getheader("location") == f"https://127.0.0.1:{port}/a?b=1"
+            seen["http"].add(worker_of(redirecting, plain))
+            plain.close()
+            if all(set(served.workers()) <= pids for pids in seen.values()):
+                break
+        assert all(set(served.workers()) <= pids for pids in seen.values()), seen
+    finally:
+        assert stop(served) == 0, served.output()[-3000:]
 
 
 def test_a_killed_worker_is_restarted_and_serves(served: Served) -> None:

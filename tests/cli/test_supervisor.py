@@ -59,7 +59,9 @@ def test_sigterm_stops_every_worker_gracefully(tmp_path: Path) -> None:
         return 0
 
     signal_when([tmp_path / "ready-0", tmp_path / "ready-1"], signal.SIGINT)
-    assert Supervisor(2, main).run() == 0
+    stopping: list[bool] = []
+    assert Supervisor(2, main, on_stop=lambda: stopping.append(True)).run() == 0
+    assert stopping == [True]
     assert (tmp_path / "stopped-0").exists()
     assert (tmp_path / "stopped-1").exists()
 

@@ -286,7 +286,7 @@ def serve_workers(config: VerityConfig, base: Path, *, access_log: bool) -> int:
         return 0
 
     try:
-        return Supervisor(gateway.workers, worker).run()
+        return Supervisor(gateway.workers, worker, on_stop=listeners.close).run()
     finally:
         listeners.close()
 

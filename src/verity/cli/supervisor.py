@@ -125,6 +125,9 @@ class Supervisor:
     main: WorkerMain
     grace_seconds: float = 35.0
     clock: Callable[[], float] = time.monotonic
+    on_stop: Callable[[], None] | None = None
+    """Called when stopping begins: ``Listeners.close``, so that once the workers closed
+    theirs, new connections are refused at once instead of waiting in the backlog."""
     slots: list[_Slot] = field(init=False)
     _stopping: int = field(default=0, init=False)  # the signal that asked to stop
     _restarts: deque[float] = field(default_factory=deque, init=False)
@@ -257,6 +260,8 @@ class Supervisor:
         """Forward SIGTERM to every worker, wait ``grace_seconds``, kill the rest; the
         exit code (1 if ``failed`` or a worker did not stop cleanly)."""
         clean = not failed
+        if self.on_stop is not None:
+            self.on_stop()
         for slot in self.slots:
             slot.due = None
             if slot.pid:

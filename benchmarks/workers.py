@@ -14,7 +14,9 @@ Forward-auth (a bearer token, decided and audited into SQLite) is loaded directl
 
 For each: requests/s, wrk's p50/p99 latency, and each worker's share of the CPU time
 (``/proc/<pid>/stat`` utime+stime during the run), which shows how evenly the work is
-spread. Results: benchmarks/results/workers.json. Needs /usr/bin/wrk.
+spread. Also the cost of one check of the SQLite revocation watch (``--revision-only``:
+that alone), with 0, 1,000 and 10,000 revocations stored. Results:
+benchmarks/results/workers.json. Needs /usr/bin/wrk.
 """
 
 from __future__ import annotations
@@ -75,6 +77,50 @@ def child_reuseport(config_path: str, workers: int) -> int:  # pragma: no cover 
         return 0
 
     return Supervisor(workers, main).run()
+
+
+def revision_cost(sizes: tuple[int, ...] = (0, 1000, 10000)) -> dict[str, dict[str, float]]:
+    """µs per ``SqliteRevocations.revision()`` (the 50 ms revocation watch of a SQLite
+    node) with that many revocations stored: when nothing was written since the last
+    check (``PRAGMA data_version`` only), and right after another connection stored one
+    (the aggregate runs too)."""
+    from verity.store import RevocationKind, sqlite
+
+    folder = Path(tempfile.mkdtemp(prefix="verity-revision-"))
+    here, there = sqlite.SqliteDatabase(folder / "v.db"), sqlite.SqliteDatabase(folder / "v.db")
+    sqlite.migrate(here)
+    watcher, writer = sqlite.SqliteRevocations(here), sqlite.SqliteRevocations(there)
+    now, stored, costs = time.time(), 0, {}
+    insert = (
+        "insert into verity_revocations (kind, value, id, revoked_at, expires, reason)"
+        " values (?, ?, ?, ?, ?, ?)"
+    )
+    try:
+        for size in sizes:
+            with there.write() as conn:
+                conn.executemany(insert, [("jti", f"v{i}", f"id{i}", now, now + 3600, "")
+                                          for i in range(stored, size)])  # fmt: skip
+            stored = max(stored, size)
+            watcher.revision()
+            start = time.perf_counter()
+            for _ in range(2000):
+                watcher.revision()
+            unchanged = (time.perf_counter() - start) / 2000
+            after_write = 0.0
+            for i in range(50):
+                writer.revoke(RevocationKind.JTI, f"w{size}-{i}", expires=now + 3600)
+                start = time.perf_counter()
+                watcher.revision()
+                after_write += time.perf_counter() - start
+            costs[str(size)] = {
+                "unchanged_us": round(unchanged * 1e6, 1),
+                "after_a_write_us": round(after_write / 50 * 1e6, 1),
+            }
+    finally:
+        here.close()
+        there.close()
+        shutil.rmtree(folder, ignore_errors=True)
+    return costs
 
 
 def ticks(pid: int) -> int:
@@ -167,9 +213,20 @@ def main() -> None:  # pragma: no cover - benchmark
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--child-reuseport", nargs=2, metavar=("CONFIG", "WORKERS"))
+    parser.add_argument("--revision-only", action="store_true",
+                        help="measure only the SQLite revocation watch's check")  # fmt: skip
     args = parser.parse_args()
     if args.child_reuseport:
         raise SystemExit(child_reuseport(args.child_reuseport[0], int(args.child_reuseport[1])))
+    if args.revision_only:  # add the watch's cost to the existing results
+        document = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+        document["revision_watch"] = {
+            "command": " ".join(["python", "benchmarks/workers.py", *sys.argv[1:]]),
+            "revocations_stored": revision_cost(),
+        }
+        RESULTS.write_text(json.dumps(document, indent=2) + "\n")
+        print(json.dumps(document["revision_watch"], indent=2))
+        return
     setups = [("single", 1), ("shared", args.workers), ("reuseport", args.workers)]
     runs: dict[str, list[dict[str, Any]]] = {mode: [] for mode, _ in setups}
     for _ in range(args.rounds):
@@ -196,6 +253,7 @@ def main() -> None:  # pragma: no cover - benchmark
         "command": " ".join(["python", "benchmarks/workers.py", *sys.argv[1:]]),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
         "summary": summary, "runs": runs,
+        "revision_watch": {"revocations_stored": revision_cost()},
     }, indent=2) + "\n")  # fmt: skip
     print(json.dumps(summary, indent=2))
 

@@ -400,6 +400,17 @@ def test_a_port_in_use_fails_at_once(served: Served) -> None:
     assert _listening(served.port)  # the running one is untouched
 
 
+def test_check_names_the_workers(tmp_path: Path) -> None:
+    config, _, _ = configure(tmp_path)
+    result = subprocess.run(  # noqa: S603
+        [sys.executable, "-m", "verity.cli.serve", "--config", str(config), "--check",
+         "--workers", "3"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "3 worker processes" in result.stdout
+
+
 def test_workers_is_bounded() -> None:
     result = subprocess.run(
         [sys.executable, "-m", "verity.cli.serve", "--workers", "0", "--check"],

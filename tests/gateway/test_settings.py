@@ -22,6 +22,7 @@ def test_defaults() -> None:
     assert config.routes == ()
     assert config.assertion.ttl_seconds == 60
     assert config.forward_auth.require_trusted_caller is True
+    assert config.workers == 1  # one process, no supervisor
 
 
 def route(**fields: Any) -> dict[str, Any]:
@@ -48,6 +49,9 @@ def test_a_route_is_normalised() -> None:
         ({"forward_auth": {"path": "/x/"}}, "forward_auth.path"),
         ({"public_url": "gateway"}, "public_url"),
         ({"realm": 'a"b'}, "realm"),
+        ({"workers": 0}, "workers"),
+        ({"workers": 65}, "workers"),
+        ({"workers": "many"}, "workers"),
     ],
 )
 def test_every_error_names_its_key_path(data: dict[str, Any], path: str) -> None:
@@ -76,3 +80,7 @@ def test_a_route_cannot_share_another_routes_assertion_audience(
     assert repr(first["name"]) in message, message
     assert "'x'" in message, message
     assert "'payroll'" in message, message
+
+
+def test_workers_up_to_the_cap() -> None:
+    assert GatewayConfig.model_validate({"workers": 64}).workers == 64

@@ -298,6 +298,8 @@ def _summary(config: VerityConfig, gateway: Gateway) -> None:
         target = route.upstream or "(forward-auth only)"
         render.line(out, f"  {route.name}: {route.host}{route.path_prefix} -> {target}")
     render.line(out, f"  assertion kid {gateway.signer.kid}, iss {gateway.signer.issuer}")
+    if config.gateway.workers > 1:
+        render.line(out, f"  {config.gateway.workers} worker processes")
 
 
 @app.callback(invoke_without_command=True)

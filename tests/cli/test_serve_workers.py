@@ -27,7 +27,7 @@ from typing import Any
 import pytest
 
 from tests.e2e.test_nginx_forward_auth import HOST, ISSUER, write_verity
-from tests.gateway.servers import free_port
+from tests.gateway.servers import ThreadServer, free_port
 from verity.audit.keys import generate_key
 from verity.identity.dev import generate_private_key, mint
 
@@ -330,6 +330,43 @@ def test_tls_and_the_redirect_listener_are_shared_by_the_workers(tmp_path: Path)
         assert all(set(served.workers()) <= pids for pids in seen.values()), seen
     finally:
         assert stop(served) == 0, served.output()[-3000:]
+
+
+class SlowApp:
+    """An upstream that answers 200 after ``delay`` seconds."""
+
+    def __init__(self, delay: float) -> None:
+        self.delay = delay
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        import asyncio
+
+        await asyncio.sleep(self.delay)
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"slow"})
+
+
+def test_sigterm_lets_in_flight_requests_finish(tmp_path: Path) -> None:
+    """A proxied request that is in flight when the supervisor gets SIGTERM still gets
+    its answer, and the supervisor then exits 0."""
+    with ThreadServer(SlowApp(2.0)) as upstream:
+        key = generate_private_key("ES256")
+        port = free_port()
+        routes = f"[{{name: app, host: {HOST}, upstream: 'http://127.0.0.1:{upstream.port}'}}]"
+        config = write_verity(tmp_path, port, key, audited=True, routes=routes)
+        served = launch(config, port, key, "--workers", "2")
+        try:
+            wait_until(lambda: served.output().count("ready (pid") >= 2, START_SECONDS, "ready")
+            wait_until(lambda: _listening(port), START_SECONDS, "listening")
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+            conn.request("GET", "/slow", headers={
+                "Host": HOST, "Authorization": f"Bearer {served.token()}"})  # fmt: skip
+            time.sleep(0.5)  # the request is at the upstream now
+            served.process.send_signal(signal.SIGTERM)
+            response = conn.getresponse()
+            assert (response.status, response.read()) == (200, b"slow")
+        finally:
+            assert stop(served) == 0, served.output()[-3000:]
 
 
 def test_a_killed_worker_is_restarted_and_serves(served: Served) -> None:

@@ -59,6 +59,7 @@ bench: $(BENCH_STAMP)
 	$(BIN)/python benchmarks/audit.py
 	$(BIN)/python benchmarks/audit_hot_path.py --commit 2000 --output benchmarks/results/audit_hot_path.json
 	$(BIN)/python benchmarks/scale.py
+	$(BIN)/python benchmarks/workers.py
 	$(BIN)/python benchmarks/cel_libraries.py
 
 clean:

@@ -24,6 +24,7 @@ def test_defaults() -> None:
     assert config.forward_auth.require_trusted_caller is True
     assert config.decision_cache.ttl_seconds == 1.0
     assert config.decision_cache.max_entries == 100_000
+    assert config.workers == 1  # one process, no supervisor
 
 
 def route(**fields: Any) -> dict[str, Any]:
@@ -53,6 +54,9 @@ def test_a_route_is_normalised() -> None:
         ({"decision_cache": {"max_entries": 0}}, "decision_cache.max_entries"),
         ({"public_url": "gateway"}, "public_url"),
         ({"realm": 'a"b'}, "realm"),
+        ({"workers": 0}, "workers"),
+        ({"workers": 65}, "workers"),
+        ({"workers": "many"}, "workers"),
     ],
 )
 def test_every_error_names_its_key_path(data: dict[str, Any], path: str) -> None:
@@ -81,3 +85,7 @@ def test_a_route_cannot_share_another_routes_assertion_audience(
     assert repr(first["name"]) in message, message
     assert "'x'" in message, message
     assert "'payroll'" in message, message
+
+
+def test_workers_up_to_the_cap() -> None:
+    assert GatewayConfig.model_validate({"workers": 64}).workers == 64

@@ -9,6 +9,8 @@ across store objects (another process, e.g. ``verity revoke``) relies on the pol
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -24,6 +26,7 @@ from verity.identity.oidc import LoginConfig
 from verity.identity.oidc.cookies import CookieSigner
 from verity.identity.oidc.sessions import SessionManager
 from verity.identity.revocation_sync import (
+    WATCH_SQLITE,
     RevocationsUnavailableError,
     RevocationSync,
     record_revocation,
@@ -377,6 +380,35 @@ def test_start_revocation_sync_polls_a_sqlite_store_written_by_another_process(
         took = wait_until(lambda: revoked(verifier, alice))
         assert took < 2.0 + 1.0
         sync.close()
+
+
+def test_a_revocation_stored_by_another_process_is_obeyed_within_the_sqlite_watch(
+    make_verifier: Callable[..., TokenVerifier], ec_key: SigningKey, tmp_path: Path
+) -> None:
+    """``verity revoke`` (here: a separate Python process writing the store) reaches a
+    node on SQLite through the store's revision, watched every 50 ms: well before the
+    2 s full re-read, which therefore cannot be what made the node obey."""
+    url = f"sqlite:///{tmp_path}/v.db"
+    verifier = make_verifier()
+    alice = token(ec_key, iat=time.time() - 5)
+    verifier.verify(alice)
+    with open_stores(StoreConfig(url=url)) as here:
+        sync = start_revocation_sync(here, verifiers=[verifier])
+        assert (sync.poll_seconds, sync.watch_seconds) == (2.0, WATCH_SQLITE)
+        try:
+            revoke = (
+                "import sys, time\n"
+                "from verity.config import StoreConfig\n"
+                "from verity.store import RevocationKind, open_stores\n"
+                "with open_stores(StoreConfig(url=sys.argv[1])) as stores:\n"
+                "    stores.revocations.revoke(RevocationKind.JTI, 'jti-1', "
+                "expires=time.time() + 60)\n"
+            )
+            subprocess.run([sys.executable, "-c", revoke, url], check=True, timeout=60)  # noqa: S603
+            took = wait_until(lambda: revoked(verifier, alice))
+            assert took < 1.0  # the watch (about 50 ms), not the 2 s re-read
+        finally:
+            sync.close()
 
 
 def test_a_session_recached_after_the_revocation_is_still_refused(tmp_path: Path) -> None:

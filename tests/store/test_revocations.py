@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from collections.abc import Iterator
@@ -124,3 +125,39 @@ def test_a_revocation_reaches_another_node_within_a_second(two_nodes: tuple[Any,
     node_a.revoke(SESSION, "after-close", expires=time.time() + 60)
     time.sleep(0.2)
     assert len(inbox.items) == 20
+
+
+def test_the_sqlite_revision_changes_on_every_write_of_another_connection(
+    tmp_path: Any,
+) -> None:
+    """``revision()`` is the change marker a node watches instead of re-reading
+    ``active()``: it moves when another connection (another process, e.g. ``verity
+    revoke``) stores, extends or purges a revocation, and stays put when only other
+    tables were written or nothing was."""
+    from verity.store import SessionRecord, sqlite
+
+    here_db = sqlite.SqliteDatabase(tmp_path / "v.db")
+    there_db = sqlite.SqliteDatabase(tmp_path / "v.db")
+    sqlite.migrate(here_db)
+    here, there = sqlite.SqliteRevocations(here_db), sqlite.SqliteRevocations(there_db)
+    try:
+        seen = [here.revision()]
+        assert here.revision() == seen[-1]  # nothing written: unchanged
+        there.revoke(RevocationKind.SUBJECT, "alice", expires=T + 100, now=T)
+        seen.append(here.revision())
+        there.revoke(RevocationKind.SUBJECT, "alice", expires=T + 100, now=T + 5)  # later at
+        seen.append(here.revision())
+        there.revoke(RevocationKind.SUBJECT, "alice", expires=T + 200, now=T + 5)  # longer
+        seen.append(here.revision())
+        there.revoke(SESSION, "s1", expires=T + 10, now=T)
+        seen.append(here.revision())
+        assert there.purge_expired(now=T + 50) == 1
+        seen.append(here.revision())
+        assert all(a != b for a, b in itertools.pairwise(seen)), seen  # each write moved it
+        sqlite.SqliteSessions(there_db).create(
+            SessionRecord(id="x" * 64, user_id="bob", created=T, expires=T + 60, last_seen=T)
+        )  # another table: the database changed, the revocations did not
+        assert here.revision() == seen[-1]
+    finally:
+        here_db.close()
+        there_db.close()

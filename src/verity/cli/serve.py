@@ -2,6 +2,7 @@
 
     verity serve --config verity.yaml            # listen on server.host:server.port
     verity serve --config verity.yaml --check    # validate everything, print routes, exit
+    verity serve --config verity.yaml --workers 4  # four worker processes (gateway.workers)
 
 uvicorn runs with uvloop and httptools when they are installed, its own X-Forwarded-For
 handling off (the gateway resolves client IPs through ``server.trusted_proxies`` itself),
@@ -19,13 +20,17 @@ The stores of ``store:`` are always opened: revocations stored by any node or by
 ``verity revoke`` reach this node's token verifiers and sessions through them
 (``verity.identity.revocation_sync``); a node that cannot read the revocations in force
 at start exits 1 instead of serving.
+
+With ``gateway.workers`` > 1, ``serve_workers`` checks the configuration, binds the
+listeners and runs ``verity.cli.supervisor``, which forks the workers; each runs
+``serve_node`` on the inherited sockets (see docs/gateway.md, "Workers").
 """
 
 from __future__ import annotations
 
 import importlib.util
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -36,11 +41,12 @@ from ..audit.backends import sqlite_path
 from ..audit.sink import AuditSink
 from ..config import CONFIG_ENV, DEFAULT_FILE, VerityConfig, load_config
 from ..errors import VerityError
-from ..gateway import FactSource, Gateway, build_gateway
+from ..gateway import AssertionSigner, FactSource, Gateway, build_gateway
 from ..gateway.device_facts import DeviceFacts
 from ..gateway.grant_facts import GrantFacts
 from ..gateway.http_limits import ConnectionLimits, http_protocol
 from ..gateway.mtls import ClientCertificates
+from ..gateway.settings import MAX_WORKERS
 from ..gateway.tls import (
     HttpsRedirect,
     check_tls,
@@ -54,6 +60,7 @@ from ..policy import LivePolicy
 from ..store import Stores, open_stores
 from . import render
 from .signin import SignIn, build_signin
+from .supervisor import BindError, Listeners, Supervisor, bind_listener
 
 app = typer.Typer(
     help="Run the Verity gateway.",
@@ -111,6 +118,7 @@ def build_from_config(
     audit: AuditLog | None = None,
     signin: SignIn | None = None,
     facts: Sequence[FactSource] = (),
+    signer: AssertionSigner | None = None,
 ) -> Gateway:
     """The gateway for a loaded configuration (loads and compiles the policy).
 
@@ -118,6 +126,7 @@ def build_from_config(
     ``audit.fail_closed`` (default on) answers 503 for an allow the log did not take.
     ``signin`` (from ``build_signin``) adds browser login and the embedded IdP.
     ``facts`` (from ``fact_sources``) give the policy what it cannot see in the request.
+    ``signer`` (default: from ``gateway.assertion``) signs the identity assertions.
     """
     policy = LivePolicy(config.policy.path)
     signin = signin or SignIn()
@@ -135,6 +144,7 @@ def build_from_config(
         login=signin.login,
         mounts=signin.mounts,
         fact_sources=facts,
+        signer=signer,
         # policy reloads (new version or failure) become audit events
         security_events=audit_sink(config, audit) if audit is not None else None,
     )
@@ -244,6 +254,44 @@ def redirect_options(config: VerityConfig, gateway: Gateway) -> dict[str, Any] |
     return base | {"app": redirect, "port": tls.redirect_http_port, "lifespan": "off"}
 
 
+def serve_workers(config: VerityConfig, base: Path, *, access_log: bool) -> int:
+    """``gateway.workers`` > 1: check the configuration as ``--check`` does (the policy
+    compiles, the routes and TLS files load) so that a bad one fails here once, make
+    the assertion key every worker shares, bind the listeners, and run the supervisor
+    (``verity.cli.supervisor``) until stopped. Returns the exit code. Raises
+    ``VerityError`` for a bad configuration."""
+    gateway = config.gateway
+    signer = AssertionSigner.from_config(gateway.assertion, issuer=gateway.public_url)
+    build_from_config(config, signer=signer)  # fails before any worker starts
+    redirect_port = gateway.tls.redirect_http_port if gateway.tls is not None else None
+    try:
+        main = bind_listener(config.server.host, config.server.port)
+        try:
+            redirect = (
+                None if redirect_port is None else bind_listener(config.server.host, redirect_port)
+            )
+        except BindError:
+            main.close()
+            raise
+    except BindError as exc:
+        render.print_error(VerityError(str(exc)), as_json=False)
+        return 1
+    listeners = Listeners(main, redirect)
+
+    def worker(_index: int, ready: Callable[[], None]) -> int:
+        try:
+            serve_node(config, base, access_log=access_log, listeners=listeners,
+                       signer=signer, ready=ready)  # fmt: skip
+        except typer.Exit as exc:  # the error is printed already
+            return int(exc.exit_code)
+        return 0
+
+    try:
+        return Supervisor(gateway.workers, worker, on_stop=listeners.close).run()
+    finally:
+        listeners.close()
+
+
 def _summary(config: VerityConfig, gateway: Gateway) -> None:
     out = render.stdout()
     render.line(out, ("configuration ok", "green"), f": {len(config.gateway.routes)} route(s)")
@@ -251,6 +299,8 @@ def _summary(config: VerityConfig, gateway: Gateway) -> None:
         target = route.upstream or "(forward-auth only)"
         render.line(out, f"  {route.name}: {route.host}{route.path_prefix} -> {target}")
     render.line(out, f"  assertion kid {gateway.signer.kid}, iss {gateway.signer.issuer}")
+    if config.gateway.workers > 1:
+        render.line(out, f"  {config.gateway.workers} worker processes")
 
 
 @app.callback(invoke_without_command=True)
@@ -265,6 +315,10 @@ def serve(
     port: Annotated[int | None, typer.Option(help="Override server.port.")] = None,
     check: Annotated[bool, typer.Option("--check", help="Validate, print routes, exit.")] = False,
     access_log: Annotated[bool, typer.Option("--access-log", help="Log every request.")] = False,
+    workers: Annotated[
+        int | None,
+        typer.Option(min=1, max=MAX_WORKERS, help="Override gateway.workers (worker processes)."),
+    ] = None,
 ) -> None:
     """Run the identity-aware proxy and forward-auth endpoint."""
     import os  # noqa: PLC0415 - only needed here
@@ -276,12 +330,39 @@ def serve(
             update={k: v for k, v in (("host", host), ("port", port)) if v is not None}
         )
         config = config.model_copy(update={"server": server})
+        if workers is not None:
+            gateway = config.gateway.model_copy(update={"workers": workers})
+            config = config.model_copy(update={"gateway": gateway})
         if check:
             _summary(config, build_from_config(config))
             return
         configure_logging(level=logging.INFO)
         quiet_refused_handshakes()
-        audit = open_audit(config, base=chosen.resolve().parent)
+        if config.gateway.workers > 1:
+            code = serve_workers(config, chosen.resolve().parent, access_log=access_log)
+            raise typer.Exit(code)
+    except VerityError as exc:
+        render.print_error(exc, as_json=False)
+        raise typer.Exit(1) from None
+    serve_node(config, chosen.resolve().parent, access_log=access_log)
+
+
+def serve_node(
+    config: VerityConfig,
+    base: Path,
+    *,
+    access_log: bool,
+    listeners: Listeners | None = None,
+    signer: AssertionSigner | None = None,
+    ready: Callable[[], None] | None = None,
+) -> None:
+    """Serve one node (or one worker of ``serve_workers``): open the audit log and the
+    stores, build the gateway, load the revocations in force, call ``ready`` and run
+    uvicorn until stopped. ``listeners`` are the sockets the supervisor bound (none: bind
+    ``server.host:server.port`` here), ``signer`` the assertion key every worker shares.
+    Raises ``typer.Exit(1)`` on a ``VerityError``, after closing what it opened."""
+    try:
+        audit = open_audit(config, base=base)
     except VerityError as exc:
         render.print_error(exc, as_json=False)
         raise typer.Exit(1) from None
@@ -292,14 +373,16 @@ def serve(
         stores = open_stores(config.store)  # sign-in state; revocations from every node
         signin = build_signin(config, stores, events=audit_sink(config, audit))
         facts = fact_sources(stores)
-        gateway = build_from_config(config, audit=audit, signin=signin, facts=facts)
+        gateway = build_from_config(config, audit=audit, signin=signin, facts=facts, signer=signer)
         gateway.on_shutdown(audit.close)  # before uvicorn re-raises SIGTERM
         revocations = sync_revocations(stores, gateway, signin)  # fail closed: none, no start
         if stores is not None and gateway.metrics is not None:
             # verity_degraded, per channel; revocation delivery delays
             gateway.metrics.watch_stores(stores.health, stores.deliveries.snapshot)
         options = uvicorn_options(config, access_log=access_log)
-        _run(gateway, options, redirect_options(config, gateway))
+        if ready is not None:
+            ready()
+        _run(gateway, options, redirect_options(config, gateway), listeners)
     except VerityError as exc:
         render.print_error(exc, as_json=False)
         raise typer.Exit(1) from None
@@ -313,7 +396,10 @@ def serve(
 
 
 def _run(
-    gateway: Gateway, options: dict[str, Any], redirect: dict[str, Any] | None
+    gateway: Gateway,
+    options: dict[str, Any],
+    redirect: dict[str, Any] | None,
+    listeners: Listeners | None = None,
 ) -> None:  # pragma: no cover - blocks
     import asyncio  # noqa: PLC0415 - the server is needed only to serve
     import contextlib  # noqa: PLC0415
@@ -322,8 +408,12 @@ def _run(
     import uvicorn  # noqa: PLC0415
 
     main = uvicorn.Server(uvicorn.Config(gateway, **options))
+    main_sockets = None if listeners is None else [listeners.main]
+    redirect_sockets = (
+        None if listeners is None or listeners.redirect is None else [listeners.redirect]
+    )
     if redirect is None:
-        main.run()
+        main.run(sockets=main_sockets)
         return
 
     class SecondServer(uvicorn.Server):
@@ -336,9 +426,9 @@ def _run(
     second = SecondServer(uvicorn.Config(**redirect))
 
     async def both() -> None:
-        task = asyncio.create_task(second.serve())
+        task = asyncio.create_task(second.serve(sockets=redirect_sockets))
         try:
-            await main.serve()
+            await main.serve(sockets=main_sockets)
         finally:
             second.should_exit = True
             await task

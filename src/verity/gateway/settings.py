@@ -23,6 +23,7 @@ _ORIGIN = re.compile(
     r"^(\*|https?://[a-z0-9.-]+(:[0-9]{1,5})?|https?://\[[0-9a-f:.]+\](:[0-9]{1,5})?)$"
 )
 _MIB = 1024 * 1024
+MAX_WORKERS = 64  # gateway.workers: a process each; more is a configuration mistake
 MtlsMode = Literal["off", "optional", "required"]
 MethodOverride = Literal["refuse", "decide"]
 
@@ -354,6 +355,12 @@ class GatewayConfig(_Section):
     jwks_max_stale_seconds: float = Field(
         default=3600, ge=0, description="/readyz fails once issuer keys are stale this long."
     )
+    workers: int = Field(
+        default=1, ge=1, le=MAX_WORKERS,
+        description="Worker processes of `verity serve` sharing the listening sockets "
+        "(a supervisor binds them, forks the workers and restarts one that dies); "
+        "limits such as max_connections apply per worker.",
+    )  # fmt: skip
 
     @field_validator("public_url")
     @classmethod

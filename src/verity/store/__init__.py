@@ -32,6 +32,7 @@ from .protocols import RiskStore as RiskStore
 from .protocols import SessionStore as SessionStore
 from .protocols import Subscription as Subscription
 from .protocols import TokenCache as TokenCache
+from .protocols import store_revision as store_revision
 from .records import DeviceRecord as DeviceRecord
 from .records import Grant as Grant
 from .records import GrantStatus as GrantStatus
@@ -82,5 +83,6 @@ __all__ = [
     "apply_migrations",
     "migration_status",
     "open_stores",
+    "store_revision",
     "token_hash",
 ]

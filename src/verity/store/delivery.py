@@ -16,9 +16,10 @@ import logging
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Hashable
 from dataclasses import dataclass
 
-from .protocols import RevocationCallback, RevocationStore, Subscription
+from .protocols import RevocationCallback, RevocationStore, Subscription, store_revision
 from .records import Revocation, RevocationKind
 
 log = logging.getLogger("verity.store")
@@ -109,6 +110,10 @@ class TimedRevocations:
     def purge_expired(self, *, now: float | None = None) -> int:
         """As the wrapped store."""
         return self.inner.purge_expired(now=now)
+
+    def revision(self) -> Hashable | None:
+        """The wrapped store's ``revision()`` (a change marker), or None without one."""
+        return store_revision(self.inner)
 
     def subscribe(self, callback: RevocationCallback) -> Subscription:
         """Subscribe ``callback``; each delivery is timed before it is handed over."""

@@ -10,10 +10,11 @@ delivers it as well, so when Redis is down revocations still reach every node
 from __future__ import annotations
 
 import logging
+from collections.abc import Hashable
 
 from ._common import Deduplicator
 from .errors import StoreUnavailableError
-from .protocols import RevocationCallback, RevocationStore, Subscription
+from .protocols import RevocationCallback, RevocationStore, Subscription, store_revision
 from .records import Revocation, RevocationKind
 from .redis.client import Health
 from .redis.revocations import RedisRevocations
@@ -79,6 +80,10 @@ class FanoutRevocations:
     def purge_expired(self, *, now: float | None = None) -> int:
         """Forget expired revocations in the durable store."""
         return self.durable.purge_expired(now=now)
+
+    def revision(self) -> Hashable | None:
+        """The durable store's ``revision()`` (a change marker), or None without one."""
+        return store_revision(self.durable)
 
     def subscribe(self, callback: RevocationCallback) -> Subscription:
         """Subscribe on both channels; ``callback`` sees each revocation once."""

@@ -8,7 +8,7 @@ parametrized test suite (``tests/store``).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from typing import Protocol
 
 from .records import (
@@ -125,6 +125,17 @@ class RevocationStore(Protocol):
 
     def close(self) -> None:
         """Stop every subscription and release connections."""
+
+
+def store_revision(store: RevocationStore) -> Hashable | None:
+    """``store.revision()`` when the store has one, else None.
+
+    A revision is an optional change marker (SQLite: ``SqliteRevocations.revision``): it
+    differs after any process stored, extended or purged a revocation, so a node that no
+    notification reaches can watch it cheaply and re-read ``active()`` only on a change.
+    Stores that notify every node (PostgreSQL, Redis) need none."""
+    revision: Callable[[], Hashable | None] | None = getattr(store, "revision", None)
+    return None if revision is None else revision()
 
 
 class DeviceStore(Protocol):

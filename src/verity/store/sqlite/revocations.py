@@ -1,6 +1,15 @@
-"""Revocations in SQLite, with in-process notification (the embedded, one-process setup)."""
+"""Revocations in SQLite, with in-process notification (the embedded, one-process setup).
+
+Other processes on the same file (``verity revoke``, the other workers of ``verity serve
+--workers N``) are not notified; they watch ``revision()``: a cheap value that changes
+whenever a revocation is stored, extended or purged by any connection, so a node can poll
+it every few tens of milliseconds and re-read ``active()`` only when it changed.
+"""
 
 from __future__ import annotations
+
+import threading
+from collections.abc import Hashable
 
 from .._common import LocalBus, check_future, check_reason, check_text, current
 from ..protocols import RevocationCallback, Subscription
@@ -8,6 +17,10 @@ from ..records import Revocation, RevocationKind, new_id, revocation_from_row
 from .db import SqliteDatabase
 
 _SELECT = "select kind, value, revoked_at, expires, reason, id from verity_revocations"
+# what a stored, extended (later revoked_at or expires) or purged revocation changes
+_FINGERPRINT = (
+    "select count(*), max(rowid), max(revoked_at), total(expires) from verity_revocations"
+)
 
 
 class SqliteRevocations:
@@ -17,6 +30,7 @@ class SqliteRevocations:
     def __init__(self, db: SqliteDatabase) -> None:
         self._db = db
         self._bus = LocalBus()
+        self._seen = threading.local()  # per connection: (data_version, fingerprint)
 
     def revoke(
         self,
@@ -78,6 +92,21 @@ class SqliteRevocations:
         with self._db.write() as conn:
             sql = "delete from verity_revocations where expires <= ?"
             return conn.execute(sql, (current(now),)).rowcount
+
+    def revision(self) -> Hashable:
+        """A value that differs after any process stored, extended or purged a revocation.
+
+        Cheap when nothing was written: ``PRAGMA data_version`` of this thread's connection
+        (it changes when another connection commits to the file) gates a one-row aggregate
+        of the table, which runs only after some write to the database (any table)."""
+        conn = self._db.connection()
+        version = conn.execute("pragma data_version").fetchone()[0]
+        seen: tuple[int, Hashable] | None = getattr(self._seen, "last", None)
+        if seen is not None and seen[0] == version:
+            return seen[1]
+        fingerprint: Hashable = tuple(conn.execute(_FINGERPRINT).fetchone())
+        self._seen.last = (version, fingerprint)
+        return fingerprint
 
     def subscribe(self, callback: RevocationCallback) -> Subscription:
         """Call ``callback`` for every later revocation made through this store object."""

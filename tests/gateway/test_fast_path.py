@@ -27,6 +27,8 @@ import pytest
 from verity.audit import AuditLog, CheckpointSigner, Query, generate_key, open_store, verify
 from verity.config import ServerConfig, parse_config
 from verity.gateway import fast_path
+from verity.gateway.proxy import new_transport
+from verity.gateway.settings import UpstreamPoolConfig
 
 from .conftest import ROUTES, Issuer, MakeGateway, RecordingUpstream
 from .servers import ThreadServer, serve_options
@@ -202,7 +204,7 @@ def served(
     make_gateway: MakeGateway, tmp_path: Path, **gateway: Any
 ) -> Iterator[tuple[Served, ThreadServer]]:
     setup = Served(make_gateway, tmp_path, **gateway)
-    with ThreadServer(setup.gateway, **serve_options(setup.config)) as server:
+    with ThreadServer(setup.gateway, lifespan="on", **serve_options(setup.config)) as server:
         yield setup, server
     setup.audit.close()
 
@@ -395,7 +397,7 @@ def test_each_fast_response_is_one_write(
                      request("/api/x", Authorization=good), request("/api/x")):  # fmt: skip
             sock.sendall(sent)
             reader.answer()
-    assert len(writes) == 4, [w[:15] + w[-30:] for w in writes]
+    assert len(writes) == 4
     assert all(w.startswith(b"HTTP/1.1 ") and w.count(b"HTTP/1.1 ") == 1 for w in writes)
     for write in writes:  # each one whole response: head and body
         with socket.socket() as unused:
@@ -461,3 +463,100 @@ def test_fast_path_can_be_turned_off_and_defaults_on() -> None:
     assert parse_config({"gateway": {"fast_path": False}}).gateway.fast_path is False
     with pytest.raises(Exception):  # noqa: B017, PT011
         parse_config({"gateway": {"fast_path": "sometimes"}})
+
+
+class LateUpstream:
+    """A real upstream whose answers start at once and end later: ``/late`` sends its
+    head, then a body chunk 0.6 s later (no length: chunked); ``/big`` 4 MiB at once."""
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        while (await receive()).get("more_body"):
+            pass
+        if scope["path"] == "/big":
+            body = b"b" * (4 * 1024 * 1024)
+            await send({"type": "http.response.start", "status": 200,
+                        "headers": [(b"content-length", str(len(body)).encode())]})  # fmt: skip
+            await send({"type": "http.response.body", "body": body})
+            return
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await asyncio.sleep(0.6)
+        await send({"type": "http.response.body", "body": b"late", "more_body": True})
+        await send({"type": "http.response.body", "body": b""})
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_a_head_is_not_held_back_by_a_slow_body_and_large_bodies_stream(
+    make_gateway: MakeGateway, issuer: Issuer, tmp_path: Path, fast: bool
+) -> None:
+    good = f"Bearer {issuer.token()}"
+    with ThreadServer(LateUpstream()) as upstream:
+        routes = [{"name": "app", "host": "app.test", "upstream": upstream.url}]
+
+        def make(**kwargs: Any) -> Any:
+            return make_gateway(transport=new_transport(UpstreamPoolConfig()), **kwargs)
+
+        with (
+            served(make, tmp_path, routes=routes, fast_path=fast) as (_, server),
+            socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock,
+        ):
+            reader = Reader(sock)
+            for sent in (request("/late", Authorization=good),  # fast path (when on)
+                         request("/late", method="POST", Authorization=good,
+                                 Content_Length="1") + b"x"):  # ASGI path  # fmt: skip
+                started = time.monotonic()
+                sock.sendall(sent)
+                assert reader._line().startswith(b"HTTP/1.1 200 ")
+                assert time.monotonic() - started < 0.5  # the head came before the body
+                reader.buffer = b"HTTP/1.1 200 OK\r\n" + reader.buffer
+                late = reader.answer()
+                assert late.body == b"late"
+                assert (b"transfer-encoding", b"chunked") in late.headers
+            sock.sendall(request("/big", Authorization=good))
+            assert len(reader.answer().body) == 4 * 1024 * 1024
+
+
+def test_asgi_path_responses_are_one_write_too(
+    make_gateway: MakeGateway, issuer: Issuer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    writes: list[bytes] = []
+    original = fast_path.HeldHead.__init__
+
+    def recording(self: fast_path.HeldHead, transport: Any, *args: Any) -> None:
+        class Recorder:
+            def write(self, data: bytes) -> None:
+                writes.append(data)
+                transport.write(data)
+
+            def __getattr__(self, name: str) -> Any:
+                return getattr(transport, name)
+
+        original(self, Recorder(), *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(fast_path.HeldHead, "__init__", recording)
+    good = f"Bearer {issuer.token()}"
+    upstream = SlowUpstream(delay=0)
+
+    def make(**kwargs: Any) -> Any:
+        return make_gateway(transport=httpx.ASGITransport(app=upstream), **kwargs)
+
+    asgi = [request("/healthz"), request("/api/x", method="POST", Authorization=good,
+                                         Content_Length="2") + b"hi",
+            request("/api/x", method="POST", Content_Length="2") + b"hi"]  # fmt: skip
+    with (
+        served(make, tmp_path) as (_, server),
+        socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock,
+    ):
+        reader = Reader(sock)
+        for sent in asgi:
+            sock.sendall(sent)
+            reader.answer()
+    writes = [w for w in writes if w]  # (uvicorn's b"" for the end of a body: no syscall)
+    assert [w[9:12] for w in writes] == [b"200", b"200", b"401"]
+    for write in writes:  # each one whole response: head and body
+        with socket.socket() as unused:
+            reader = Reader(unused)
+            reader.buffer = write
+            reader.answer()
+        assert reader.buffer == b""

@@ -29,6 +29,10 @@ encoding when an upstream gives no length, HSTS on TLS. A proxied response strea
 head and the first body chunk go in one write (a small body entirely), later chunks as
 they come, waiting for the transport to drain like uvicorn.
 
+The requests that stay on the ASGI path get one write per response too (``HeldHead``:
+uvicorn's head is held until the first body bytes, or the end of the event-loop step).
+With ``gateway.fast_path: false`` the protocol is uvicorn's, as before (two writes).
+
 An exception while answering is handled as uvicorn handles one from the application:
 logged, 500 with ``Connection: close`` when nothing was sent yet, else the connection is
 closed (a failed upstream mid-body).
@@ -100,6 +104,52 @@ class _NoEvent:
 _NO_EVENT = _NoEvent()
 
 
+class HeldHead:
+    """The transport of uvicorn's cycle on the ASGI path, for one write per response there
+    too: the response head is held until the first body bytes, and both go in one write.
+    The head is written alone at the end of the event-loop step that produced it if no
+    body followed by then (a streamed body that comes later, a ``HEAD`` answer), so
+    nothing waits on a slow body."""
+
+    __slots__ = ("_cycle", "_held", "_loop", "_started", "_transport")
+
+    def __init__(self, transport: asyncio.Transport, cycle: Any, loop: asyncio.AbstractEventLoop):
+        self._transport = transport
+        self._cycle = cycle
+        self._loop = loop
+        self._held: bytes | None = None
+        self._started = False
+
+    def write(self, data: bytes) -> None:
+        held = self._held
+        if held is not None:
+            self._held = None
+            self._transport.write(held + data)
+        elif not self._started and self._cycle.response_started:  # the head: hold it
+            self._started = True
+            self._held = data
+            self._loop.call_soon(self.flush)
+        else:
+            self._transport.write(data)
+
+    def flush(self) -> None:
+        held = self._held
+        if held is not None:
+            self._held = None
+            if not self._transport.is_closing():
+                self._transport.write(held)
+
+    def close(self) -> None:
+        self.flush()
+        self._transport.close()
+
+    def is_closing(self) -> bool:
+        return self._transport.is_closing()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
+
+
 def _nothing() -> None:
     pass
 
@@ -113,7 +163,8 @@ class FastCycle:
     """
 
     __slots__ = (
-        "_chunked", "_head", "_http_version", "_length", "_raw_path", "access_logger", "body",
+        "_chunked", "_head", "_http_version", "_length", "_loop", "_raw_path", "access_logger",
+        "body",
         "client", "default_headers", "disconnected", "flow", "gateway", "headers", "keep_alive",
         "line", "logger", "message_event", "more_body", "on_response", "response_complete",
         "response_started", "transport",
@@ -152,6 +203,7 @@ class FastCycle:
         self.body = bytearray()  # (never filled: the request has no body)
         self.message_event = _NO_EVENT
         self._head: list[bytes] = []
+        self._loop: asyncio.AbstractEventLoop = protocol.loop
         self._chunked: bool | None = None
         self._length = 0
 
@@ -183,6 +235,7 @@ class FastCycle:
         try:
             gateway.observe_upstream(route, upstream.status, started)
             self.start(upstream.status, response_headers(upstream.headers))
+            self._loop.call_soon(self._flush)  # (a body that is slow to come: the head now)
             more = True
             while more:
                 chunk = await upstream.read()
@@ -242,6 +295,13 @@ class FastCycle:
         content.append(b"\r\n")
         self._head = content
 
+    def _flush(self) -> None:
+        """Write what is held (the head, or the whole body but its end) if the next body
+        bytes did not follow in the same event-loop step."""
+        if self._head and not self.disconnected and not self.transport.is_closing():
+            data, self._head = b"".join(self._head), []
+            self.transport.write(data)
+
     def send_body(self, body: bytes, *, more: bool) -> None:
         """Write the head (if not yet written) and ``body``, framed, in one write."""
         if self.disconnected:
@@ -259,8 +319,9 @@ class FastCycle:
                 raise RuntimeError("Response content longer than Content-Length")
             self._length -= len(body)
             content.append(body)
-        if more and not self._chunked and self._length == 0:
+        if more and not self._chunked and self._length == 0 and self.line.method != "HEAD":
             self._head = content  # the declared length is all here: written with the end
+            self._loop.call_soon(self._flush)  # (or at the end of this event-loop step)
             return
         data = b"".join(content)
         if data:

@@ -221,7 +221,7 @@ try:
     import httptools
     from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-    from .fast_path import FastCycle, FastGateway, fast_gateway
+    from .fast_path import FastCycle, FastGateway, HeldHead, fast_gateway
 except ImportError:  # pragma: no cover - httptools is part of uvicorn[standard]
     LimitedHttpToolsProtocol = None
 else:
@@ -257,8 +257,13 @@ else:
         def on_headers_complete(self) -> None:
             self._reading_head = False
             self._head_done()  # before a WebSocket upgrade hands the transport over
-            if self._fast is None or not self._answer_fast(self._fast):
-                super().on_headers_complete()
+            fast = self._fast
+            if fast is not None and self._answer_fast(fast):
+                return
+            existing = self.cycle
+            super().on_headers_complete()
+            if fast is not None and self.cycle is not existing:  # the ASGI path: one write too
+                self.cycle.transport = HeldHead(self.transport, self.cycle, self.loop)  # type: ignore[assignment]
 
         def _answer_fast(self, gateway: FastGateway) -> bool:
             """Queue the request on the fast path if it is eligible (False: it is not, and

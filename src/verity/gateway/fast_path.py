@@ -267,13 +267,15 @@ class FastCycle:
             pairs.append((_STS, self.gateway.hsts.encode("ascii")))
         if self.access_logger is not None:
             self._access_log(self.access_logger, status)
+        # uvicorn's checks of every name and value, in one search each (no separator is
+        # needed: each pattern matches single forbidden bytes)
+        if HEADER_RE.search(b"".join([name for name, _ in pairs])):
+            raise RuntimeError("Invalid HTTP header name.")
+        if HEADER_VALUE_RE.search(b"".join([value for _, value in pairs])):
+            raise RuntimeError("Invalid HTTP header value.")
         content = [STATUS_LINE[status]]
         has_close = False
         for name, value in pairs:
-            if HEADER_RE.search(name):
-                raise RuntimeError("Invalid HTTP header name.")
-            if HEADER_VALUE_RE.search(value):
-                raise RuntimeError("Invalid HTTP header value.")
             name = name.lower()  # noqa: PLW2901
             if name == b"content-length" and self._chunked is None:
                 self._length = int(value.decode())

@@ -31,7 +31,7 @@ from verity.gateway.proxy import new_transport
 from verity.gateway.settings import UpstreamPoolConfig
 
 from .conftest import ROUTES, Issuer, MakeGateway, RecordingUpstream
-from .servers import ThreadServer, serve_options
+from .servers import ThreadServer, free_port, serve_options
 
 TRUSTED = ServerConfig(trusted_proxies=["127.0.0.0/8"], trusted_hops=1)
 _DECISION_ID = re.compile(r"d[0-9a-f]{12}-[0-9a-f]{9}")
@@ -474,6 +474,8 @@ class LateUpstream:
             return
         while (await receive()).get("more_body"):
             pass
+        if scope["path"] == "/slow":
+            await asyncio.sleep(2)
         if scope["path"] == "/big":
             body = b"b" * (4 * 1024 * 1024)
             await send({"type": "http.response.start", "status": 200,
@@ -560,3 +562,49 @@ def test_asgi_path_responses_are_one_write_too(
             reader.buffer = write
             reader.answer()
         assert reader.buffer == b""
+
+
+def test_upstream_failures_and_errors_are_answered_alike_on_both_paths(
+    make_gateway: MakeGateway, issuer: Issuer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    good = f"Bearer {issuer.token()}"
+    answers: dict[bool, list[Any]] = {}
+    with ThreadServer(LateUpstream()) as upstream:
+        routes = [
+            {"name": "down", "host": "down.test", "upstream": f"http://127.0.0.1:{free_port()}",
+             "connect_timeout_seconds": 1},
+            {"name": "slow", "host": "slow.test", "upstream": upstream.url,
+             "read_timeout_seconds": 0.3},
+            {"name": "app", "host": "app.test", "upstream": upstream.url},
+        ]  # fmt: skip
+
+        def make(**kwargs: Any) -> Any:
+            return make_gateway(transport=new_transport(UpstreamPoolConfig()), **kwargs)
+
+        for fast in (True, False):
+            folder = tmp_path / str(fast)
+            folder.mkdir()
+            with served(make, folder, routes=routes, fast_path=fast) as (setup, server):
+                sent = [request("/x", "down.test", Authorization=good),
+                        request("/slow", "slow.test", Authorization=good),
+                        request("/slow", "slow.test", method="HEAD", Authorization=good)]  # fmt: skip
+                got = []
+                for one in sent:
+                    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+                        sock.sendall(one)
+                        got.append(Reader(sock).answer(head=one.startswith(b"HEAD")).normalized())
+
+                async def broken(*_: Any) -> Any:
+                    raise RuntimeError("boom")
+
+                monkeypatch.setattr(setup.gateway, "_answer", broken)
+                with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+                    sock.sendall(request("/api/x", Authorization=good))
+                    reader = Reader(sock)
+                    got.append((reader.answer().normalized(), reader.closed()))
+            answers[fast] = got
+    assert answers[True] == answers[False]
+    statuses = [answer[0] for answer in answers[True][:3]]
+    assert statuses == [502, 504, 504]
+    error, closed = answers[True][3]
+    assert (error[0], error[2], closed) == (500, b"Internal Server Error", True)

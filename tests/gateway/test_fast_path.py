@@ -23,6 +23,7 @@ from typing import Any
 
 import httpx
 import pytest
+from starlette.responses import StreamingResponse
 
 from verity.audit import AuditLog, CheckpointSigner, Query, generate_key, open_store, verify
 from verity.config import ServerConfig, parse_config
@@ -608,3 +609,22 @@ def test_upstream_failures_and_errors_are_answered_alike_on_both_paths(
     assert statuses == [502, 504, 504]
     error, closed = answers[True][3]
     assert (error[0], error[2], closed) == (500, b"Internal Server Error", True)
+
+
+def test_an_answer_the_fast_path_cannot_send_whole_fails_closed_with_500(
+    make_gateway: MakeGateway, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def streamed(*_: Any) -> Any:  # no such answer today: a future one must not leak
+        return StreamingResponse(iter([b"allowed?"]))
+
+    with served(make_gateway, tmp_path) as (setup, server):
+        monkeypatch.setattr(setup.gateway, "_answer", streamed)
+        with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+            sock.sendall(request("/api/x"))
+            reader = Reader(sock)
+            answer = reader.answer()
+            assert (answer.status, answer.body, reader.closed()) == (
+                500,
+                b"Internal Server Error",
+                True,
+            )

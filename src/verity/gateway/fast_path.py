@@ -212,7 +212,7 @@ class FastCycle:
         try:
             answer = await self.gateway.answer_raw(self.line, self.headers)
             if isinstance(answer, Response):
-                self.respond(answer.status_code, answer.raw_headers, answer.body)
+                await self._respond(answer)
             else:
                 await self._proxy(answer)
         except BaseException as exc:  # as uvicorn: logged, 500 or closed
@@ -224,12 +224,20 @@ class FastCycle:
         finally:
             self.on_response = _nothing
 
+    async def _respond(self, response: Response) -> None:
+        """A complete Starlette ``Response``, sent as its ``__call__`` would send it."""
+        if type(response).__call__ is not Response.__call__:  # streaming, file: not here
+            raise TypeError(f"the fast path cannot send a {type(response).__name__}")
+        self.respond(response.status_code, response.raw_headers, response.body)
+        if response.background is not None:
+            await response.background()
+
     async def _proxy(self, forward: Forward) -> None:
         gateway, route = self.gateway, forward.route.name
         answer, started = await gateway.open_upstream(self.line, self.headers, forward)
         if isinstance(answer, Response):  # 502/503/504: the upstream was not reached
             gateway.observe_upstream(route, answer.status_code, started)
-            self.respond(answer.status_code, answer.raw_headers, answer.body)
+            await self._respond(answer)
             return
         upstream = answer
         try:

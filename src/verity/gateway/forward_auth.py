@@ -90,10 +90,23 @@ def _original(
     return method, uri
 
 
+# What ``Response(b"", 200, headers=SECURITY_HEADERS)`` has, built once.
+_ALLOWED_HEADERS = (
+    *((name.lower().encode("latin-1"), value.encode("latin-1"))
+      for name, value in responses.SECURITY_HEADERS.items()),
+    (b"content-length", b"0"),
+)  # fmt: skip
+
+
 def _allowed_response(outcome: Outcome) -> Response:
-    response = Response(b"", 200, headers=responses.SECURITY_HEADERS)
-    for name, value in outcome.identity_headers:
-        response.headers.append(name, value)
+    """200, the security headers, then the identity headers (the hot path: the same
+    headers as appending each to a ``Response``, without building them each time)."""
+    response = Response(b"", 200)
+    response.raw_headers = [
+        *_ALLOWED_HEADERS,
+        *((name.lower().encode("latin-1"), value.encode("latin-1"))
+          for name, value in outcome.identity_headers),
+    ]  # fmt: skip
     return response
 
 

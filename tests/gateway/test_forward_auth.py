@@ -6,8 +6,12 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest
+from starlette.responses import Response
 
 from verity.config import ServerConfig
+from verity.gateway import responses
+from verity.gateway.enforce import Outcome, Verdict
+from verity.gateway.forward_auth import _allowed_response
 from verity.integrations import assertion
 
 from .conftest import GATEWAY_URL, Issuer, MakeGateway, bearer, gateway_config
@@ -178,3 +182,15 @@ async def test_malformed_original_uri_is_400(proxy_client: httpx.AsyncClient, ur
 async def test_malformed_original_method_is_400(proxy_client: httpx.AsyncClient) -> None:
     response = await proxy_client.get("/verity/auth", headers=nginx("/", method="G E T"))
     assert response.status_code == 400
+
+
+def test_allowed_answer_has_the_headers_a_starlette_response_would_build() -> None:
+    identity = (("X-Verity-User", "alice"), ("x-verity-groups", "a,b"),
+                ("x-verity-assertion", "e.y.j"), ("X-Verity-Decision-Id", "d1-2"))  # fmt: skip
+    built = Response(b"", 200, headers=responses.SECURITY_HEADERS)
+    for name, value in identity:
+        built.headers.append(name, value)
+    answer = _allowed_response(Outcome(Verdict.ALLOWED, identity_headers=identity))
+    assert (answer.status_code, answer.body) == (200, b"")
+    assert answer.raw_headers == built.raw_headers
+    assert answer.headers.getlist("x-verity-user") == ["alice"]

@@ -122,6 +122,31 @@ def test_verified_chain_is_what_goes_upstream() -> None:
     assert address.chain == ("203.0.113.5", "10.0.0.1")
 
 
+def test_kept_resolutions_answer_as_fresh_ones_per_peer_and_header() -> None:
+    resolver = ClientResolver(["10.0.0.0/8"], trusted_hops=2)
+    cases = [("10.0.0.1", "203.0.113.5"), ("10.0.0.2", "203.0.113.5"),
+             ("10.0.0.1", "1.1.1.1, 10.0.0.3"), ("198.51.100.1", "203.0.113.5"),
+             ("10.0.0.1", "garbage")]  # fmt: skip
+    fresh = [ClientResolver(["10.0.0.0/8"], 2).resolve(p, raw(("X-Forwarded-For", x)))
+             for p, x in cases]  # fmt: skip
+    for _ in range(3):  # the second and third rounds come from what was kept
+        assert [resolver.resolve(p, raw(("X-Forwarded-For", x))) for p, x in cases] == fresh
+    two_headers = raw(("X-Forwarded-For", "1.1.1.1"), ("X-Forwarded-For", "203.0.113.5"))
+    assert str(resolver.resolve("10.0.0.1", two_headers).ip) == "203.0.113.5"
+    assert resolve(resolver, "10.0.0.1", "1.1.1.1, 203.0.113.5") == "203.0.113.5"
+
+
+def test_long_or_many_forwarded_values_are_resolved_each_time_within_bounds() -> None:
+    resolver = ClientResolver(["10.0.0.0/8"], trusted_hops=1)
+    long_chain = ", ".join(["198.51.100.7"] * 40) + ", 203.0.113.5"  # over 256 bytes
+    assert resolve(resolver, "10.0.0.1", long_chain) == "203.0.113.5"
+    assert resolver._forwarded == {}  # not kept
+    for n in range(ClientResolver._CACHED_PEERS + 10):
+        resolve(resolver, "10.0.0.1", f"203.0.{n // 256}.{n % 256}")
+    assert len(resolver._forwarded) <= ClientResolver._CACHED_PEERS
+    assert resolve(resolver, "10.0.0.1", "203.0.113.9") == "203.0.113.9"
+
+
 @pytest.mark.parametrize("host", ["app.test", "APP.test:8443", "[::1]:8080", "127.0.0.1", "a-b.c"])
 def test_valid_hosts(host: str) -> None:
     assert valid_host(host) == host.lower()

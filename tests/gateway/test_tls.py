@@ -154,6 +154,14 @@ def test_https_serves_with_hsts_on_every_response(served: Served) -> None:
     assert health.headers["strict-transport-security"] == HSTS
     assert unrouted.status_code == 404
     assert unrouted.headers["strict-transport-security"] == HSTS
+    with _client(served) as client:  # a routed request and a HEAD (the fast path)
+        routed = client.get(f"{served.https}/x", headers={"Host": "app.test"})
+        head = client.head(f"{served.https}/x", headers={"Host": "app.test"})
+    assert (routed.status_code, head.status_code) == (401, 401)
+    assert routed.headers["strict-transport-security"] == HSTS
+    assert head.headers["strict-transport-security"] == HSTS
+    assert head.content == b""
+    assert head.headers["content-length"] == routed.headers["content-length"]
 
 
 def _handshake(port: int, *, maximum: ssl.TLSVersion) -> str | None:

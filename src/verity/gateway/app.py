@@ -23,7 +23,7 @@ import logging
 import ssl
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 import httpx
 from starlette.responses import JSONResponse, RedirectResponse, Response
@@ -41,16 +41,18 @@ from .headers import ClientResolver, RawHeaders, single_header
 from .inbound import (
     Inbound,
     Limits,
+    RequestLine,
     http_target,
+    inbound_of,
     read_inbound,
     read_target,
-    scope_target,
+    request_line,
     upstream_path,
 )
 from .inbound import request_host as _request_host
 from .mounts import mount_scope
 from .mtls import ClientCertificates
-from .pool import Upstream
+from .pool import Upstream, UpstreamResponse
 from .proxy import BodyDeadline, UpstreamProxy, forwarding_headers, identity_pairs
 from .readiness import Readiness
 from .routing import RouteTable
@@ -77,6 +79,16 @@ class BrowserLogin(Protocol):
 
 
 Endpoint = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+class Forward(NamedTuple):
+    """An allowed proxy request: its route, the headers the gateway adds (forwarding and
+    identity), the canonical path sent upstream, and how errors are answered."""
+
+    route: RouteConfig
+    added: list[tuple[bytes, bytes]]
+    path: str
+    html: bool
 
 
 class Gateway:
@@ -123,6 +135,7 @@ class Gateway:
         self._background: list[asyncio.Task[None]] = []
         self._shutdown_hooks: list[Callable[[], None]] = []
         self._hsts = config.tls.hsts_header if config.tls is not None else None
+        self.hsts = self._hsts  # (the fast path adds it to responses over TLS)
         self.certificates = ClientCertificates.for_gateway(config)
         self.websockets = WebSocketProxy(
             config.websocket, routes=self.routes, resolver=resolver, limits=self.limits,
@@ -174,12 +187,68 @@ class Gateway:
             if mounted is not None:  # the gateway's own apps: login routes, embedded IdP
                 await self._mount(mounted, mount_scope(scope, inbound.client), receive, send)
                 return
-            await self._dispatch(path, scope, receive, send, inbound)
+            answer = await self._answer(request_line(scope), inbound)
         except BadRequestError as exc:
-            response = responses.error(exc.status, exc.public_message, html=html)
-            if self.forward_auth.handles(path):  # a check refused unread (431): audited too
-                response = await self.forward_auth.refuse_unread(scope, exc, response)
-            await response(scope, receive, send)
+            client = scope.get("client")
+            answer = await self._bad_request(exc, path, client[0] if client else None, html)
+        if isinstance(answer, Forward):
+            await self._forward(scope, receive, send, inbound, answer)
+        else:
+            await answer(scope, receive, send)
+
+    def fast_path_enabled(self) -> bool:
+        """True when ``gateway.fast_path`` is on: the HTTP protocol answers forward-auth
+        checks and bodiless proxied requests itself (``verity.gateway.fast_path``)."""
+        return self.config.fast_path
+
+    def fast_path_serves(self, path: str) -> bool:
+        """True when a bodiless request (no WebSocket upgrade) to the decoded ``path`` may
+        be answered by ``answer_raw``: anything but the internal endpoints and mounts."""
+        return path not in self._internal and self._mounted(path) is None
+
+    async def answer_raw(self, line: RequestLine, headers: RawHeaders) -> Response | Forward:
+        """The answer to a bodiless request read by the HTTP protocol itself: what the ASGI
+        path (``_http``) answers for the same request, from the same functions."""
+        html = False
+        try:
+            inbound = inbound_of(headers, line.peer, self.resolver, self.limits)
+            html = inbound.html
+            return await self._answer(line, inbound)
+        except BadRequestError as exc:
+            return await self._bad_request(exc, line.path, line.peer, html)
+
+    async def open_upstream(
+        self, line: RequestLine, headers: RawHeaders, forward: Forward
+    ) -> tuple[UpstreamResponse | Response, float]:
+        """Send an allowed bodiless request upstream (``answer_raw``'s ``Forward``): the
+        response head to relay, or the error response; and when it was sent."""
+        started = time.perf_counter()
+        answer = await self.proxy.open(
+            forward.route, method=line.method, query=line.query, raw=headers,
+            added=forward.added, path=forward.path, html=forward.html,
+            hidden_cookies=self.login.hidden_cookies if self.login else frozenset(),
+        )  # fmt: skip
+        return answer, started
+
+    def observe_upstream(self, route: str, status: int, started: float) -> None:
+        """The upstream's time to response headers, by status (as ``_timed``)."""
+        if self.metrics is not None:
+            self.metrics.upstream(route, status, time.perf_counter() - started)
+
+    async def _bad_request(
+        self, exc: BadRequestError, path: str, peer: str | None, html: bool
+    ) -> Response:
+        response = responses.error(exc.status, exc.public_message, html=html)
+        if self.forward_auth.handles(path):  # a check refused unread (431): audited too
+            response = await self.forward_auth.refuse_unread(path, peer, exc, response)
+        return response
+
+    async def _answer(self, line: RequestLine, inbound: Inbound) -> Response | Forward:
+        """Forward-auth's answer, or the proxy's refusal, or what to forward (allowed)."""
+        dialect = self.forward_auth.dialect(line.path)
+        if dialect is not None:
+            return await self.forward_auth.check(line, inbound, dialect=dialect)
+        return await self._proxy(line, inbound)
 
     async def _mount(self, app: ASGIApp, scope: Scope, receive: Receive, send: Send) -> None:
         """Run a gateway app with the body deadline of forwarded bodies (before sign-in:
@@ -205,79 +274,71 @@ class Gateway:
                 return app
         return None
 
-    async def _dispatch(
-        self, path: str, scope: Scope, receive: Receive, send: Send, inbound: Inbound
-    ) -> None:
-        dialect = self.forward_auth.dialect(path)
-        if dialect is not None:
-            response = await self.forward_auth.check(scope, inbound, dialect=dialect)
-            await response(scope, receive, send)
-            return
-        await self._proxy(scope, receive, send, inbound)
-
-    async def _proxy(self, scope: Scope, receive: Receive, send: Send, inbound: Inbound) -> None:
+    async def _proxy(self, line: RequestLine, inbound: Inbound) -> Response | Forward:
         host = _request_host(inbound, forwarded=False)
-        sent = scope_target(scope)
         route = None
         try:
-            target = read_target(sent)
+            target = read_target(line.target)
             route = self.routes.match(host, target.decoded)
             if route is None or route.upstream is None:  # a deny like any other: audited
                 decision = await refusals.unrouted(
-                    self.enforcer, inbound.client, host=host, method=scope["method"],
+                    self.enforcer, inbound.client, host=host, method=line.method,
                     path=target.decoded, route=route.name if route else refusals.NO_ROUTE,
                 )  # fmt: skip
-                await refusals.not_found(decision, html=inbound.html)(scope, receive, send)
-                return
+                return refusals.not_found(decision, html=inbound.html)
             http = http_target(
-                route, host=host, method=scope["method"], target=target, headers=inbound.headers
+                route, host=host, method=line.method, target=target, headers=inbound.headers
             )
         except BadRequestError as exc:  # an ambiguous target or override: refused, audited
             if exc.reason_code is None:
                 raise
             decision = await refusals.refused_target(
-                self.enforcer, exc, inbound.client, host=host, method=scope["method"],
-                untrusted_target=sent.split("?", 1)[0],
+                self.enforcer, exc, inbound.client, host=host, method=line.method,
+                untrusted_target=line.target.split("?", 1)[0],
                 route=route.name if route else refusals.NO_ROUTE,
             )  # fmt: skip
             response = responses.error(exc.status, exc.public_message, html=inbound.html)
-            await refusals.with_decision_id(response, decision)(scope, receive, send)
-            return
-        await self._enforce(scope, receive, send, inbound, (route, host, http))
+            return refusals.with_decision_id(response, decision)
+        return await self._enforce(line, inbound, (route, host, http))
 
     async def _enforce(
-        self,
-        scope: Scope,
-        receive: Receive,
-        send: Send,
-        inbound: Inbound,
-        decided: tuple[RouteConfig, str, HttpTarget],
-    ) -> None:
-        """Decide the target on its route; forward it (its canonical path) or refuse."""
+        self, line: RequestLine, inbound: Inbound, decided: tuple[RouteConfig, str, HttpTarget]
+    ) -> Response | Forward:
+        """Decide the target on its route: what to forward (its canonical path) or the
+        refusal."""
         route, host, target = decided
-        peer = self.certificates.peer(scope) if route.mtls != "off" else None
+        peer = (
+            self.certificates.peer({"extensions": {"tls": line.tls}})
+            if route.mtls != "off"
+            else None
+        )
         base = self.proxy.base_path(route)
         bound = canonical_request_path(base + upstream_path(target.path)) if base else None
         outcome = await self.enforcer.authorize(
             Subject(route, target, inbound.client, inbound.headers, peer, bound)
         )
         if outcome.verdict is not Verdict.ALLOWED:
-            redirect = self._login_redirect(scope, inbound, outcome, host, route.issuers)
-            await (redirect or self.render(outcome, inbound.html))(scope, receive, send)
-            return
+            redirect = self._login_redirect(line, inbound, outcome, host, route.issuers)
+            return redirect or self.render(outcome, inbound.html)
         added = forwarding_headers(
-            chain=inbound.client.chain, proto=self._proto(scope, inbound), host=host,
+            chain=inbound.client.chain, proto=self._proto(line, inbound), host=host,
             upstream_host=host if route.preserve_host else None,
         )  # fmt: skip
         added.extend(identity_pairs(outcome.identity_headers))
+        return Forward(route, added, upstream_path(target.path), inbound.html)
+
+    async def _forward(
+        self, scope: Scope, receive: Receive, send: Send, inbound: Inbound, forward: Forward
+    ) -> None:
+        route = forward.route
         await self.proxy.forward(
             scope, receive, self._timed(send, route.name), route=route, raw=inbound.headers,
-            added=added, path=upstream_path(target.path), html=inbound.html,
+            added=forward.added, path=forward.path, html=forward.html,
             hidden_cookies=self.login.hidden_cookies if self.login else frozenset(),
         )  # fmt: skip
 
     def _login_redirect(
-        self, scope: Scope, inbound: Inbound, outcome: Outcome, host: str,
+        self, line: RequestLine, inbound: Inbound, outcome: Outcome, host: str,
         issuers: Sequence[str] = (),
     ) -> Response | None:  # fmt: skip
         """An unauthenticated browser GET goes to the login page (APIs get the 401)."""
@@ -286,11 +347,11 @@ class Gateway:
             or outcome.verdict is not Verdict.UNAUTHENTICATED
             or outcome.error_description is not None  # a bad token is a 401, not a login
             or not inbound.html
-            or scope["method"] not in ("GET", "HEAD")
+            or line.method not in ("GET", "HEAD")
         ):
             return None
-        query = scope.get("query_string", b"").decode("latin-1")
-        original = f"{self._proto(scope, inbound)}://{host}{scope['path']}" + (
+        query = line.query.decode("latin-1")
+        original = f"{self._proto(line, inbound)}://{host}{line.path}" + (
             f"?{query}" if query else ""
         )
         return RedirectResponse(self.login.login_url(original, issuers=issuers), status_code=302)
@@ -310,12 +371,12 @@ class Gateway:
         return timed_send
 
     @staticmethod
-    def _proto(scope: Scope, inbound: Inbound) -> str:
+    def _proto(line: RequestLine, inbound: Inbound) -> str:
         if inbound.client.peer_trusted:
             value = single_header(inbound.headers, b"x-forwarded-proto")
             if value in ("http", "https"):
                 return value
-        return str(scope.get("scheme", "http"))
+        return line.scheme
 
     async def _healthz(self, scope: Scope, receive: Receive, send: Send) -> None:
         await JSONResponse({"status": "ok"}, headers={"cache-control": "no-store"})(

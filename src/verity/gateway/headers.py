@@ -275,14 +275,22 @@ def _within(ip: IPAddress, networks: Sequence[Network]) -> bool:
 
 
 class ClientResolver:
-    """Resolves the client IP from the socket peer and trusted ``X-Forwarded-For`` hops."""
+    """Resolves the client IP from the socket peer and trusted ``X-Forwarded-For`` hops.
+
+    Both are pure functions of their inputs, so each is computed once and kept: the
+    socket peer's own address per peer, and the resolved address per (trusted peer,
+    ``X-Forwarded-For`` values) when those values are short (a proxy in front of the
+    gateway sends the same few ones over and over). Each cache holds at most 4,096
+    entries and is emptied when full."""
 
     _CACHED_PEERS = 4096
+    _CACHED_FORWARDED_BYTES = 256  # longer X-Forwarded-For values are resolved each time
 
     def __init__(self, trusted_proxies: Iterable[str], trusted_hops: int) -> None:
         self.networks = parse_networks(trusted_proxies)
         self.hops = trusted_hops
         self._peers: dict[str | None, ClientAddress] = {}  # peer host -> its own address
+        self._forwarded: dict[tuple[str, tuple[str, ...]], ClientAddress] = {}
 
     def is_trusted(self, peer: IPAddress | None) -> bool:
         """True when ``peer`` is a configured trusted proxy."""
@@ -305,7 +313,25 @@ class ClientResolver:
         peer = direct.peer
         if not direct.peer_trusted or self.hops == 0 or peer is None:
             return direct
-        entries = [item for v in header_values(raw, b"x-forwarded-for") for item in v.split(",")]
+        forwarded = tuple(header_values(raw, b"x-forwarded-for"))
+        if not forwarded or peer_host is None:
+            return direct
+        if sum(len(value) for value in forwarded) > self._CACHED_FORWARDED_BYTES:
+            return self._through(direct, peer, forwarded)
+        key = (peer_host, forwarded)
+        known = self._forwarded.get(key)
+        if known is None:
+            known = self._through(direct, peer, forwarded)
+            if len(self._forwarded) >= self._CACHED_PEERS:
+                self._forwarded.clear()
+            self._forwarded[key] = known
+        return known
+
+    def _through(
+        self, direct: ClientAddress, peer: IPAddress, forwarded: tuple[str, ...]
+    ) -> ClientAddress:
+        """The client behind trusted ``peer``, walking ``X-Forwarded-For`` from the right."""
+        entries = [item for value in forwarded for item in value.split(",")]
         if not entries:
             return direct
         client: IPAddress = peer

@@ -27,19 +27,25 @@ sees a byte:
 
 Every class also adds the ASGI TLS extension on TLS connections (``verity.gateway.asgi_tls``);
 ``http_protocol(limits)`` returns the class ``verity serve`` passes to uvicorn as ``http``.
+The httptools class also runs the gateway's fast path (``verity.gateway.fast_path``):
+once a request head is complete, an eligible request is answered without the ASGI cycle.
 """
 
 from __future__ import annotations
 
 import asyncio
 import http
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
+from urllib.parse import unquote
 
 import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from .asgi_tls import with_tls_extension
+from .inbound import RequestLine, sent_target
+from .proxy import has_body
 
 _REFUSALS = {
     status: (
@@ -212,19 +218,28 @@ class LimitedH11Protocol(_HeadGuard, H11Protocol):
 
 LimitedHttpToolsProtocol: type[asyncio.Protocol] | None
 try:
+    import httptools
     from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+    from .fast_path import FastCycle, FastGateway, HeldHead, fast_gateway
 except ImportError:  # pragma: no cover - httptools is part of uvicorn[standard]
     LimitedHttpToolsProtocol = None
 else:
 
     class _LimitedHttpTools(_HeadGuard, HttpToolsProtocol):
-        """uvicorn's httptools protocol with the bounds of ``ConnectionLimits`` (and TLS)."""
+        """uvicorn's httptools protocol with the bounds of ``ConnectionLimits`` (and TLS),
+        and the gateway's fast path (``verity.gateway.fast_path``)."""
 
         _reading_head = True
+        _fast: FastGateway | None = None
+        _tls: Mapping[str, Any] | None = None
 
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
             super().connection_made(transport)
-            self.app = with_tls_extension(self.app, transport)
+            app = self.app
+            self.app = with_tls_extension(app, transport)
+            self._fast = fast_gateway(app)
+            self._tls = getattr(self.app, "extension", None) if self.app is not app else None
             self._opened()
 
         def connection_lost(self, exc: Exception | None) -> None:
@@ -242,7 +257,55 @@ else:
         def on_headers_complete(self) -> None:
             self._reading_head = False
             self._head_done()  # before a WebSocket upgrade hands the transport over
+            fast = self._fast
+            if fast is not None and self._answer_fast(fast):
+                return
+            existing = self.cycle
             super().on_headers_complete()
+            if fast is not None and self.cycle is not existing:  # the ASGI path: one write too
+                self.cycle.transport = HeldHead(self.transport, self.cycle, self.loop)  # type: ignore[assignment]
+
+        def _answer_fast(self, gateway: FastGateway) -> bool:
+            """Queue the request on the fast path if it is eligible (False: it is not, and
+            uvicorn's ASGI cycle takes it, as without the fast path)."""
+            parser = self.parser
+            limit = self.limit_concurrency
+            if (
+                parser.should_upgrade()
+                or has_body(self.headers)
+                or self.root_path
+                or (limit is not None and max(len(self.connections), len(self.tasks)) >= limit)
+            ):
+                return False
+            try:  # the path as uvicorn's scope has it; anything odd: uvicorn's own answer
+                parsed = httptools.parse_url(self.url)
+                raw_path: bytes = parsed.path
+                path = raw_path.decode("ascii")
+            except (httptools.HttpParserError, ValueError):
+                return False
+            if "%" in path:
+                path = unquote(path)
+            if not gateway.fast_path_serves(path):
+                return False
+            query: bytes = parsed.query or b""
+            http_version = parser.get_http_version()
+            line = RequestLine(
+                parser.get_method().decode("ascii"), sent_target(raw_path, path, query),
+                path, query, self.scheme or "http", self.client[0] if self.client else None,
+                self._tls,
+            )  # fmt: skip
+            cycle = FastCycle(
+                self, gateway, line, self.headers, raw_path=raw_path, http_version=http_version,
+                keep_alive=http_version != "1.0" and parser.should_keep_alive(),
+            )  # fmt: skip
+            existing = self.cycle
+            self.cycle = cycle  # type: ignore[assignment]
+            if existing is None or existing.response_complete:
+                self._start_asgi_task(cycle, self.app)  # type: ignore[arg-type]
+            else:  # pipelined: answered in order, reading paused meanwhile (as uvicorn)
+                self.flow.pause_reading()
+                self.pipeline.appendleft((cycle, self.app))  # type: ignore[arg-type]
+            return True
 
         def on_message_complete(self) -> None:
             super().on_message_complete()

@@ -54,13 +54,44 @@ class Inbound:
     html: bool
 
 
+@dataclass(frozen=True, slots=True)
+class RequestLine:
+    """What the gateway reads of a request besides its headers, from an ASGI scope
+    (``request_line``) or straight from the HTTP parser (``verity.gateway.fast_path``):
+    both paths decide on the same pieces."""
+
+    method: str
+    target: str  # the request target as sent: raw path and query (``scope_target``)
+    path: str  # the path decoded (ASGI ``path``): endpoints and mounts are found by it
+    query: bytes  # ASGI ``query_string``
+    scheme: str  # "http" or "https" (the connection's)
+    peer: str | None  # the socket peer's address
+    tls: Mapping[str, Any] | None = None  # the ASGI TLS extension (client certificate)
+
+
+def request_line(scope: Scope) -> RequestLine:
+    """The ``RequestLine`` of an ASGI HTTP scope."""
+    peer = scope.get("client")
+    extensions = scope.get("extensions") or {}
+    return RequestLine(
+        scope["method"], scope_target(scope), scope["path"], scope.get("query_string", b""),
+        str(scope.get("scheme", "http")), str(peer[0]) if peer else None, extensions.get("tls"),
+    )  # fmt: skip
+
+
 def read_inbound(scope: Scope, resolver: ClientResolver, limits: Limits) -> Inbound:
     """Check the header block and resolve the client. Raises ``BadRequestError``."""
-    raw: RawHeaders = scope["headers"]
+    peer = scope.get("client")
+    return inbound_of(scope["headers"], peer[0] if peer else None, resolver, limits)
+
+
+def inbound_of(
+    raw: RawHeaders, peer: str | None, resolver: ClientResolver, limits: Limits
+) -> Inbound:
+    """``read_inbound`` for raw headers and the socket peer's address."""
     check_limits(raw, max_bytes=limits.max_header_bytes, max_count=limits.max_header_count)
     check_framing(raw)
-    peer = scope.get("client")
-    client = resolver.resolve(peer[0] if peer else None, raw)
+    client = resolver.resolve(peer, raw)
     accept = header_values(raw, b"accept")
     html = _wants_html(accept[0] if len(accept) == 1 else ", ".join(accept)) if accept else False
     return Inbound(raw, client, html)
@@ -88,17 +119,22 @@ def read_target(untrusted_target: str) -> Target:
 
 def scope_target(scope: Scope) -> str:
     """The request target of an ASGI scope as sent: raw path and query string."""
-    query = bytes(scope.get("query_string", b"")).decode("latin-1")
-    path = raw_target(scope)
-    return f"{path}?{query}" if query and "?" not in path else path
+    return sent_target(
+        scope.get("raw_path"), str(scope.get("path", "/")), bytes(scope.get("query_string", b""))
+    )
+
+
+def sent_target(raw_path: bytes | None, path: str, query: bytes) -> str:
+    """The request target as sent, from the parser's raw path (else ``path`` re-encoded)
+    and query string."""
+    sent = bytes(raw_path).decode("latin-1") if raw_path else quote(path, safe=_PATH_SAFE)
+    text = query.decode("latin-1")
+    return f"{sent}?{text}" if text and "?" not in sent else sent
 
 
 def raw_target(scope: Scope) -> str:
     """The request path as the client sent it (ASGI ``raw_path``, else re-encoded ``path``)."""
-    raw = scope.get("raw_path")
-    if raw:
-        return bytes(raw).decode("latin-1")
-    return quote(str(scope.get("path", "/")), safe=_PATH_SAFE)
+    return sent_target(scope.get("raw_path"), str(scope.get("path", "/")), b"")
 
 
 def upstream_path(canonical: str) -> str:

@@ -232,10 +232,7 @@ class UpstreamProxy:
         if length is not None and length > route.max_body_bytes:
             await responses.error(413, _TOO_LARGE, html=html)(scope, receive, send)
             return
-        headers = upstream_headers(
-            raw, forward_authorization=route.forward_authorization, hidden_cookies=hidden_cookies
-        )
-        headers.extend(added)
+        headers = self._headers(route, raw, added, hidden_cookies)
         body = (
             RequestBody(receive, route.max_body_bytes, self.body_timeout) if has_body(raw) else None
         )
@@ -255,6 +252,43 @@ class UpstreamProxy:
                 await self._failure(None, route, body, html)(scope, receive, send)
             return
         await relay(upstream, route.name, send)
+
+    async def open(
+        self,
+        route: RouteConfig,
+        *,
+        method: str,
+        query: bytes,
+        raw: RawHeaders,
+        added: list[tuple[bytes, bytes]],
+        path: str,
+        html: bool,
+        hidden_cookies: frozenset[str] = frozenset(),
+    ) -> UpstreamResponse | Response:
+        """Send a request without a body (``verity.gateway.fast_path``): the upstream's
+        response head to relay, or the error response (502/503/504) for the client."""
+        request = self.build(
+            route, method=method, path=path, query=query,
+            headers=self._headers(route, raw, added, hidden_cookies), content=None,
+        )  # fmt: skip
+        try:
+            return await self.upstream.send(request)
+        except UpstreamError as exc:
+            return self._failure(exc, route, None, html)
+
+    @staticmethod
+    def _headers(
+        route: RouteConfig,
+        raw: RawHeaders,
+        added: list[tuple[bytes, bytes]],
+        hidden_cookies: frozenset[str],
+    ) -> list[tuple[bytes, bytes]]:
+        """The client's headers as cleaned for ``route``, then the gateway's own."""
+        headers = upstream_headers(
+            raw, forward_authorization=route.forward_authorization, hidden_cookies=hidden_cookies
+        )
+        headers.extend(added)
+        return headers
 
     def _failure(
         self, exc: Exception | None, route: RouteConfig, body: RequestBody | None, html: bool

@@ -352,6 +352,12 @@ class GatewayConfig(_Section):
         description="While this many connections are open or requests in progress, a new "
         "request is answered 503 (uvicorn's limit_concurrency); at most max_connections.",
     )  # fmt: skip
+    fast_path: bool = Field(
+        default=True,
+        description="Answer forward-auth checks and bodiless proxied requests in the HTTP "
+        "protocol itself (one write per response, no ASGI cycle); false = every request "
+        "through the ASGI application. Same decisions, audit and answers either way.",
+    )
     jwks_max_stale_seconds: float = Field(
         default=3600, ge=0, description="/readyz fails once issuer keys are stale this long."
     )

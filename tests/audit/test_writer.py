@@ -290,3 +290,43 @@ def test_a_failed_commit_counts_the_early_events_it_lost(tmp_path: Path) -> None
             time.sleep(0.005)
         assert log.stats.early_lost >= 1
         assert not log.append_soon(sample_events(1)[0], within=1.0)
+
+
+def test_early_events_are_held_and_committed_together_within_half_the_window(
+    tmp_path: Path,
+) -> None:
+    with AuditLog(SQLiteStore(tmp_path / "a.db")) as log:
+        started = time.monotonic()
+        for event in sample_events(20):
+            assert log.append_soon(event, within=0.4)
+        deadline = started + 5
+        while _stored(tmp_path / "a.db") < 20:
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        assert time.monotonic() - started >= 0.15  # held for about half the window
+        assert log.stats.batches == 1  # one commit for the 20 repeated allows
+
+
+def test_a_waiting_append_ends_the_hold_of_early_events_at_once(tmp_path: Path) -> None:
+    with AuditLog(SQLiteStore(tmp_path / "a.db")) as log:
+        first, durable = sample_events(2)
+        assert log.append_soon(first, within=10.0)  # would be held for 5 s
+        time.sleep(0.05)  # the writer is holding the batch now
+        started = time.monotonic()
+        log.append(durable, timeout=5)  # a deny (say): durable before it returns
+        assert time.monotonic() - started < 2.0
+        assert _stored(tmp_path / "a.db") == 2
+
+
+def test_a_waiting_async_append_ends_the_hold_of_early_events_at_once(tmp_path: Path) -> None:
+    async def main(log: AuditLog, event: Any) -> float:
+        started = time.monotonic()
+        await log.append_async(event)
+        return time.monotonic() - started
+
+    with AuditLog(SQLiteStore(tmp_path / "a.db")) as log:
+        first, durable = sample_events(2)
+        assert log.append_soon(first, within=10.0)
+        time.sleep(0.05)
+        assert asyncio.run(main(log, durable)) < 2.0
+        assert _stored(tmp_path / "a.db") == 2

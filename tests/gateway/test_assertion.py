@@ -293,3 +293,15 @@ def test_a_redis_server_clock_ahead_of_the_app_does_not_expire_replay_ids_early(
         assert not cache.first_use("gw jti-1", app_now + 60)
     finally:
         client.close()
+
+
+def test_every_assertion_has_its_own_jti_without_a_random_draw_per_request() -> None:
+    """A replay cache keys on ``jti``: two assertions must never share one (they come
+    from the process prefix and a counter, so no system call is made per request)."""
+    signer = AssertionSigner(generate_private_key("ES256"), issuer=GATEWAY_URL)  # type: ignore[arg-type]
+    principal = Principal(id="alice")
+    ids = {
+        jwt.decode(signer.sign(principal, facts()), options={"verify_signature": False})["jti"]
+        for _ in range(2000)
+    }
+    assert len(ids) == 2000

@@ -19,6 +19,7 @@ class Batch:
         "done",
         "early",
         "error",
+        "hold_until",
         "items",
         "opened",
         "receipts",
@@ -29,6 +30,9 @@ class Batch:
         self.items: list[EncodedEvent] = []
         self.opened: float | None = None  # time.monotonic() of the first event
         self.early = 0  # events acknowledged before this commit (AuditLog.append_soon)
+        # While every event is early and nobody waits: when the writer commits at the latest
+        # (half the earliest ``within`` of its events; see AuditLog.append_soon)
+        self.hold_until: float | None = None
         self.waiters: list[threading.Lock] = []
         self.async_waiters: dict[asyncio.AbstractEventLoop, list[asyncio.Future[None]]] = {}
         self.receipts: list[Receipt] = []

@@ -21,6 +21,10 @@ less than ``within`` seconds ago. Otherwise it queues nothing and answers False,
 the caller waits for a durable commit as usual. So the events acknowledged early and
 not yet committed were all queued within one window of ``within`` seconds: that is what
 a crash (or a failed commit) can lose, and the writer counts and logs such a loss.
+A batch that holds only such events, with nobody waiting on it, is held until half the
+window of its earliest event has passed (``_hold_early``), so a stream of repeated allows
+costs one commit per half window instead of one per few events; the first event that
+someone waits for (a deny, a first allow, any ``append``) ends the hold at once.
 
 ``health()`` says whether the writer takes events (see ``verity.audit.health``): a dead
 writer thread, a full queue, a commit that does not complete, or writes that keep failing
@@ -150,7 +154,8 @@ class AuditLog:
             batch.items.extend(events)
             if waiter is not None:
                 batch.waiters.append(waiter)
-            if first == 0 or len(batch.items) >= self._target:
+            # (a batch held for early events only is committed as soon as anyone waits)
+            if first == batch.early or len(batch.items) >= self._target:
                 self._cv.notify()
         return batch, first
 
@@ -189,8 +194,8 @@ class AuditLog:
                 batch.opened = time.monotonic()
             batch.items.append(encoded)
             batch.async_waiters.setdefault(loop, []).append(future)
-            if index == 0 or len(batch.items) >= self._target:
-                self._cv.notify()
+            if index == batch.early or len(batch.items) >= self._target:
+                self._cv.notify()  # (the first waiter ends the hold of early events)
         await future
         return batch.result(index)
 
@@ -225,7 +230,10 @@ class AuditLog:
             batch.items.append(encoded)
             batch.early += 1
             self.stats.early += 1
-            if index == 0 or len(batch.items) >= self._target:
+            hold = now + within / 2
+            if batch.hold_until is None or hold < batch.hold_until:
+                batch.hold_until = hold
+            if index == 0 or len(batch.items) >= self._max_pending:
                 self._cv.notify()
         return True
 
@@ -262,6 +270,7 @@ class AuditLog:
                     if wait is not None and wait <= 0:
                         break
                     self._cv.wait(wait)
+                self._hold_early()
                 self._fill_up()
                 batch, self._open = self._open, _Batch()
                 self._committing_since = batch.opened if batch.items else None
@@ -316,6 +325,24 @@ class AuditLog:
             self._health.failed(exc)
         else:
             self._health.succeeded()
+
+    def _hold_early(self) -> None:
+        """Wait (lock held by caller) while the open batch holds only early events
+        (``append_soon``) and nobody waits for it, until half the window of its earliest
+        event has passed: repeated allows then cost one commit per half window, not one
+        each, and the window still bounds what a crash can lose. A waiter, a full
+        queue or closing ends the hold at once."""
+        batch = self._open
+        while (
+            batch.hold_until is not None
+            and batch.early == len(batch.items)
+            and len(batch.items) < self._max_pending
+            and not self._closing
+        ):
+            remaining = batch.hold_until - time.monotonic()
+            if remaining <= 0:
+                return
+            self._cv.wait(remaining)
 
     def _fill_up(self) -> None:
         """Wait (lock held by caller) up to ``commit_delay`` for the open batch to grow

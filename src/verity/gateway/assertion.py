@@ -40,6 +40,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
 from ..assertion_companion import COMPANION_CLAIM
+from ..ids import new_event_uid
 from ..model import Principal
 from ..request_binding import BINDING_CLAIM, request_binding
 from .errors import AssertionKeyError
@@ -160,7 +161,7 @@ class AssertionSigner:
             "iat": now,
             "nbf": now,
             "exp": now + self.ttl,
-            "jti": secrets.token_urlsafe(16),
+            "jti": new_event_uid(),  # unique (process prefix + counter): no syscall per request
         }
 
     def sign(self, principal: Principal, facts: AssertionFacts) -> str:

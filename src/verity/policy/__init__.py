@@ -12,6 +12,7 @@ from pathlib import Path
 
 from .ast import Policy
 from .cel import CelRuntime
+from .codegen import without_gc
 from .compiler import Compiler
 from .engine import Engine, Explanation, RuleExplanation
 from .live import LivePolicy, ReloadResult
@@ -45,8 +46,9 @@ def load_policy(text: str, *, source: str = "<text>") -> Policy:
 
 def compile_policy(policy: Policy) -> Engine:
     """Compile a validated policy into a decision engine."""
-    compiler = Compiler(policy, cel_runtime())
-    return Engine(policy, compiler.compile_rules(), compiler)
+    with without_gc():
+        compiler = Compiler(policy, cel_runtime())
+        return Engine(policy, compiler.compile_rules(), compiler)
 
 
 __all__ = [

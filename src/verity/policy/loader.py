@@ -18,6 +18,7 @@ from .. import yamlio
 from ..errors import PolicyLoadError, Problem
 from ..model import Effect
 from . import ast, values
+from .codegen import without_gc
 from .parse import block
 from .parse_common import ParseContext, strings, unknown
 
@@ -77,8 +78,9 @@ def parse_policy(
             unknown(ctx, str(key), str(key), _TOP_KEYS, "top-level key")
     if document.get("version", 1) != 1:
         ctx.problem("version", "unsupported policy version (this Verity reads version 1)")
-    levels = _levels(document.get("access_levels") or {}, ctx)
-    rules = _rules(document.get("rules"), ctx)
+    with without_gc():  # a large policy allocates much and frees nothing (see codegen)
+        levels = _levels(document.get("access_levels") or {}, ctx)
+        rules = _rules(document.get("rules"), ctx)
     if problems:
         raise PolicyLoadError(source, problems)
     digest = hashlib.sha256(json.dumps(document, sort_keys=True, default=str).encode()).hexdigest()

@@ -102,8 +102,8 @@ def _size(text: str) -> tuple[int, int, str]:
 
 def run_one(size: str, shape: str | None) -> dict[str, Any]:
     """Measure one size in this process (called in a fresh interpreter)."""
-    from verity.model import AccessRequest, Principal, Resource  # noqa: PLC0415
-    from verity.policy import compile_policy, parse_policy  # noqa: PLC0415
+    from verity.model import AccessRequest, Principal, Resource
+    from verity.policy import compile_policy, parse_policy
 
     roles, types, default_shape = _size(size)
     document = rbac_policy(roles, types, shape or default_shape)

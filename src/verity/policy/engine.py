@@ -55,13 +55,18 @@ class Engine:
     """A compiled policy. Build it with ``verity.policy.compile_policy``."""
 
     def __init__(
-        self, policy: ast.Policy, rules: Sequence[CompiledRule], compiler: Compiler
+        self,
+        policy: ast.Policy,
+        rules: Sequence[CompiledRule],
+        compiler: Compiler,
+        *,
+        linear: bool = False,
     ) -> None:
         self.policy = policy
         self._compiler = compiler
         self.version = policy.version
         self.rules = tuple(rules)
-        self._index = RuleIndex(self.rules, dict(policy.access_levels))
+        self._index = RuleIndex(self.rules, dict(policy.access_levels), linear=linear)
         self._slot = self._index.slot
         self._identity_denies = identity_deny_rules(policy)
         self._identity_readers = identity_rules(policy)
@@ -89,6 +94,12 @@ class Engine:
             return self._merged(request, slot, groups)
         except Exception as exc:  # noqa: BLE001 - fail closed on anything
             return self._internal_error(exc)
+
+    def candidates(self, request: AccessRequest) -> frozenset[int]:
+        """The indexes of the rules that the index lets ``request`` evaluate (every rule
+        that can match it is among them); for tests and diagnostics."""
+        groups = self._slot(request).probe(request)
+        return frozenset(rule.index for g in groups for rule, _ in (*g.denies, *g.allows))
 
     def _merged(self, request: AccessRequest, slot: Slot, groups: Sequence[Group]) -> Decision:
         """The outcomes of several groups, merged by policy order: the first deny rule

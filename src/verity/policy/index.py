@@ -56,6 +56,9 @@ EqKey = tuple[str, frozenset[str], int]
 """(dimension, values, position of the criterion in the rule, or -1 for a selector)."""
 
 _MAX_CACHE = 65536
+_SMALL_SLOT = 16  # a slot of at most this many rules is evaluated whole
+_MIN_DIMENSION = 8  # a dimension fewer rules of a slot are keyed by joins the catch-all
+_MAX_FOLDED = 32  # a catch-all of at most this many rules is evaluated in every group
 _MAX_KEYS_PER_TARGET = 256
 _NO_VALUES: tuple[str, ...] = ()
 
@@ -178,6 +181,10 @@ class Group:
         self.allows: list[tuple[CompiledRule, Pin]] = []
         self.run: Dispatch = self._first
 
+    def add(self, entries: Iterable[tuple[CompiledRule, Pin]]) -> None:
+        for rule, pin in entries:
+            (self.allows if rule.effect is Effect.ALLOW else self.denies).append((rule, pin))
+
     def _first(self, request: Any) -> Outcome:
         self.run = generate(self.denies, self.allows)
         return self.run(request)
@@ -185,38 +192,50 @@ class Group:
 
 class Slot:
     """The candidates for one resource key: a catch-all group plus, per dimension, a
-    table of groups by value; and what ``closest`` needs to explain a deny exactly."""
+    table of groups by value; and what ``closest`` needs to explain a deny exactly.
 
-    __slots__ = ("allows", "bounded", "catchall", "suffix", "tables")
+    Probing a group and merging its outcome costs more than evaluating a few rules
+    inline, so a small slot is all catch-all, and so are the rules of a dimension that
+    few rules of the slot use (e.g. one deny rule keyed by region). When the catch-all
+    is small, each group's function evaluates the catch-all rules too (in policy order),
+    so a request that probes one group gets its whole answer from one call.
+    """
+
+    __slots__ = ("allows", "bounded", "catchall", "folded", "suffix", "tables")
 
     def __init__(
         self,
         ordered: Sequence[tuple[CompiledRule, Pin]],
         keys: Sequence[EqKey | None],
         positions: Sequence[int],
+        *,
+        linear: bool = False,
     ) -> None:
+        chosen = [None if linear else keys[p] for p in positions]
+        if len(ordered) <= _SMALL_SLOT:
+            chosen = [None] * len(ordered)
+        used = Counter(key[0] for key in chosen if key is not None)
+        chosen = [None if key is None or used[key[0]] < _MIN_DIMENSION else key for key in chosen]
+        common = [entry for entry, key in zip(ordered, chosen, strict=True) if key is None]
+        self.folded = len(chosen) - len(common) > 0 and len(common) <= _MAX_FOLDED
         self.catchall: Group | None = None
-        tables: dict[str, dict[Any, Group]] = {}
+        if common:
+            self.catchall = Group()
+            self.catchall.add(common)
+        tables: dict[str, dict[Any, list[tuple[CompiledRule, Pin]]]] = {}
         bounded: list[tuple[int, CompiledRule, Pin]] = []
-        for (rule, pin), position in zip(ordered, positions, strict=True):
-            key = keys[position]
-            groups: list[Group] = []
+        for (rule, pin), key in zip(ordered, chosen, strict=True):
             if key is None:
-                if self.catchall is None:
-                    self.catchall = Group()
-                groups.append(self.catchall)
-            else:
-                table = tables.setdefault(key[0], {})
-                for value in sorted(key[1]):
-                    group = table.get(value)
-                    if group is None:
-                        group = table[value] = Group()
-                    groups.append(group)
-                if key[2] >= 0 and rule.effect is Effect.ALLOW:
-                    bounded.append((key[2], rule, pin))
-            for group in groups:
-                (group.allows if rule.effect is Effect.ALLOW else group.denies).append((rule, pin))
-        self.tables = tuple((PROBES[d], table) for d, table in tables.items())
+                continue
+            table = tables.setdefault(key[0], {})
+            for value in key[1]:
+                table.setdefault(value, []).append((rule, pin))
+            if key[2] >= 0 and rule.effect is Effect.ALLOW:
+                bounded.append((key[2], rule, pin))
+        self.tables = tuple(
+            (PROBES[d], {value: self._group(members, common) for value, members in t.items()})
+            for d, t in tables.items()
+        )
         self.allows = tuple((rule, pin) for rule, pin in ordered if rule.effect is Effect.ALLOW)
         self.bounded = tuple(bounded)
         suffix: list[int] = []
@@ -226,14 +245,26 @@ class Slot:
             suffix.append(top)
         self.suffix = tuple(reversed(suffix))
 
+    def _group(
+        self, members: list[tuple[CompiledRule, Pin]], common: list[tuple[CompiledRule, Pin]]
+    ) -> Group:
+        group = Group()
+        if self.folded:
+            members = sorted([*members, *common], key=lambda entry: entry[0].index)
+        group.add(members)
+        return group
+
     def probe(self, request: AccessRequest) -> list[Group]:
-        """The groups ``request`` can match: the catch-all and one per value it has."""
-        found = [] if self.catchall is None else [self.catchall]
+        """The groups ``request`` can match: the catch-all and one per value it has
+        (only those when the catch-all is folded into them; the catch-all if none)."""
+        found = [] if self.catchall is None or self.folded else [self.catchall]
         for values_of, table in self.tables:
             for value in values_of(request):
                 group = table.get(value)
                 if group is not None:
                     found.append(group)
+        if not found and self.catchall is not None:
+            found.append(self.catchall)
         return found
 
     def closest(
@@ -273,11 +304,22 @@ class Slot:
 
 
 class RuleIndex:
+    """Both levels of the index. ``linear=True`` turns it off: every request gets one slot
+    holding every rule, evaluated in policy order (the reference the tests compare with)."""
+
     def __init__(
-        self, rules: Sequence[CompiledRule], levels: dict[str, ast.All] | None = None
+        self,
+        rules: Sequence[CompiledRule],
+        levels: dict[str, ast.All] | None = None,
+        *,
+        linear: bool = False,
     ) -> None:
         self._rules = tuple(rules)
         self._keys = choose_keys([rule.rule for rule in self._rules], dict(levels or {}))
+        self._linear: Slot | None = None
+        if linear:
+            every = [(rule, (False, False)) for rule in self._rules]
+            self._linear = Slot(every, self._keys, range(len(every)), linear=True)
         buckets: dict[Key, set[int]] = defaultdict(set)
         for position, rule in enumerate(self._rules):
             for target in rule.rule.targets:
@@ -310,6 +352,8 @@ class RuleIndex:
 
     def slot(self, request: AccessRequest) -> Slot:
         """The candidates of ``request``'s resource key (see ``Slot``)."""
+        if self._linear is not None:
+            return self._linear
         if request.http is None:
             return self._by_type.get(request.resource.type, self._untyped)
         key = self.key(request)

@@ -211,6 +211,7 @@ class Compiler:
         self.levels: dict[str, AllCheck] = {}
         self._conditions: dict[object, tuple[list[str], dict[str, object]]] = {}
         self._checks: dict[object, tuple[Check, ...]] = {}
+        self._shape_keys: dict[object, object] = {}
         self._shapes: dict[RuleShape, RuleShape] = {}
         self._functions: dict[object, Evaluate] = {}
         self._targets: dict[object, Test] = {}
@@ -219,7 +220,9 @@ class Compiler:
         return tuple(self.rule(rule) for rule in self.policy.rules)
 
     def rule(self, rule: ast.Rule) -> CompiledRule:
-        shape = structure(rule.condition)
+        # One description per distinct condition is kept, not one per rule.
+        described = structure(rule.condition)
+        shape = self._shape_keys.setdefault(described, described)
         checks = self._checks.get(shape)
         if checks is None:
             checks = self._checks[shape] = self.checks(rule.condition)

@@ -83,7 +83,7 @@ def parse_policy(
         rules = _rules(document.get("rules"), ctx)
     if problems:
         raise PolicyLoadError(source, problems)
-    digest = hashlib.sha256(json.dumps(document, sort_keys=True, default=str).encode()).hexdigest()
+    digest = _digest(document)
     for warning in ctx.warnings:
         log.warning("policy %s: %s", source, warning)
     return ast.Policy(
@@ -231,5 +231,29 @@ def _target_field(field: str, value: Any, path: str, ctx: ParseContext) -> Any:
     if field == "paths":
         return tuple(strings(value, path, ctx, values.path_glob))
     if field == "methods":
-        return values.methods_matched(strings(value, path, ctx, values.method))
-    return frozenset(strings(value, path, ctx))
+        return ctx.shared(values.methods_matched(strings(value, path, ctx, values.method)))
+    return ctx.shared(frozenset(strings(value, path, ctx)))
+
+
+def _digest(document: dict[Any, Any]) -> str:
+    """SHA-256 of ``json.dumps(document, sort_keys=True, default=str)``, hashed rule by
+    rule, so a policy of 350,000 rules never holds its whole JSON text in memory."""
+    rules = document.get("rules")
+    if not isinstance(rules, list) or not all(isinstance(k, str) for k in document):
+        return hashlib.sha256(_json(document).encode()).hexdigest()
+    digest = hashlib.sha256()
+    for i, key in enumerate(sorted(document)):
+        digest.update(((", " if i else "{") + _json(key) + ": ").encode())
+        if key != "rules":
+            digest.update(_json(document[key]).encode())
+            continue
+        digest.update(b"[")
+        for j, rule in enumerate(rules):
+            digest.update(((", " if j else "") + _json(rule)).encode())
+        digest.update(b"]")
+    digest.update(b"}")
+    return digest.hexdigest()
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, default=str)

@@ -20,6 +20,13 @@ class ParseContext:
     cel_check: Callable[[str], None] | None = None
     levels_used: set[str] = field(default_factory=set)
     warnings: list[Problem] = field(default_factory=list)
+    values: dict[Any, Any] = field(default_factory=dict)
+    """Equal values seen so far (sets of roles, regions, days...), so that a policy of
+    many rules holds each once instead of once per rule."""
+
+    def shared(self, value: Any) -> Any:
+        """One object for equal values (``frozenset({"DE", "FR"})`` in every rule)."""
+        return self.values.setdefault(value, value)
 
     def problem(self, path: str, message: str) -> None:
         self.problems.append(Problem(path, message))

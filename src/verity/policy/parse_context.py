@@ -106,7 +106,7 @@ def _time_window(value: Any, path: str, ctx: ParseContext) -> ast.TimeWindow | N
         return None
     span = f"{start // 60:02d}:{start % 60:02d}-{end // 60:02d}:{end % 60:02d}"
     text = f"{_day_text(day_set)} {span} {tz}"
-    return ast.TimeWindow(path, day_set, start, end, tz, text)
+    return ast.TimeWindow(path, ctx.shared(day_set), start, end, tz, ctx.shared(text))
 
 
 def _day_text(day_set: frozenset[int]) -> str:

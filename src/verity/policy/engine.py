@@ -78,7 +78,7 @@ class Engine:
             groups = slot.probe(request)
             if len(groups) == 1:  # the usual case: one group, its outcome is the answer
                 group = groups[0]
-                kind, i, closest_at, detail = group.run(request)
+                kind, i, closest_at, detail = (group.run or group.build())(request)
                 if kind == ALLOWED:
                     name = group.allows[i][0].name
                     return _new(Decision, (ALLOW, name, new_decision_id(), self.version, (), ()))
@@ -112,7 +112,7 @@ class Engine:
         closest_at = -1
         failed: tuple[CompiledRule, CelError] | None = None
         for group in groups:
-            kind, i, at, detail = group.run(request)
+            kind, i, at, detail = (group.run or group.build())(request)
             if kind in (DENIED, DENY_ERROR):
                 rule = group.denies[i][0]
                 if deny is None or rule.index < deny.index:

@@ -48,7 +48,7 @@ from ..errors import CelError
 from ..model import AccessRequest, Effect
 from . import ast
 from .compiler import CompiledRule, Pin
-from .dispatch import Dispatch, Outcome, generate
+from .dispatch import Dispatch, generate
 
 Key = tuple[str | None, str | None, str | None]
 Evaluate = Callable[[AccessRequest], int]
@@ -172,22 +172,24 @@ def choose_keys(rules: Sequence[ast.Rule], levels: dict[str, ast.All]) -> list[E
 
 class Group:
     """Rules of one slot filed under one equality value (or the catch-all), in policy
-    order; ``run`` evaluates them all (``verity.policy.dispatch``), generated on first use."""
+    order; ``run`` evaluates them all (``verity.policy.dispatch``), generated on first use
+    (``build``: no per-group object until then, which matters with 350,000 groups)."""
 
     __slots__ = ("allows", "denies", "run")
 
     def __init__(self) -> None:
         self.denies: list[tuple[CompiledRule, Pin]] = []
         self.allows: list[tuple[CompiledRule, Pin]] = []
-        self.run: Dispatch = self._first
+        self.run: Dispatch | None = None  # call ``(group.run or group.build())(request)``
 
     def add(self, entries: Iterable[tuple[CompiledRule, Pin]]) -> None:
         for rule, pin in entries:
             (self.allows if rule.effect is Effect.ALLOW else self.denies).append((rule, pin))
 
-    def _first(self, request: Any) -> Outcome:
-        self.run = generate(self.denies, self.allows)
-        return self.run(request)
+    def build(self) -> Dispatch:
+        """Generate (once) the function that evaluates the group."""
+        run = self.run = generate(self.denies, self.allows)
+        return run
 
 
 class Slot:

@@ -177,14 +177,11 @@ class Group:
 
     __slots__ = ("allows", "denies", "run")
 
-    def __init__(self) -> None:
-        self.denies: list[tuple[CompiledRule, Pin]] = []
-        self.allows: list[tuple[CompiledRule, Pin]] = []
+    def __init__(self, entries: Sequence[tuple[CompiledRule, Pin]]) -> None:
+        allow = Effect.ALLOW
+        self.denies = tuple(entry for entry in entries if entry[0].effect is not allow)
+        self.allows = tuple(entry for entry in entries if entry[0].effect is allow)
         self.run: Dispatch | None = None  # call ``(group.run or group.build())(request)``
-
-    def add(self, entries: Iterable[tuple[CompiledRule, Pin]]) -> None:
-        for rule, pin in entries:
-            (self.allows if rule.effect is Effect.ALLOW else self.denies).append((rule, pin))
 
     def build(self) -> Dispatch:
         """Generate (once) the function that evaluates the group."""
@@ -203,7 +200,7 @@ class Slot:
     so a request that probes one group gets its whole answer from one call.
     """
 
-    __slots__ = ("allows", "bounded", "catchall", "folded", "suffix", "tables")
+    __slots__ = ("_shared", "allows", "bounded", "catchall", "folded", "suffix", "tables")
 
     def __init__(
         self,
@@ -212,7 +209,9 @@ class Slot:
         positions: Sequence[int],
         *,
         linear: bool = False,
+        shared: dict[tuple[tuple[int, Pin], ...], Group] | None = None,
     ) -> None:
+        self._shared = {} if shared is None else shared
         chosen = [None if linear else keys[p] for p in positions]
         if len(ordered) <= _SMALL_SLOT:
             chosen = [None] * len(ordered)
@@ -222,8 +221,7 @@ class Slot:
         self.folded = len(chosen) - len(common) > 0 and len(common) <= _MAX_FOLDED
         self.catchall: Group | None = None
         if common:
-            self.catchall = Group()
-            self.catchall.add(common)
+            self.catchall = self._group(common)
         tables: dict[str, dict[Any, list[tuple[CompiledRule, Pin]]]] = {}
         bounded: list[tuple[int, CompiledRule, Pin]] = []
         for (rule, pin), key in zip(ordered, chosen, strict=True):
@@ -235,7 +233,10 @@ class Slot:
             if key[2] >= 0 and rule.effect is Effect.ALLOW:
                 bounded.append((key[2], rule, pin))
         self.tables = tuple(
-            (PROBES[d], {value: self._group(members, common) for value, members in t.items()})
+            (
+                PROBES[d],
+                {value: self._group(self._fold(group, common)) for value, group in t.items()},
+            )
             for d, t in tables.items()
         )
         self.allows = tuple((rule, pin) for rule, pin in ordered if rule.effect is Effect.ALLOW)
@@ -247,13 +248,19 @@ class Slot:
             suffix.append(top)
         self.suffix = tuple(reversed(suffix))
 
-    def _group(
+    def _fold(
         self, members: list[tuple[CompiledRule, Pin]], common: list[tuple[CompiledRule, Pin]]
-    ) -> Group:
-        group = Group()
-        if self.folded:
-            members = sorted([*members, *common], key=lambda entry: entry[0].index)
-        group.add(members)
+    ) -> list[tuple[CompiledRule, Pin]]:
+        if not self.folded:
+            return members
+        return sorted([*members, *common], key=lambda entry: entry[0].index)
+
+    def _group(self, members: list[tuple[CompiledRule, Pin]]) -> Group:
+        """The group of ``members`` (one object for equal groups across slots)."""
+        key = tuple((rule.index, pin) for rule, pin in members)
+        group = self._shared.get(key)
+        if group is None:
+            group = self._shared[key] = Group(members)
         return group
 
     def probe(self, request: AccessRequest) -> list[Group]:
@@ -332,6 +339,9 @@ class RuleIndex:
         self._segments = frozenset(k[1] for k in self._buckets if k[1] is not None)
         self._types = frozenset(k[2] for k in self._buckets if k[2] is not None)
         self._cache: dict[Key, Slot] = {}
+        # Slots share equal groups (and their generated functions): with one rule per
+        # role naming many types, every type's slot has the same group for a role.
+        self._groups: dict[tuple[tuple[int, Pin], ...], Group] = {}
         # Requests without HTTP (application authorisation) are looked up by resource type
         # alone, in a table filled now: one probe, and no growth from unknown types.
         self._by_type: dict[str | None, Slot] = {
@@ -364,6 +374,7 @@ class RuleIndex:
             found = self._build(key)
             if len(self._cache) >= _MAX_CACHE:
                 self._cache.clear()
+                self._groups.clear()
             self._cache[key] = found
         return found
 
@@ -382,7 +393,7 @@ class RuleIndex:
                 )
         positions = sorted(pins)
         ordered = [(self._rules[p], pins[p]) for p in positions]
-        return Slot(ordered, self._keys, positions)
+        return Slot(ordered, self._keys, positions, shared=self._groups)
 
 
 def _either(value: str | None) -> tuple[str | None, ...]:

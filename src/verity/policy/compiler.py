@@ -113,14 +113,17 @@ class _Variants(Mapping[Pin, "Evaluate"]):
         self._compiler = compiler
         self._rule = rule
         self._shape = shape
-        self._built: dict[Pin, Evaluate] = {}
+        self._built: dict[Pin, Evaluate] | None = None  # no dict per rule until used
 
     def __getitem__(self, pin: Pin) -> Evaluate:
-        function = self._built.get(pin)
+        built = self._built
+        if built is None:
+            built = self._built = {}
+        function = built.get(pin)
         if function is None:
             targets = _pinned(self._rule.targets, pin)
             function = self._compiler.variant(self._rule, self._shape, targets)
-            self._built[pin] = function
+            built[pin] = function
         return function
 
     def __iter__(self) -> Iterator[Pin]:
@@ -131,18 +134,16 @@ class _Variants(Mapping[Pin, "Evaluate"]):
 
 
 class _Pinned(Mapping[Pin, "tuple[ast.Target, ...] | None"]):
-    """``_pinned`` of a rule's selectors, computed on first use."""
+    """``_pinned`` of a rule's selectors, computed when asked (when a group of the index
+    is generated: rarely, and never for most rules)."""
 
-    __slots__ = ("_built", "_targets")
+    __slots__ = ("_targets",)
 
     def __init__(self, targets: tuple[ast.Target, ...]) -> None:
         self._targets = targets
-        self._built: dict[Pin, tuple[ast.Target, ...] | None] = {}
 
     def __getitem__(self, pin: Pin) -> tuple[ast.Target, ...] | None:
-        if pin not in self._built:
-            self._built[pin] = _pinned(self._targets, pin)
-        return self._built[pin]
+        return _pinned(self._targets, pin)
 
     def __iter__(self) -> Iterator[Pin]:
         return iter(_PINS)

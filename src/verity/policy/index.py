@@ -209,7 +209,7 @@ class Slot:
         positions: Sequence[int],
         *,
         linear: bool = False,
-        shared: dict[tuple[tuple[int, Pin], ...], Group] | None = None,
+        shared: dict[tuple[int, ...], Group] | None = None,
     ) -> None:
         self._shared = {} if shared is None else shared
         chosen = [None if linear else keys[p] for p in positions]
@@ -257,7 +257,7 @@ class Slot:
 
     def _group(self, members: list[tuple[CompiledRule, Pin]]) -> Group:
         """The group of ``members`` (one object for equal groups across slots)."""
-        key = tuple((rule.index, pin) for rule, pin in members)
+        key = tuple(rule.index << 2 | pin[0] << 1 | pin[1] for rule, pin in members)
         group = self._shared.get(key)
         if group is None:
             group = self._shared[key] = Group(members)
@@ -341,7 +341,7 @@ class RuleIndex:
         self._cache: dict[Key, Slot] = {}
         # Slots share equal groups (and their generated functions): with one rule per
         # role naming many types, every type's slot has the same group for a role.
-        self._groups: dict[tuple[tuple[int, Pin], ...], Group] = {}
+        self._groups: dict[tuple[int, ...], Group] = {}
         # Requests without HTTP (application authorisation) are looked up by resource type
         # alone, in a table filled now: one probe, and no growth from unknown types.
         self._by_type: dict[str | None, Slot] = {

@@ -255,5 +255,8 @@ def _digest(document: dict[Any, Any]) -> str:
     return digest.hexdigest()
 
 
+_ENCODER = json.JSONEncoder(sort_keys=True, default=str)  # what json.dumps builds per call
+
+
 def _json(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, default=str)
+    return _ENCODER.encode(value)

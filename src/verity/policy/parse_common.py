@@ -20,6 +20,8 @@ class ParseContext:
     cel_check: Callable[[str], None] | None = None
     levels_used: set[str] = field(default_factory=set)
     warnings: list[Problem] = field(default_factory=list)
+    memo: dict[Any, Any] = field(default_factory=dict)
+    """Parsed forms of values that parsed without a problem, by a key of their input."""
     values: dict[Any, Any] = field(default_factory=dict)
     """Equal values seen so far (sets of roles, regions, days...), so that a policy of
     many rules holds each once instead of once per rule."""

@@ -54,14 +54,14 @@ def strings(
         ctx.problem(path, "must not be empty")
     out: list[str] = []
     for i, item in enumerate(items):
-        where = join(path, i) if isinstance(value, list) else path
         if isinstance(item, bool | dict | list) or item is None:
+            where = join(path, i) if isinstance(value, list) else path
             ctx.problem(where, f"expected a string, got {type(item).__name__}")
             continue
         try:
             out.append(convert(item))
         except ValueError as exc:
-            ctx.problem(where, str(exc))
+            ctx.problem(join(path, i) if isinstance(value, list) else path, str(exc))
     return out
 
 

@@ -52,6 +52,7 @@ test: lint typecheck unit
 
 bench: $(BENCH_STAMP)
 	$(BIN)/python benchmarks/policy_engine.py
+	$(BIN)/python benchmarks/policy_compile.py
 	$(BIN)/python benchmarks/identity.py
 	$(BIN)/python benchmarks/decision_path.py
 	$(BIN)/python benchmarks/gateway.py

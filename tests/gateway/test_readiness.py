@@ -155,3 +155,42 @@ async def test_readyz_reports_a_dead_audit_writer(
             assert "writer bug" not in (await readyz(client)).text
     finally:
         audit.close()
+
+
+async def test_a_policy_reload_compiles_off_the_event_loop(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While a (large, slow) policy compiles, the event loop keeps running: the reload
+    runs in a worker thread and swaps the engine in when it is complete."""
+    import threading
+
+    import verity.policy as policy_package
+    from verity.gateway.readiness import Readiness
+    from verity.policy import LivePolicy
+
+    file = tmp_path / "p.yaml"
+    file.write_text("rules: [{name: a, allow: {roles: [a]}}]\n")
+    live = LivePolicy(file)
+    release = threading.Event()
+    real_compile = policy_package.compile_policy
+
+    def slow_compile(policy: Any, **options: Any) -> Any:
+        assert release.wait(10)
+        return real_compile(policy, **options)
+
+    monkeypatch.setattr(policy_package, "compile_policy", slow_compile)
+    file.write_text("rules: [{name: b, allow: {roles: [b]}}]\n")
+    old = live.version
+    reload = asyncio.ensure_future(Readiness(verifiers=(), policy=live).reload_once(live))
+    ticks = 0
+    for _ in range(20):  # the loop turns while the compile is held
+        await asyncio.sleep(0.005)
+        ticks += 1
+    assert not reload.done()
+    assert live.version == old
+    release.set()
+    result = await asyncio.wait_for(reload, 10)
+    assert ticks == 20
+    assert result is not None
+    assert result.changed
+    assert live.version != old

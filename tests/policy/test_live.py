@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from verity.errors import PolicyLoadError
 from verity.model import AccessRequest, Principal
-from verity.policy import LivePolicy
+from verity.policy import LivePolicy, ReloadResult
 
 ALLOW_ENG = "rules: [{name: eng, allow: {roles: [eng]}}]\n"
 ALLOW_OPS = "rules: [{name: ops, allow: {roles: [ops]}}]\n"
@@ -92,3 +93,38 @@ def test_deciding_during_reloads_always_uses_a_complete_policy(tmp_path: Path) -
     # every decision is the eng policy allowing, or the ops policy denying: never a mix
     assert seen <= {("eng", eng_version), (None, ops_version)}
     assert ("eng", eng_version) in seen
+
+
+def test_decisions_go_on_while_a_reload_compiles(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A reload compiles beside the engine in force: decisions are answered by the old
+    engine meanwhile (never blocked, never half-loaded), then by the new one."""
+    import verity.policy as policy_package
+
+    file = tmp_path / "p.yaml"
+    file.write_text(ALLOW_ENG)
+    live = LivePolicy(file)
+    compiling, release = threading.Event(), threading.Event()
+    real_compile = policy_package.compile_policy
+
+    def slow_compile(policy: Any, **options: Any) -> Any:
+        compiling.set()
+        assert release.wait(10)
+        return real_compile(policy, **options)
+
+    monkeypatch.setattr(policy_package, "compile_policy", slow_compile)
+    file.write_text(ALLOW_OPS)
+    results: list[ReloadResult] = []
+    reloader = threading.Thread(target=lambda: results.append(live.reload()))
+    reloader.start()
+    try:
+        assert compiling.wait(10)
+        for _ in range(100):  # the reload is stuck in its compile the whole time
+            assert live.decide(request("eng")).allowed
+            assert not live.decide(request("ops")).allowed
+    finally:
+        release.set()
+        reloader.join(10)
+    assert results[0].changed
+    assert live.decide(request("ops")).allowed

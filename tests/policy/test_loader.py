@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from verity.errors import PolicyLoadError
 from verity.policy import ast, load_policy, load_policy_file
+from verity.policy.loader import _digest
 
 
 def problems(text: str) -> dict[str, str]:
@@ -205,3 +209,18 @@ def test_version_is_a_stable_content_hash() -> None:
     b = load_policy("rules:\n  - allow: {roles: [x]}\n    name: a\n")
     c = load_policy("rules: [{name: a, allow: {roles: [y]}}]")
     assert a.version == b.version != c.version
+
+
+@pytest.mark.parametrize(
+    "document",
+    [
+        {"rules": [{"name": "a", "allow": {"roles": ["x"]}}, {"name": "b", "deny": {}}]},
+        {"version": 1, "access_levels": {"l": {"mfa": True}}, "rules": []},
+        {"rules": [{"name": "a", "allow": {"when": "x"}, "description": "é \u2028"}]},
+    ],
+)
+def test_policy_version_is_the_hash_of_the_canonical_json(document: dict[str, Any]) -> None:
+    """Hashed rule by rule (a large policy never holds its whole text), yet the same
+    version as hashing ``json.dumps(document, sort_keys=True)`` at once."""
+    whole = json.dumps(document, sort_keys=True, default=str).encode()
+    assert _digest(document) == hashlib.sha256(whole).hexdigest()

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from .ast import Policy
 from .cel import CelRuntime
+from .codegen import without_gc
 from .compiler import Compiler
 from .engine import Engine, Explanation, RuleExplanation
 from .live import LivePolicy, ReloadResult
@@ -43,10 +44,14 @@ def load_policy(text: str, *, source: str = "<text>") -> Policy:
     return load_policy_text(text, source=source, cel_check=_check_cel)
 
 
-def compile_policy(policy: Policy) -> Engine:
-    """Compile a validated policy into a decision engine."""
-    compiler = Compiler(policy, cel_runtime())
-    return Engine(policy, compiler.compile_rules(), compiler)
+def compile_policy(policy: Policy, *, linear: bool = False) -> Engine:
+    """Compile a validated policy into a decision engine.
+
+    ``linear=True`` turns the rule index off (every request evaluates every rule in
+    policy order): same decisions, slower; for tests and comparisons."""
+    with without_gc():
+        compiler = Compiler(policy, cel_runtime())
+        return Engine(policy, compiler.compile_rules(), compiler, linear=linear)
 
 
 __all__ = [

@@ -50,6 +50,18 @@ class LocalClock:
         return (days + 3) % 7, seconds // 60  # 1970-01-01 was a Thursday (weekday 3)
 
 
+_CLOCKS: dict[str, LocalClock] = {}
+
+
+def clock_for(tz: str) -> LocalClock:
+    """The one ``LocalClock`` of a zone: every time window in that zone shares its offset
+    cache (a policy with a window per role would otherwise warm a cache per role)."""
+    clock = _CLOCKS.get(tz)
+    if clock is None:
+        clock = _CLOCKS.setdefault(tz, LocalClock(tz))
+    return clock
+
+
 def _utc_offset(t: int, zone: zoneinfo.ZoneInfo) -> int:
     delta = datetime.fromtimestamp(t, zone).utcoffset() or timedelta(0)
     return int(delta.total_seconds())

@@ -11,9 +11,9 @@ nothing from a policy file is ever executed as code.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from ..errors import PolicyError
 from ..model import AccessRequest, Effect
@@ -103,6 +103,71 @@ class RuleShape(NamedTuple):
     specific: bool
 
 
+class _Variants(Mapping[Pin, "Evaluate"]):
+    """A rule's generated functions per pin, built on first use (most never are: the
+    index evaluates candidates through ``verity.policy.dispatch``)."""
+
+    __slots__ = ("_built", "_compiler", "_rule", "_shape")
+
+    def __init__(self, compiler: Compiler, rule: ast.Rule, shape: object) -> None:
+        self._compiler = compiler
+        self._rule = rule
+        self._shape = shape
+        self._built: dict[Pin, Evaluate] | None = None  # no dict per rule until used
+
+    def __getitem__(self, pin: Pin) -> Evaluate:
+        built = self._built
+        if built is None:
+            built = self._built = {}
+        function = built.get(pin)
+        if function is None:
+            targets = _pinned(self._rule.targets, pin)
+            function = self._compiler.variant(self._rule, self._shape, targets)
+            built[pin] = function
+        return function
+
+    def __iter__(self) -> Iterator[Pin]:
+        return iter(_PINS)
+
+    def __len__(self) -> int:
+        return len(_PINS)
+
+
+class _Pinned(Mapping[Pin, "tuple[ast.Target, ...] | None"]):
+    """``_pinned`` of a rule's selectors, computed when asked (when a group of the index
+    is generated: rarely, and never for most rules)."""
+
+    __slots__ = ("_targets",)
+
+    def __init__(self, targets: tuple[ast.Target, ...]) -> None:
+        self._targets = targets
+
+    def __getitem__(self, pin: Pin) -> tuple[ast.Target, ...] | None:
+        return _pinned(self._targets, pin)
+
+    def __iter__(self) -> Iterator[Pin]:
+        return iter(_PINS)
+
+    def __len__(self) -> int:
+        return len(_PINS)
+
+
+class _TargetTest:
+    """A rule's selector test (for ``explain``), generated on first call."""
+
+    __slots__ = ("_compiler", "_targets", "_test")
+
+    def __init__(self, compiler: Compiler, targets: tuple[ast.Target, ...]) -> None:
+        self._compiler = compiler
+        self._targets = targets
+        self._test: Test | None = None
+
+    def __call__(self, request: AccessRequest) -> bool:
+        if self._test is None:
+            self._test = self._compiler.target_test(self._targets)
+        return self._test(request)
+
+
 @dataclass(frozen=True, slots=True, eq=False)
 class CompiledRule:
     """A rule ready to evaluate.
@@ -110,7 +175,10 @@ class CompiledRule:
     ``variants[pin]`` is the generated function for a request that the index has already
     matched on exact host (``pin[0]``) and/or exact resource type (``pin[1]``): it tests
     only the rest of the resource selector, then the conditions. Rules that differ only
-    in resources share the generated code of their conditions.
+    in resources share the generated code of their conditions, and rules that differ only
+    in their constants share the compiled code (``verity.policy.codegen``). Variants,
+    pinned selectors and the selector test are built on first use, so compiling a rule
+    costs its checks and little else.
     """
 
     index: int
@@ -118,7 +186,7 @@ class CompiledRule:
     effect: Effect
     rule: ast.Rule
     checks: tuple[Check, ...]
-    targets: Test
+    targets: Callable[[AccessRequest], bool]
     variants: Mapping[Pin, Evaluate]
     pinned: Mapping[Pin, tuple[ast.Target, ...] | None]
     """The selectors left to test for each pin (None: nothing left)."""
@@ -135,8 +203,8 @@ class CompiledRule:
 
 
 class Compiler:
-    """Turns one validated policy into compiled rules, sharing compiled access levels
-    and the generated code of structurally identical rules."""
+    """Turns one validated policy into compiled rules, sharing compiled access levels,
+    the checks of identical conditions and the generated code of alike rules."""
 
     def __init__(self, policy: ast.Policy, cel: CelRuntime) -> None:
         self.policy = policy
@@ -144,6 +212,8 @@ class Compiler:
         self.levels: dict[str, AllCheck] = {}
         self._conditions: dict[object, tuple[list[str], dict[str, object]]] = {}
         self._checks: dict[object, tuple[Check, ...]] = {}
+        self._shape_keys: dict[object, object] = {}
+        self._criteria: dict[object, Check] = {}
         self._shapes: dict[RuleShape, RuleShape] = {}
         self._functions: dict[object, Evaluate] = {}
         self._targets: dict[object, Test] = {}
@@ -152,35 +222,44 @@ class Compiler:
         return tuple(self.rule(rule) for rule in self.policy.rules)
 
     def rule(self, rule: ast.Rule) -> CompiledRule:
-        shape = structure(rule.condition)
+        # One description per distinct condition is kept, not one per rule.
+        parts = tuple(structure(child) for child in rule.condition.children)
+        described = ("All", parts)  # == structure(rule.condition)
+        shape = self._shape_keys.setdefault(described, described)
         checks = self._checks.get(shape)
         if checks is None:
-            checks = self._checks[shape] = self.checks(rule.condition)
-        if shape not in self._conditions:
-            expressions: list[str] = []
-            bindings: dict[str, object] = {}
-            for i, check in enumerate(checks):
-                expression, bound = check.expression(f"_c{i}")
-                expressions.append(expression)
-                bindings.update(bound)
-            self._conditions[shape] = (expressions, bindings)
-        pinned = {pin: _pinned(rule.targets, pin) for pin in _PINS}
-        variants = {pin: self._variant(rule, shape, pinned[pin]) for pin in _PINS}
-        targets = self._target_test(rule.targets)
-        specific = _pinned(rule.targets, (False, False)) is not None
+            checks = self._checks[shape] = tuple(
+                self._shared_check(child, part)
+                for child, part in zip(rule.condition.children, parts, strict=True)
+            )
+        specific = any(
+            t.hosts or t.types or t.actions or t.methods or t.paths for t in rule.targets
+        )
         found = RuleShape(checks, rule.hint, rule.message, specific)
         rule_shape = self._shapes.setdefault(found, found)
         return CompiledRule(
-            rule.index, rule.name, rule.effect, rule, checks, targets, variants, pinned, rule_shape
+            rule.index,
+            rule.name,
+            rule.effect,
+            rule,
+            checks,
+            _TargetTest(self, rule.targets),
+            _Variants(self, rule, shape),
+            _Pinned(rule.targets),
+            rule_shape,
         )
 
-    def _variant(
+    def variant(
         self, rule: ast.Rule, shape: object, targets: tuple[ast.Target, ...] | None
     ) -> Evaluate:
+        """The generated function of a rule's condition behind the selectors ``targets``."""
         key = (shape, None if targets is None else tuple(structure(t) for t in targets))
         function = self._functions.get(key)
         if function is None:
-            expressions, bindings = self._conditions[shape]
+            conditions = self._conditions.get(shape)
+            if conditions is None:
+                conditions = self._conditions[shape] = _expressions(self._checks[shape])
+            expressions, bindings = conditions
             guard = None
             if targets is not None:
                 guard, target_bindings = targets_expression(targets)
@@ -189,7 +268,8 @@ class Compiler:
             self._functions[key] = function
         return function
 
-    def _target_test(self, targets: Sequence[ast.Target]) -> Test:
+    def target_test(self, targets: Sequence[ast.Target]) -> Test:
+        """The generated test of a rule's selectors (any selector may match)."""
         key = tuple(structure(t) for t in targets)
         test = self._targets.get(key)
         if test is None:
@@ -197,6 +277,15 @@ class Compiler:
             test = predicate(expression, bindings, "resources")
             self._targets[key] = test
         return test
+
+    def _shared_check(self, node: ast.Node, described: object) -> Check:
+        """One check for equal criteria of different rules (the time window every rule
+        of a role repeats): fewer objects for a request to touch. Decisions do not show
+        a check's key path; ``explain`` builds fresh checks (``checks``)."""
+        check = self._criteria.get(described)
+        if check is None:
+            check = self._criteria[described] = self.check(node)
+        return check
 
     def checks(self, condition: ast.All) -> tuple[Check, ...]:
         """Fresh checks for a rule's condition (their traces carry this rule's key paths)."""
@@ -245,16 +334,70 @@ def _pinned(targets: tuple[ast.Target, ...], pin: Pin) -> tuple[ast.Target, ...]
     return rest
 
 
+def _expressions(checks: Sequence[Check]) -> tuple[list[str], dict[str, object]]:
+    expressions: list[str] = []
+    bindings: dict[str, object] = {}
+    for i, check in enumerate(checks):
+        expression, bound = check.expression(f"_c{i}")
+        expressions.append(expression)
+        bindings.update(bound)
+    return expressions, bindings
+
+
+def _direct(value: object) -> object:
+    return value
+
+
+def _scalar(value: object) -> object:
+    return (type(value).__name__, value)
+
+
+def _children(value: Any) -> object:
+    return tuple(structure(child) for child in value)
+
+
+def _mapping(value: Any) -> object:
+    return tuple(sorted((str(k), _scalar(v)) for k, v in value.items()))
+
+
+# How ``structure`` treats a field, by its declared type. Fields of one declared type hold
+# values of that type only (the parser builds them), so sets and tuples of strings, ints
+# and networks are their own description; scalars keep their type (``True == 1``); values
+# of any type (claims, resource attributes) are described element by element.
+_BY_TYPE: dict[str, Callable[[Any], object]] = {
+    "str": _direct,
+    "frozenset[str]": _direct,
+    "tuple[str, ...]": _direct,
+    "frozenset[int]": _direct,
+    "tuple[Network, ...]": _direct,
+    "bool": _scalar,
+    "int": _scalar,
+    "Mapping[str, str]": _mapping,
+    "tuple[Node, ...]": _children,
+}
+_PLANS: dict[type, tuple[tuple[str, Callable[[Any], object]], ...]] = {}
+
+
+def _plan(kind: type) -> tuple[tuple[str, Callable[[Any], object]], ...]:
+    plan = _PLANS.get(kind)
+    if plan is None:
+        plan = _PLANS[kind] = tuple(
+            (f.name, _BY_TYPE.get(str(f.type), structure))
+            for f in dataclasses.fields(kind)
+            if f.name != "path"
+        )
+    return plan
+
+
 def structure(node: object) -> object:
     """A hashable description of a node without its key paths: equal for rules that
     differ only in where they were written. Scalars keep their type, because Python
     says ``True == 1 == 1.0`` while the policy language does not."""
+    kind = type(node)
+    if kind is str:
+        return ("str", node)
     if isinstance(node, ast.Node | ast.Target):
-        fields = dataclasses.fields(node)
-        return (
-            type(node).__name__,
-            *(structure(getattr(node, f.name)) for f in fields if f.name != "path"),
-        )
+        return (kind.__name__, *(describe(getattr(node, name)) for name, describe in _plan(kind)))
     if isinstance(node, Mapping):
         return tuple(sorted((str(k), structure(v)) for k, v in node.items()))
     if isinstance(node, tuple | list):

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from ..errors import CelError
 from ..ids import new_decision_id
@@ -22,7 +21,7 @@ from .authn import for_anonymous, identity_deny_rules, identity_rules
 from .checks import Check, Trace
 from .compiler import PASSED, CompiledRule, Compiler, RuleShape
 from .dispatch import ALLOWED, DENIED, DENY_ERROR
-from .index import NAMES, RuleIndex
+from .index import Group, RuleIndex, Slot
 
 ALLOW = Effect.ALLOW
 ANONYMOUS = PrincipalKind.ANONYMOUS
@@ -56,68 +55,111 @@ class Engine:
     """A compiled policy. Build it with ``verity.policy.compile_policy``."""
 
     def __init__(
-        self, policy: ast.Policy, rules: Sequence[CompiledRule], compiler: Compiler
+        self,
+        policy: ast.Policy,
+        rules: Sequence[CompiledRule],
+        compiler: Compiler,
+        *,
+        linear: bool = False,
     ) -> None:
         self.policy = policy
         self._compiler = compiler
         self.version = policy.version
         self.rules = tuple(rules)
-        self._index = RuleIndex(self.rules)
-        self._candidates = self._index.candidates
+        self._index = RuleIndex(self.rules, dict(policy.access_levels), linear=linear)
+        self._slot = self._index.slot
         self._identity_denies = identity_deny_rules(policy)
         self._identity_readers = identity_rules(policy)
 
     def decide(self, request: AccessRequest) -> Decision:
         """Decide one request. Never raises: an internal failure is a deny."""
         try:
-            candidates = self._candidates(request)
-            kind, i, closest_at, detail = candidates[0](request)
-            if kind == ALLOWED:  # the rule names sit in the candidates tuple itself
-                name = candidates[NAMES + i]
-                return _new(Decision, (ALLOW, name, new_decision_id(), self.version, (), ()))
-            return self._not_allowed(request, candidates, kind, i, closest_at, detail)
+            slot = self._slot(request)
+            groups = slot.probe(request)
+            if len(groups) == 1:  # the usual case: one group, its outcome is the answer
+                group = groups[0]
+                kind, i, closest_at, detail = (group.run or group.build())(request)
+                if kind == ALLOWED:
+                    name = group.allows[i][0].name
+                    return _new(Decision, (ALLOW, name, new_decision_id(), self.version, (), ()))
+                if kind == DENIED:
+                    decision = self._denied_by(group.denies[i][0], request)
+                elif kind == DENY_ERROR:
+                    decision = self._denied_by(group.denies[i][0], request, cel_error=detail)
+                else:
+                    closest = None if i < 0 else group.allows[i][0]
+                    failed = None if detail is None else (group.allows[detail[0]][0], detail[1])
+                    decision = self._no_match(request, slot, closest, closest_at, failed)
+                return self._for(request, decision)
+            return self._merged(request, slot, groups)
         except Exception as exc:  # noqa: BLE001 - fail closed on anything
             return self._internal_error(exc)
 
-    def _not_allowed(
-        self,
-        request: AccessRequest,
-        candidates: tuple[Any, ...],
-        kind: int,
-        i: int,
-        closest_at: int,
-        detail: Any,
-    ) -> Decision:
-        decision = self._denial(request, candidates, kind, i, closest_at, detail)
+    def candidates(self, request: AccessRequest) -> frozenset[int]:
+        """The indexes of the rules that the index lets ``request`` evaluate (every rule
+        that can match it is among them); for tests and diagnostics."""
+        groups = self._slot(request).probe(request)
+        return frozenset(rule.index for g in groups for rule, _ in (*g.denies, *g.allows))
+
+    def _merged(self, request: AccessRequest, slot: Slot, groups: Sequence[Group]) -> Decision:
+        """The outcomes of several groups, merged by policy order: the first deny rule
+        (matched or raising) in the policy decides, else the first allow rule; else the
+        closest allow rule (furthest, then first) and the first that raised explain."""
+        deny: CompiledRule | None = None
+        deny_error: CelError | None = None
+        allow: CompiledRule | None = None
+        closest: CompiledRule | None = None
+        closest_at = -1
+        failed: tuple[CompiledRule, CelError] | None = None
+        for group in groups:
+            kind, i, at, detail = (group.run or group.build())(request)
+            if kind in (DENIED, DENY_ERROR):
+                rule = group.denies[i][0]
+                if deny is None or rule.index < deny.index:
+                    deny, deny_error = rule, detail if kind == DENY_ERROR else None
+            elif kind == ALLOWED:
+                rule = group.allows[i][0]
+                if allow is None or rule.index < allow.index:
+                    allow = rule
+            else:
+                if i >= 0:
+                    rule = group.allows[i][0]
+                    if at > closest_at or (
+                        at == closest_at and (closest is None or rule.index < closest.index)
+                    ):
+                        closest, closest_at = rule, at
+                if detail is not None:
+                    rule = group.allows[detail[0]][0]
+                    if failed is None or rule.index < failed[0].index:
+                        failed = (rule, detail[1])
+        if deny is not None:
+            return self._for(request, self._denied_by(deny, request, cel_error=deny_error))
+        if allow is not None:
+            return _new(Decision, (ALLOW, allow.name, new_decision_id(), self.version, (), ()))
+        return self._for(request, self._no_match(request, slot, closest, closest_at, failed))
+
+    def _for(self, request: AccessRequest, decision: Decision) -> Decision:
         if request.principal.kind is ANONYMOUS:
             return for_anonymous(decision, self._identity_denies, self._identity_readers)
         return decision
 
-    def _denial(
+    def _no_match(
         self,
         request: AccessRequest,
-        candidates: tuple[Any, ...],
-        kind: int,
-        i: int,
+        slot: Slot,
+        closest: CompiledRule | None,
         closest_at: int,
-        detail: Any,
+        failed: tuple[CompiledRule, CelError] | None,
     ) -> Decision:
-        deny_rules: Sequence[CompiledRule] = candidates[1]
-        if kind == DENIED:
-            return self._denied_by(deny_rules[i], request)
-        if kind == DENY_ERROR:
-            return self._denied_by(deny_rules[i], request, cel_error=detail)
-        functions: Sequence[Callable[[AccessRequest], int]] = candidates[2]
-        shapes: Sequence[RuleShape] = candidates[3]
-        closest, failed = i, detail
-        if closest >= 0 and closest_at == 0 and not shapes[closest].specific:
-            closest = _prefer_specific(request, functions, shapes, closest)
-        if closest < 0 and failed is not None:
-            at = failed[0]
-            return self._evaluation_failed(candidates[NAMES + at], shapes[at], failed[1])
-        if closest < 0:
+        """Default deny, explained by the allow rule a linear scan finds closest."""
+        closest, closest_at = slot.closest(request, closest, closest_at)
+        if closest is not None and closest_at == 0 and not closest.shape.specific:
+            closest = slot.prefer_specific(request) or closest
+        if closest is None and failed is not None:
+            return self._evaluation_failed(failed[0].name, failed[0].shape, failed[1])
+        if closest is None:
             return self._default_deny(request, None, None, closest_at)
-        return self._default_deny(request, candidates[NAMES + closest], shapes[closest], closest_at)
+        return self._default_deny(request, closest.name, closest.shape, closest_at)
 
     def _denied_by(
         self, rule: CompiledRule, request: AccessRequest, cel_error: CelError | None = None
@@ -220,24 +262,6 @@ def _explain_rule(
         path=rule.rule.path,
         description=rule.rule.description,
     )
-
-
-def _prefer_specific(
-    request: AccessRequest,
-    functions: Sequence[Callable[[AccessRequest], int]],
-    shapes: Sequence[RuleShape],
-    closest: int,
-) -> int:
-    """When no rule got past its first criterion, explain with a rule written for this
-    resource rather than a catch-all (deny path only)."""
-    for i, shape in enumerate(shapes):
-        if shape.specific:
-            try:
-                if functions[i](request) == 0:
-                    return i
-            except CelError:
-                continue
-    return closest
 
 
 def _deny_message(rule: CompiledRule) -> Callable[[AccessRequest], str]:

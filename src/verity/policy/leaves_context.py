@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from ..model import AccessRequest, ObligationKind
 from . import ast, values
 from .checks import Check, Test, fmt_set
-from .clock import BUCKET, LocalClock, describe_local
+from .clock import BUCKET, clock_for, describe_local
 
 _FLAG_TEXT = {
     "managed": (
@@ -174,7 +174,7 @@ class TimeWindowCheck(Check):
 
     def build(self) -> Test:
         clock, days, start, end = (
-            LocalClock(self.node.tz),
+            clock_for(self.node.tz),
             self.node.days,
             self.node.start,
             self.node.end,

@@ -18,6 +18,7 @@ from .. import yamlio
 from ..errors import PolicyLoadError, Problem
 from ..model import Effect
 from . import ast, values
+from .codegen import without_gc
 from .parse import block
 from .parse_common import ParseContext, strings, unknown
 
@@ -77,11 +78,12 @@ def parse_policy(
             unknown(ctx, str(key), str(key), _TOP_KEYS, "top-level key")
     if document.get("version", 1) != 1:
         ctx.problem("version", "unsupported policy version (this Verity reads version 1)")
-    levels = _levels(document.get("access_levels") or {}, ctx)
-    rules = _rules(document.get("rules"), ctx)
+    with without_gc():  # a large policy allocates much and frees nothing (see codegen)
+        levels = _levels(document.get("access_levels") or {}, ctx)
+        rules = _rules(document.get("rules"), ctx)
     if problems:
         raise PolicyLoadError(source, problems)
-    digest = hashlib.sha256(json.dumps(document, sort_keys=True, default=str).encode()).hexdigest()
+    digest = _digest(document)
     for warning in ctx.warnings:
         log.warning("policy %s: %s", source, warning)
     return ast.Policy(
@@ -229,5 +231,32 @@ def _target_field(field: str, value: Any, path: str, ctx: ParseContext) -> Any:
     if field == "paths":
         return tuple(strings(value, path, ctx, values.path_glob))
     if field == "methods":
-        return values.methods_matched(strings(value, path, ctx, values.method))
-    return frozenset(strings(value, path, ctx))
+        return ctx.shared(values.methods_matched(strings(value, path, ctx, values.method)))
+    return ctx.shared(frozenset(strings(value, path, ctx)))
+
+
+def _digest(document: dict[Any, Any]) -> str:
+    """SHA-256 of ``json.dumps(document, sort_keys=True, default=str)``, hashed rule by
+    rule, so a policy of 350,000 rules never holds its whole JSON text in memory."""
+    rules = document.get("rules")
+    if not isinstance(rules, list) or not all(isinstance(k, str) for k in document):
+        return hashlib.sha256(_json(document).encode()).hexdigest()
+    digest = hashlib.sha256()
+    for i, key in enumerate(sorted(document)):
+        digest.update(((", " if i else "{") + _json(key) + ": ").encode())
+        if key != "rules":
+            digest.update(_json(document[key]).encode())
+            continue
+        digest.update(b"[")
+        for j, rule in enumerate(rules):
+            digest.update(((", " if j else "") + _json(rule)).encode())
+        digest.update(b"]")
+    digest.update(b"}")
+    return digest.hexdigest()
+
+
+_ENCODER = json.JSONEncoder(sort_keys=True, default=str)  # what json.dumps builds per call
+
+
+def _json(value: Any) -> str:
+    return _ENCODER.encode(value)

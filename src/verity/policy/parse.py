@@ -27,7 +27,7 @@ def _plain(value: object) -> str:
 def _set_of(node_type: Callable[..., ast.Node], convert: Callable[[Any], str] = _plain) -> Parser:
     def parse(value: Any, path: str, ctx: ParseContext) -> list[ast.Node]:
         items = strings(value, path, ctx, convert)
-        return [node_type(path, frozenset(items))] if items else []
+        return [node_type(path, ctx.shared(frozenset(items)))] if items else []
 
     return parse
 

@@ -20,6 +20,15 @@ class ParseContext:
     cel_check: Callable[[str], None] | None = None
     levels_used: set[str] = field(default_factory=set)
     warnings: list[Problem] = field(default_factory=list)
+    memo: dict[Any, Any] = field(default_factory=dict)
+    """Parsed forms of values that parsed without a problem, by a key of their input."""
+    values: dict[Any, Any] = field(default_factory=dict)
+    """Equal values seen so far (sets of roles, regions, days...), so that a policy of
+    many rules holds each once instead of once per rule."""
+
+    def shared(self, value: Any) -> Any:
+        """One object for equal values (``frozenset({"DE", "FR"})`` in every rule)."""
+        return self.values.setdefault(value, value)
 
     def problem(self, path: str, message: str) -> None:
         self.problems.append(Problem(path, message))
@@ -45,14 +54,14 @@ def strings(
         ctx.problem(path, "must not be empty")
     out: list[str] = []
     for i, item in enumerate(items):
-        where = join(path, i) if isinstance(value, list) else path
         if isinstance(item, bool | dict | list) or item is None:
+            where = join(path, i) if isinstance(value, list) else path
             ctx.problem(where, f"expected a string, got {type(item).__name__}")
             continue
         try:
             out.append(convert(item))
         except ValueError as exc:
-            ctx.problem(where, str(exc))
+            ctx.problem(join(path, i) if isinstance(value, list) else path, str(exc))
     return out
 
 

@@ -85,6 +85,11 @@ def _time_window(value: Any, path: str, ctx: ParseContext) -> ast.TimeWindow | N
     for key in value:
         if key not in ("days", "hours", "tz"):
             unknown(ctx, join(path, str(key)), str(key), ("days", "hours", "tz"), "time key")
+    key = (value.get("days", "any"), value.get("hours", "00:00-24:00"), value.get("tz"))
+    if all(type(part) is str for part in key):  # rules repeat a few windows: parse each once
+        found = ctx.memo.get(("time", *key))
+        if found is not None:
+            return ast.TimeWindow(path, *found)
     before = len(ctx.problems)
     day_set, start, end, tz = frozenset(range(7)), 0, 1440, "UTC"
     try:
@@ -106,7 +111,10 @@ def _time_window(value: Any, path: str, ctx: ParseContext) -> ast.TimeWindow | N
         return None
     span = f"{start // 60:02d}:{start % 60:02d}-{end // 60:02d}:{end % 60:02d}"
     text = f"{_day_text(day_set)} {span} {tz}"
-    return ast.TimeWindow(path, day_set, start, end, tz, text)
+    window = (ctx.shared(day_set), start, end, tz, ctx.shared(text))
+    if all(type(part) is str for part in key):
+        ctx.memo[("time", *key)] = window
+    return ast.TimeWindow(path, *window)
 
 
 def _day_text(day_set: frozenset[int]) -> str:

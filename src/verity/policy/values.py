@@ -121,6 +121,20 @@ def network(value: object) -> tuple[Network, str | None]:
     text = str(value).strip()
     if isinstance(value, bool) or not text:
         raise ValueError(f"{value!r} is not an IP address or CIDR")
+    # Large policies repeat the same few ranges in every rule: parse each spelling once.
+    found = _NETWORKS.get(text)
+    if found is None:
+        found = _network(value, text)
+        if len(_NETWORKS) < _MAX_NETWORKS:
+            _NETWORKS[text] = found
+    return found
+
+
+_NETWORKS: dict[str, tuple[Network, str | None]] = {}
+_MAX_NETWORKS = 4096
+
+
+def _network(value: object, text: str) -> tuple[Network, str | None]:
     try:
         net = ipaddress.ip_network(text, strict=False)
     except ValueError as exc:

@@ -2,7 +2,11 @@
 
 Deny overrides allow: a deny rule whose criteria all hold decides first; otherwise the
 first allow rule (in policy order) whose criteria all hold allows; otherwise the request
-is denied by default, with the reason taken from the allow rule that came closest. A
+is denied by default, with the reason taken from the allow rule that came closest.
+Permission tables (``verity.policy.tables``) are allows in policy order like rules: a
+deny rule overrides a row that grants, and when both a table row and an allow rule
+grant, the one written first in the policy decides (its name is the decision's rule). A
+policy without tables is decided exactly as before (``decide`` is not wrapped). A
 deny of an anonymous caller that signing in could change is an ``authenticate`` outcome
 (``verity.policy.authn``). Any unexpected exception denies with reason
 ``internal_error``. No I/O happens here.
@@ -21,12 +25,14 @@ from . import ast
 from .authn import for_anonymous, identity_deny_rules, identity_rules
 from .checks import Check, Trace
 from .compiler import PASSED, CompiledRule, Compiler, RuleShape
-from .dispatch import ALLOWED, DENIED, DENY_ERROR
+from .dispatch import ALLOWED, DENIED, DENY_ERROR, NO_MATCH
 from .index import NAMES, RuleIndex
+from .tables import CompiledTable, Outcome, compile_tables
 
 ALLOW = Effect.ALLOW
 ANONYMOUS = PrincipalKind.ANONYMOUS
 _new = tuple.__new__  # builds a Decision without a Python-level __new__ call
+_END = 1 << 62  # "after every table": no allow rule decided
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +72,11 @@ class Engine:
         self._candidates = self._index.candidates
         self._identity_denies = identity_deny_rules(policy)
         self._identity_readers = identity_rules(policy)
+        self.tables: tuple[CompiledTable, ...] = ()
+        if policy.tables:  # otherwise decide() stays exactly the rules' path
+            self.tables = compile_tables(policy, compiler)
+            self._positions = {rule.name: rule.index for rule in self.rules}
+            self.decide = self._decide_with_tables  # type: ignore[method-assign]
 
     def decide(self, request: AccessRequest) -> Decision:
         """Decide one request. Never raises: an internal failure is a deny."""
@@ -78,6 +89,70 @@ class Engine:
             return self._not_allowed(request, candidates, kind, i, closest_at, detail)
         except Exception as exc:  # noqa: BLE001 - fail closed on anything
             return self._internal_error(exc)
+
+    def _decide_with_tables(self, request: AccessRequest) -> Decision:
+        """``decide`` for a policy with permission tables (see the module docstring)."""
+        try:
+            candidates = self._candidates(request)
+            kind, i, closest_at, detail = candidates[0](request)
+            if kind in (DENIED, DENY_ERROR):  # a deny rule decides first
+                return self._not_allowed(request, candidates, kind, i, closest_at, detail)
+            before = self._positions[candidates[NAMES + i]] if kind == ALLOWED else _END
+            near: tuple[CompiledTable, Outcome] | None = None
+            for table in self.tables:
+                if table.position > before:  # an allow rule above this table allows
+                    break
+                outcome = table.evaluate(request)
+                if outcome.granted is not None:
+                    name = outcome.granted
+                    return _new(Decision, (ALLOW, name, new_decision_id(), self.version, (), ()))
+                if near is None or (outcome.closest is not None and outcome.at > near[1].at):
+                    near = (table, outcome)
+            if kind == ALLOWED:
+                name = candidates[NAMES + i]
+                return _new(Decision, (ALLOW, name, new_decision_id(), self.version, (), ()))
+            decision = self._table_denial(request, candidates, i, closest_at, detail, near)
+            if request.principal.kind is ANONYMOUS:
+                decision = for_anonymous(decision, self._identity_denies, self._identity_readers)
+        except Exception as exc:  # noqa: BLE001 - fail closed on anything
+            return self._internal_error(exc)
+        return decision
+
+    def _table_denial(
+        self,
+        request: AccessRequest,
+        candidates: tuple[Any, ...],
+        i: int,
+        closest_at: int,
+        detail: Any,
+        near: tuple[CompiledTable, Outcome] | None,
+    ) -> Decision:
+        """Nothing allowed: explain with the table row or the allow rule that came closest
+        (the row on a tie); then a row whose condition raised, like an allow rule's; then,
+        when rows are about this resource type and action but not for the caller's roles
+        (and no rule got past its first criterion), which roles would grant."""
+        outcome = near[1] if near is not None else None
+        if outcome is not None and outcome.closest is not None and outcome.at >= closest_at:
+            row = outcome.closest
+            return self._default_deny(request, row.name, row.rule.shape, outcome.at)
+        if (i >= 0 and closest_at > 0) or detail is not None:
+            return self._denial(request, candidates, NO_MATCH, i, closest_at, detail)
+        if outcome is not None and outcome.failed is not None:
+            row, error = outcome.failed
+            return self._evaluation_failed(row.name, row.rule.shape, error)
+        tables = [t for t in self.tables if t.grantors(request.resource.type, request.action)]
+        if not tables and i >= 0:  # no row is about this request: the rule that came closest
+            return self._denial(request, candidates, NO_MATCH, i, closest_at, detail)
+        table = tables[0] if tables else self.tables[0]
+        reason = Reason(
+            "no_matching_rule",
+            "",
+            None,
+            "request access from an administrator",
+            table.no_grant_message,
+            request,
+        )
+        return Decision(Effect.DENY, None, new_decision_id(), self.version, (reason,))
 
     def _not_allowed(
         self,
@@ -176,12 +251,17 @@ class Engine:
         """
         decision = self.decide(request)
         explained = []
+        tables = list(self.tables)
         for rule in self.rules:
+            while tables and tables[0].position <= rule.index:
+                explained += _explain_table(tables.pop(0), request, all_rules)
             applicable = bool(rule.targets(request))
             if not applicable and not all_rules:
                 continue
             checks = self._compiler.checks(rule.rule.condition)
             explained.append(_explain_rule(rule, checks, request, applicable))
+        for table in tables:
+            explained += _explain_table(table, request, all_rules)
         return Explanation(decision, tuple(explained))
 
 
@@ -220,6 +300,46 @@ def _explain_rule(
         path=rule.rule.path,
         description=rule.rule.description,
     )
+
+
+def _explain_table(
+    table: CompiledTable, request: AccessRequest, all_rows: bool
+) -> list[RuleExplanation]:
+    """The table's rows for the request (see ``CompiledTable.explain``) as rule
+    explanations: the role criterion first, then the row's conditions."""
+    out = []
+    for item in table.explain(request, all_rows=all_rows):
+        traces: list[Trace] = [item.role]
+        error: str | None = None
+        for check in item.checks:
+            try:
+                traces.append(check.trace(request))
+            except CelError as exc:
+                error = exc.message
+                traces.append(
+                    Trace(check.node.path, check.code, False, check.expected(), "(error)",
+                          error=exc.message)
+                )  # fmt: skip
+        matched = False
+        if item.applicable and error is None:
+            try:
+                matched = item.compiled.rule.evaluate(request) == PASSED
+            except CelError as exc:
+                error = exc.message
+        out.append(
+            RuleExplanation(
+                item.compiled.name,
+                Effect.ALLOW,
+                item.applicable,
+                matched,
+                tuple(traces),
+                error,
+                index=table.position,
+                path=item.row.where,
+                description=table.table.description,
+            )
+        )
+    return out
 
 
 def _prefer_specific(

@@ -20,10 +20,11 @@ from ..model import Effect
 from . import ast, values
 from .parse import block
 from .parse_common import ParseContext, strings, unknown
+from .parse_table import parse_table
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
 _TOP_KEYS = ("version", "access_levels", "rules")
-_RULE_KEYS = ("name", "description", "resources", "allow", "deny", "message", "hint")
+_RULE_KEYS = ("name", "description", "resources", "allow", "deny", "table", "message", "hint")
 _TARGET_KEYS = {
     "host": "hosts",
     "hosts": "hosts",
@@ -42,29 +43,44 @@ log = logging.getLogger("verity.policy")
 
 
 def load_policy_file(path: str | Path, *, cel_check: CelCheck | None = None) -> ast.Policy:
-    """Read and validate a policy file; raises ``PolicyLoadError`` naming every problem."""
-    return _parse_yaml(lambda: yamlio.load_file(path), str(path), cel_check)
+    """Read and validate a policy file; raises ``PolicyLoadError`` naming every problem.
+    Table files are read relative to the policy file's directory."""
+    base = Path(path).parent
+    return _parse_yaml(lambda: yamlio.load_file(path), str(path), cel_check, base)
 
 
 def load_policy_text(
-    text: str, *, source: str = "<text>", cel_check: CelCheck | None = None
+    text: str,
+    *,
+    source: str = "<text>",
+    cel_check: CelCheck | None = None,
+    base_dir: Path | None = None,
 ) -> ast.Policy:
-    """Validate a policy given as YAML text."""
-    return _parse_yaml(lambda: yamlio.loads(text), source, cel_check)
+    """Validate a policy given as YAML text (table files relative to ``base_dir``)."""
+    return _parse_yaml(lambda: yamlio.loads(text), source, cel_check, base_dir)
 
 
-def _parse_yaml(read: Callable[[], Any], source: str, cel_check: CelCheck | None) -> ast.Policy:
+def _parse_yaml(
+    read: Callable[[], Any], source: str, cel_check: CelCheck | None, base_dir: Path | None
+) -> ast.Policy:
     try:
         document = read()
     except yamlio.YamlProblem as exc:
         raise PolicyLoadError(source, [exc.problem]) from None
-    return parse_policy(document, source=source, cel_check=cel_check)
+    return parse_policy(document, source=source, cel_check=cel_check, base_dir=base_dir)
 
 
 def parse_policy(
-    document: Any, *, source: str = "<memory>", cel_check: CelCheck | None = None
+    document: Any,
+    *,
+    source: str = "<memory>",
+    cel_check: CelCheck | None = None,
+    base_dir: Path | None = None,
 ) -> ast.Policy:
-    """Validate a policy document (already parsed YAML/JSON) into an ``ast.Policy``."""
+    """Validate a policy document (already parsed YAML/JSON) into an ``ast.Policy``.
+
+    Relative table file names are read from ``base_dir`` (default: the current
+    directory)."""
     problems: list[Problem] = []
     if not isinstance(document, dict):
         raise PolicyLoadError(
@@ -78,10 +94,15 @@ def parse_policy(
     if document.get("version", 1) != 1:
         ctx.problem("version", "unsupported policy version (this Verity reads version 1)")
     levels = _levels(document.get("access_levels") or {}, ctx)
-    rules = _rules(document.get("rules"), ctx)
+    tables: list[ast.PermissionTable] = []
+    file_data: list[bytes] = []
+    rules = _rules(document.get("rules"), ctx, _Tables(tables, file_data, base_dir))
     if problems:
         raise PolicyLoadError(source, problems)
-    digest = hashlib.sha256(json.dumps(document, sort_keys=True, default=str).encode()).hexdigest()
+    content = hashlib.sha256(json.dumps(document, sort_keys=True, default=str).encode())
+    for data in file_data:  # a table file's content is part of the policy's version
+        content.update(hashlib.sha256(data).digest())
+    digest = content.hexdigest()
     for warning in ctx.warnings:
         log.warning("policy %s: %s", source, warning)
     return ast.Policy(
@@ -90,7 +111,19 @@ def parse_policy(
         source=source,
         version=digest,
         warnings=tuple(ctx.warnings),
+        tables=tuple(tables),
     )
+
+
+class _Tables:
+    """Where ``_rules`` puts the permission tables it finds, and the files they read."""
+
+    def __init__(
+        self, tables: list[ast.PermissionTable], file_data: list[bytes], base_dir: Path | None
+    ) -> None:
+        self.tables = tables
+        self.file_data = file_data
+        self.base_dir = base_dir
 
 
 def _levels(raw: Any, ctx: ParseContext) -> dict[str, ast.All]:
@@ -140,24 +173,79 @@ def _check_level_cycles(levels: dict[str, ast.All], ctx: ParseContext) -> None:
         visit(name, [])
 
 
-def _rules(raw: Any, ctx: ParseContext) -> list[ast.Rule]:
+def _rules(raw: Any, ctx: ParseContext, tables: _Tables) -> list[ast.Rule]:
     if not isinstance(raw, list):
         ctx.problem("rules", "required: a list of rules")
         return []
     rules: list[ast.Rule] = []
     seen: dict[str, int] = {}
     for i, body in enumerate(raw):
-        rule = _rule(body, f"rules[{i}]", len(rules), ctx)
-        if rule is None:
+        item: ast.Rule | ast.PermissionTable | None
+        if isinstance(body, dict) and "table" in body:
+            item = _table(body, f"rules[{i}]", len(rules), ctx, tables)
+        else:
+            item = _rule(body, f"rules[{i}]", len(rules), ctx)
+        if item is None:
             continue
-        if rule.name in seen:
+        if item.name in seen:
             ctx.problem(
                 f"rules[{i}].name",
-                f"duplicate rule name {rule.name!r} (also rules[{seen[rule.name]}])",
+                f"duplicate rule name {item.name!r} (also rules[{seen[item.name]}])",
             )
-        seen.setdefault(rule.name, i)
-        rules.append(rule)
+        seen.setdefault(item.name, i)
+        if isinstance(item, ast.Rule):
+            rules.append(item)
+        else:
+            tables.tables.append(item)
     return rules
+
+
+def _table(
+    body: dict[str, Any], path: str, position: int, ctx: ParseContext, tables: _Tables
+) -> ast.PermissionTable | None:
+    for key in body:
+        if key not in _RULE_KEYS:
+            unknown(ctx, f"{path}.{key}", str(key), _RULE_KEYS, "rule key")
+    name = _name(body, path, ctx)
+    for key in ("allow", "deny", "resources"):
+        if key in body:
+            ctx.problem(
+                f"{path}.{key}",
+                "a table rule has no 'allow', 'deny' or 'resources': its rows name the "
+                "resources, and 'table.allow' holds the conditions of every row",
+            )
+    texts = _texts(body, path, ctx)
+    return parse_table(
+        body["table"],
+        f"{path}.table",
+        name,
+        position,
+        texts,
+        ctx,
+        tables.base_dir,
+        tables.file_data,
+    )
+
+
+def _name(body: dict[str, Any], path: str, ctx: ParseContext) -> str:
+    name = body.get("name")
+    if not isinstance(name, str) or not _NAME.match(name):
+        ctx.problem(
+            f"{path}.name", "required: a name of letters, digits, '_', '-', '.', ':' (max 128)"
+        )
+        return f"<{path}>"
+    return name
+
+
+def _texts(body: dict[str, Any], path: str, ctx: ParseContext) -> dict[str, str | None]:
+    texts: dict[str, str | None] = {}
+    for key in ("description", "message", "hint"):
+        value = body.get(key)
+        if value is not None and not isinstance(value, str):
+            ctx.problem(f"{path}.{key}", "expected a string")
+            value = None
+        texts[key] = value
+    return texts
 
 
 def _rule(body: Any, path: str, index: int, ctx: ParseContext) -> ast.Rule | None:
@@ -167,14 +255,9 @@ def _rule(body: Any, path: str, index: int, ctx: ParseContext) -> ast.Rule | Non
     for key in body:
         if key not in _RULE_KEYS:
             unknown(ctx, f"{path}.{key}", str(key), _RULE_KEYS, "rule key")
-    name = body.get("name")
-    if not isinstance(name, str) or not _NAME.match(name):
-        ctx.problem(
-            f"{path}.name", "required: a name of letters, digits, '_', '-', '.', ':' (max 128)"
-        )
-        name = f"<{path}>"
+    name = _name(body, path, ctx)
     if ("allow" in body) == ("deny" in body):
-        ctx.problem(path, "a rule has exactly one of 'allow' or 'deny'")
+        ctx.problem(path, "a rule has exactly one of 'allow', 'deny' or 'table'")
         return None
     effect = Effect.ALLOW if "allow" in body else Effect.DENY
     key = effect.value

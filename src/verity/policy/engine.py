@@ -140,7 +140,7 @@ class Engine:
         if outcome is not None and outcome.failed is not None:
             row, error = outcome.failed
             return self._evaluation_failed(row.name, row.rule.shape, error)
-        tables = [t for t in self.tables if t.grantors(request.resource.type, request.action)]
+        tables = [t for t in self.tables if t.covers(request.resource.type, request.action)]
         if not tables and i >= 0:  # no row is about this request: the rule that came closest
             return self._denial(request, candidates, NO_MATCH, i, closest_at, detail)
         table = tables[0] if tables else self.tables[0]

@@ -88,6 +88,11 @@ class CompiledTable:
             by_type[row.type].append(row)
         self._lookup: Mapping[str, Mapping[str, Row]] = dict(lookup)
         self._by_type: Mapping[str, Sequence[ast.TableRow]] = dict(by_type)
+        self._pairs = frozenset((row.type, a) for row in table.rows for a in row.actions)
+
+    def covers(self, kind: str | None, action: str | None) -> bool:
+        """Some row is about ``action`` on ``kind`` (one set lookup)."""
+        return (kind, action) in self._pairs
 
     def condition(self, role: str) -> ast.All:
         """The conditions of ``role``'s rows: the table's ``allow`` and the role's block."""

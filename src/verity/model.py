@@ -461,9 +461,7 @@ class AccessRequest:
     def from_dict(cls, data: Any, *, source: str = "<request>") -> AccessRequest:
         """Validate a request as JSON gives it (the keys of a request file; see
         ``verity.request_dict``). Raises ``RequestError`` naming every problem."""
-        from .request_dict import request_from_dict  # noqa: PLC0415 - it imports this module
-
-        return request_from_dict(data, source=source)
+        return _request_from_dict(data, source=source)
 
 
 class Reason:
@@ -574,3 +572,7 @@ class Decision(NamedTuple):
     def reason(self) -> str:
         """The primary human-readable reason ("" for a plain allow)."""
         return self.reasons[0].message if self.reasons else ""
+
+
+# Last: verity.request_dict builds on every name above (a cycle Python resolves here).
+from .request_dict import request_from_dict as _request_from_dict  # noqa: E402

@@ -98,16 +98,16 @@ class Engine:
             if kind in (DENIED, DENY_ERROR):  # a deny rule decides first
                 return self._not_allowed(request, candidates, kind, i, closest_at, detail)
             before = self._positions[candidates[NAMES + i]] if kind == ALLOWED else _END
-            near: tuple[CompiledTable, Outcome] | None = None
+            near: Outcome | None = None
             for table in self.tables:
                 if table.position > before:  # an allow rule above this table allows
                     break
                 outcome = table.evaluate(request)
-                if outcome.granted is not None:
-                    name = outcome.granted
+                name = outcome.granted
+                if name is not None:
                     return _new(Decision, (ALLOW, name, new_decision_id(), self.version, (), ()))
-                if near is None or (outcome.closest is not None and outcome.at > near[1].at):
-                    near = (table, outcome)
+                if near is None or (outcome.closest is not None and outcome.at > near.at):
+                    near = outcome
             if kind == ALLOWED:
                 name = candidates[NAMES + i]
                 return _new(Decision, (ALLOW, name, new_decision_id(), self.version, (), ()))
@@ -125,13 +125,12 @@ class Engine:
         i: int,
         closest_at: int,
         detail: Any,
-        near: tuple[CompiledTable, Outcome] | None,
+        outcome: Outcome | None,
     ) -> Decision:
         """Nothing allowed: explain with the table row or the allow rule that came closest
         (the row on a tie); then a row whose condition raised, like an allow rule's; then,
         when rows are about this resource type and action but not for the caller's roles
         (and no rule got past its first criterion), which roles would grant."""
-        outcome = near[1] if near is not None else None
         if outcome is not None and outcome.closest is not None and outcome.at >= closest_at:
             row = outcome.closest
             return self._default_deny(request, row.name, row.rule.shape, outcome.at)

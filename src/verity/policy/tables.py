@@ -17,7 +17,7 @@ deny rules override it, and among allows the first in policy order decides.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import NamedTuple
 
 from ..errors import CelError
@@ -29,14 +29,6 @@ from .compiler import PASSED, CompiledRule, Compiler, structure
 _MAX_NAMED_ROLES = 5
 
 
-class Row(NamedTuple):
-    """A compiled row: its actions, its decision name, its place, its condition."""
-
-    actions: frozenset[str]
-    name: str
-    order: int
-    rule: CompiledRule
-    source: ast.TableRow
 
 
 class Outcome(NamedTuple):
@@ -51,6 +43,19 @@ class Outcome(NamedTuple):
 
 
 _NOTHING = Outcome(None)
+
+
+class Row(NamedTuple):
+    """A compiled row: its actions, its decision name, its place, its condition (``rule``,
+    whose generated function is ``test``) and the outcome it grants (built once)."""
+
+    actions: frozenset[str]
+    name: str
+    order: int
+    rule: CompiledRule
+    source: ast.TableRow
+    test: Callable[[AccessRequest], int]
+    granted: Outcome
 
 
 def row_name(table: str, row: ast.TableRow) -> str:
@@ -82,8 +87,10 @@ class CompiledTable:
             rule = by_role.get(row.role)
             if rule is None:
                 rule = by_role[row.role] = condition_of(row.role)
+            name = row_name(table.name, row)
+            test = rule.variants[False, False]
             lookup[row.role][row.type] = Row(
-                row.actions, row_name(table.name, row), order, rule, row
+                row.actions, name, order, rule, row, test, Outcome(name)
             )
             by_type[row.type].append(row)
         self._lookup: Mapping[str, Mapping[str, Row]] = dict(lookup)
@@ -116,12 +123,13 @@ class CompiledTable:
         )
 
     def evaluate(self, request: AccessRequest) -> Outcome:
-        """Which row grants ``request``, or which came closest. Raises nothing but what a
-        bug would (a CEL error makes its row not grant, as in an allow rule)."""
+        """Which row grants ``request``, or which came closest. A CEL error makes its row
+        not grant, as in an allow rule."""
         lookup = self._lookup
         kind = request.resource.type
         action = request.action
-        found: list[Row] | None = None
+        first: Row | None = None
+        more: list[Row] | None = None
         for role in request.principal.roles:
             types = lookup.get(role)
             if types is None:
@@ -129,26 +137,33 @@ class CompiledTable:
             row = types.get(kind)  # type: ignore[arg-type]
             if row is None or action not in row.actions:
                 continue
-            if found is None:
-                found = [row]
+            if first is None:
+                first = row
+            elif more is None:
+                more = [first, row]
             else:
-                found.append(row)
-        if found is None:
+                more.append(row)
+        if first is None:
             return _NOTHING
-        if len(found) > 1:
-            found.sort(key=_order)
+        if more is None:  # the usual case: one of the caller's roles has a row
+            try:
+                at = first.test(request)
+            except CelError as exc:
+                return Outcome(None, None, -1, (first, exc))
+            return first.granted if at == PASSED else Outcome(None, first, at)
+        more.sort(key=_order)
         closest: Row | None = None
         best = -1
         failed: tuple[Row, CelError] | None = None
-        for row in found:
+        for row in more:
             try:
-                at = row.rule.evaluate(request)
+                at = row.test(request)
             except CelError as exc:
                 if failed is None:
                     failed = (row, exc)
                 continue
             if at == PASSED:
-                return Outcome(row.name)
+                return row.granted
             if at > best or closest is None:
                 closest, best = row, at
         return Outcome(None, closest, best, failed)

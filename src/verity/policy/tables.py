@@ -29,8 +29,6 @@ from .compiler import PASSED, CompiledRule, Compiler, structure
 _MAX_NAMED_ROLES = 5
 
 
-
-
 class Outcome(NamedTuple):
     """What a table says about a request: the granting row's name, or else the candidate
     row that came closest (and the index of its first failing criterion), and the first

@@ -32,7 +32,7 @@ import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, NamedTuple, TypeVar, cast
+from typing import Any, NamedTuple, TypeVar
 from urllib.parse import unquote
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -248,7 +248,7 @@ class Principal:
                 _check_strings("Principal", name, getattr(self, name))
             _check_frozen("Principal", "claims", claims)
             _verify_trusted(self, dataclasses.replace(self))
-        return cast(Principal, self)
+        return self  # type: ignore[no-any-return]  # a Principal now
 
     @classmethod
     def anonymous(cls) -> Principal:
@@ -295,7 +295,7 @@ class Device:
         self.__class__ = cls
         if CHECK_TRUSTED:
             _verify_trusted(self, dataclasses.replace(self))
-        return cast(Device, self)
+        return self  # type: ignore[no-any-return]  # a Device now
 
 
 @_shadowed
@@ -325,7 +325,7 @@ class NetworkContext:
             if ip is not None and not isinstance(ip, ipaddress.IPv4Address | ipaddress.IPv6Address):
                 raise ValueError("NetworkContext.trusted(): ip must be an address object")
             _verify_trusted(self, dataclasses.replace(self))
-        return cast(NetworkContext, self)
+        return self  # type: ignore[no-any-return]  # a NetworkContext now
 
 
 @dataclass(frozen=True, slots=True)
@@ -387,7 +387,7 @@ class Resource:
         if CHECK_TRUSTED:
             _check_frozen("Resource", "attributes", attributes)
             _verify_trusted(self, dataclasses.replace(self))
-        return cast(Resource, self)
+        return self  # type: ignore[no-any-return]  # a Resource now
 
 
 _NO_RESOURCE = Resource()
@@ -455,7 +455,7 @@ class AccessRequest:
             _check_frozen("AccessRequest", "grants", grants)
             _check_frozen("AccessRequest", "context", context)
             _verify_trusted(self, dataclasses.replace(self))
-        return cast(AccessRequest, self)
+        return self  # type: ignore[no-any-return]  # a AccessRequest now
 
     @classmethod
     def from_dict(cls, data: Any, *, source: str = "<request>") -> AccessRequest:

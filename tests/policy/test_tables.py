@@ -404,3 +404,32 @@ def test_a_table_decides_like_one_rule_per_row(
         assert got.rule == f"t[{role},{kind_}]"
     else:
         assert got.rule == want.rule
+
+
+# --------------------------------------------------------------------------- failures
+
+
+def test_an_internal_error_in_a_table_denies() -> None:
+    engine = compile_policy(load_policy(POLICY))
+    table = engine.tables[0]
+
+    def broken(request: AccessRequest) -> Any:
+        raise RuntimeError("boom")
+
+    table.evaluate = broken  # type: ignore[method-assign]
+    decision = engine.decide(request("engineer"))
+    assert decision.effect is Effect.DENY
+    assert decision.reasons[0].code == "internal_error"
+
+
+def test_a_cel_error_in_a_row_does_not_grant_and_is_explained() -> None:
+    text = POLICY.replace(
+        "contractor: {time:",
+        'engineer: {when: "principal.claims.level > 2"}\n        contractor: {time:',
+    )
+    engine = compile_policy(load_policy(text))
+    decision = engine.decide(request("engineer"))
+    assert not decision.allowed
+    assert decision.reasons[0].code == "rule.error"
+    assert decision.reasons[0].rule == "grants[engineer,wiki-page]"
+    assert engine.decide(request("contractor")).allowed

@@ -208,3 +208,11 @@ def test_every_problem_is_reported_at_once() -> None:
     with pytest.raises(RequestError) as caught:
         AccessRequest.from_dict(document)
     assert {p.path for p in caught.value.problems} == {"trust_score", "action"}
+
+
+def test_deeply_nested_values_are_a_problem_not_a_crash() -> None:
+    deep: Any = "x"
+    for _ in range(5000):
+        deep = {"a": deep}
+    with pytest.raises(RequestError, match="context: nested too deeply"):
+        AccessRequest.from_dict({"time": 1, "context": deep})

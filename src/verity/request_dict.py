@@ -356,7 +356,13 @@ def _mapping(value: Any, path: str, out: _Problems) -> Any:
             flat = False
     if not value:
         return _EMPTY
-    return MappingProxyType(value.copy()) if flat else _freeze(value)
+    if flat:
+        return MappingProxyType(value.copy())
+    try:
+        return _freeze(value)
+    except RecursionError:
+        out.add(path, "nested too deeply")
+        return _EMPTY
 
 
 def _grants(value: Any, out: _Problems) -> Any:

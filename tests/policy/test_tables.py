@@ -171,8 +171,9 @@ def test_explain_lists_rows_in_policy_order(engine: Any) -> None:
     assert row.criteria[0].expected == "role contractor"
     assert [t.passed for t in row.criteria[1:]] == [True, False]  # mfa ok, time not
     engineer_row = explanation.rules[1]
-    assert not engineer_row.applicable  # not the caller's role
-    assert not engineer_row.criteria[0].passed
+    assert engineer_row.applicable  # it is about this type and action ...
+    assert not engineer_row.matched
+    assert not engineer_row.criteria[0].passed  # ... but not the caller's role
     every = engine.explain(request("contractor"), all_rules=True)
     assert len([r for r in every.rules if r.name.startswith("grants[")]) == 3
 

@@ -305,7 +305,8 @@ def _explain_table(
     table: CompiledTable, request: AccessRequest, all_rows: bool
 ) -> list[RuleExplanation]:
     """The table's rows for the request (see ``CompiledTable.explain``) as rule
-    explanations: the role criterion first, then the row's conditions."""
+    explanations: a row is applicable when its type and actions cover the request; the
+    role is its first criterion, then the row's conditions."""
     out = []
     for item in table.explain(request, all_rows=all_rows):
         traces: list[Trace] = [item.role]
@@ -320,7 +321,7 @@ def _explain_table(
                           error=exc.message)
                 )  # fmt: skip
         matched = False
-        if item.applicable and error is None:
+        if item.applicable and item.role.passed and error is None:
             try:
                 matched = item.compiled.rule.evaluate(request) == PASSED
             except CelError as exc:

@@ -213,7 +213,7 @@ class CompiledTable:
                 f"roles {fmt_set(roles)}" if roles else "no roles",
             )
             checks = self._compiler.checks(self.condition(row.role))
-            out.append(Explained(row, compiled, applicable and has_role, role_trace, checks))
+            out.append(Explained(row, compiled, applicable, role_trace, checks))
         return out
 
 

@@ -14,6 +14,12 @@ from typing import NoReturn
 
 import pytest
 
+import verity.model
+
+# Every ``trusted`` value built during the tests is rebuilt by the checking constructor and
+# compared: a caller that breaks a precondition fails its tests (verity.model docstring).
+verity.model.CHECK_TRUSTED = True
+
 POSTGRES_DSN = os.environ.get("VERITY_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("VERITY_TEST_REDIS", "redis://127.0.0.1:6379/0")
 

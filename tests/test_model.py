@@ -5,18 +5,25 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import ipaddress
+from types import MappingProxyType
+from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import verity
+import verity.model
 from verity.model import (
     AccessRequest,
     Decision,
+    Device,
     Effect,
     HttpTarget,
     NetworkContext,
     Principal,
     Reason,
+    Resource,
     normalize_host,
     normalize_path,
     parse_ip,
@@ -129,3 +136,87 @@ def test_a_canonical_http_target_is_never_decoded_again() -> None:
     target = HttpTarget.canonical(host="H:443", method="get", path="/a%2f..%2fb")
     assert (target.host, target.method, target.path) == ("h", "GET", "/a%2f..%2fb")
     assert HttpTarget("h", path="/a%2f..%2fb").path == "/b"  # request files still normalise
+
+
+# --------------------------------------------------------------------------- trusted
+
+_roles = st.frozensets(st.sampled_from(["admin", "eng", "ops"]), max_size=3)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    ident=st.text(min_size=1, max_size=5),
+    roles=_roles,
+    groups=_roles,
+    mfa=st.booleans(),
+    claims=st.dictionaries(st.text(max_size=3), st.lists(st.integers(), max_size=2), max_size=2),
+    os_type=st.sampled_from([" MacOS", "linux", "Windows "]),
+    ip=st.sampled_from(["10.0.0.1", "::ffff:10.0.0.2", "2001:db8::1"]),
+    region=st.sampled_from(["de", " us", "FR"]),
+    owner=st.text(max_size=3),
+    when=st.floats(0, 2e9, allow_nan=False),
+)
+def test_trusted_constructors_equal_the_checking_ones(
+    ident: str,
+    roles: frozenset[str],
+    groups: frozenset[str],
+    mfa: bool,
+    claims: dict[str, list[int]],
+    os_type: str,
+    ip: str,
+    region: str,
+    owner: str,
+    when: float,
+) -> None:
+    """Canonical values (from a constructor) given to ``trusted`` build an equal value."""
+    principal = Principal(ident, roles=roles, groups=groups, mfa=mfa, claims=claims)
+    device = Device("d", managed=True, os_type=os_type, os_version="14")
+    network = NetworkContext(parse_ip(ip), region)
+    resource = Resource("doc", "r1", {"owner": owner})
+    checked = AccessRequest(
+        principal, when, "read", resource, None, device, network, 50, {"g": 1.0}, {"k": [1]}
+    )
+    fast = AccessRequest.trusted(
+        Principal.trusted(ident, roles=roles, groups=groups, mfa=mfa, claims=principal.claims),
+        when,
+        "read",
+        Resource.trusted("doc", "r1", resource.attributes),
+        None,
+        Device.trusted("d", managed=True, os_type=device.os_type, os_version="14"),
+        NetworkContext.trusted(network.ip, network.region),
+        50,
+        checked.grants,
+        checked.context,
+    )
+    assert fast == checked
+    assert type(fast) is AccessRequest
+    assert type(fast.principal) is Principal
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        fast.principal.mfa = not mfa  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    ("build", "words"),
+    [
+        (lambda: NetworkContext.trusted(None, "de"), "non-canonical"),
+        (lambda: NetworkContext.trusted(ipaddress.ip_address("::ffff:10.0.0.1")), "non-canonical"),
+        (lambda: NetworkContext.trusted("10.0.0.1"), "address object"),  # type: ignore[arg-type]
+        (lambda: Device.trusted("d", os_type="MacOS"), "non-canonical"),
+        (lambda: Principal.trusted("a", roles={"admin"}), "frozenset"),  # type: ignore[arg-type]
+        (lambda: Principal.trusted("a", claims={"x": 1}), "read-only"),
+        (
+            lambda: Principal.trusted("a", claims=MappingProxyType({"x": [1]})),
+            "read-only",
+        ),
+        (lambda: Resource.trusted("t", attributes={"owner": "bob"}), "read-only"),
+        (
+            lambda: AccessRequest.trusted(Principal.anonymous(), 0.0, context={"a": 1}),
+            "read-only",
+        ),
+    ],
+)
+def test_trusted_preconditions_are_checked_in_test_mode(build: Any, words: str) -> None:
+    """The suite runs with ``CHECK_TRUSTED``: a broken precondition raises, never passes."""
+    assert verity.model.CHECK_TRUSTED
+    with pytest.raises(ValueError, match=words):
+        build()

@@ -23,7 +23,8 @@ engine during matching: ``osVersionOk`` (dotted-numeric minimum per OS) and
 parsed once per distinct value). CIDR checks use Casbin's built-in ``ipMatch``
 (IPv4 and IPv6) and actions the built-in ``regexMatch``.
 
-prepare (untimed): the request's sub-dicts are passed as they are (Casbin's ABAC reads
+prepare (timed, the engine's input conversion): the request's sub-dicts are passed as
+they are (Casbin's ABAC reads
 ``r.sub.roles`` etc. from dicts); ``CasbinFastPeer`` also passes the resource type as
 its first request value, the key FastEnforcer filters on. Nothing is precomputed.
 """
@@ -43,6 +44,7 @@ from benchmarks.peers.scenario import (
     ROLE_HOURS,
     ROLE_NEEDS_CORP_IP,
     SANCTIONED_REGIONS,
+    Size,
     grant_rules,
     in_office_hours,
     version_at_least,
@@ -116,10 +118,10 @@ def _grant_fields(role: str) -> tuple[str, str]:
     return hours_field, "corporate" if ROLE_NEEDS_CORP_IP[role] else "any"
 
 
-def policy_rows(n_rules: int) -> list[list[str]]:
+def policy_rows(size: Size) -> list[list[str]]:
     """Rows of ``MODEL``: one per grant rule, then the owner and deny rows."""
     rows = []
-    for _i, rtype, role, actions in grant_rules(n_rules):
+    for _i, rtype, role, actions in grant_rules(size):
         acts = "^(" + "|".join(actions) + ")$"
         rows.append(["grant", rtype, role, acts, *_grant_fields(role), "allow"])
     rows.append(["owner", "*", "*", "^read$", "any", "any", "allow"])
@@ -127,11 +129,11 @@ def policy_rows(n_rules: int) -> list[list[str]]:
     return rows
 
 
-def fast_policy_rows(n_rules: int) -> list[list[str]]:
+def fast_policy_rows(size: Size) -> list[list[str]]:
     """Rows of ``FAST_MODEL``: grant rule ``i`` becomes one row per action it allows."""
     return [
         [rtype, action, role, *_grant_fields(role)]
-        for _i, rtype, role, actions in grant_rules(n_rules)
+        for _i, rtype, role, actions in grant_rules(size)
         for action in actions
     ]
 
@@ -173,10 +175,10 @@ def _register_functions(enforcer: Any) -> None:
 class CasbinPeer:
     name = "casbin"
 
-    def __init__(self, n_rules: int) -> None:
-        self.n_rules = n_rules
+    def __init__(self, size: Size) -> None:
+        self.size = size
         model = casbin.Enforcer.new_model(text=MODEL)
-        self.enforcer = casbin.Enforcer(model, _RowsAdapter(policy_rows(n_rules)))
+        self.enforcer = casbin.Enforcer(model, _RowsAdapter(policy_rows(size)))
         _register_functions(self.enforcer)
 
     def prepare(self, req: dict[str, Any]) -> tuple[Any, ...]:
@@ -196,11 +198,11 @@ class CasbinPeer:
 class CasbinFastPeer:
     name = "casbin-fast"
 
-    def __init__(self, n_rules: int) -> None:
-        self.n_rules = n_rules
+    def __init__(self, size: Size) -> None:
+        self.size = size
         model = FastModel(_FAST_KEY)
         model.load_model_from_text(FAST_MODEL)
-        adapter = _RowsAdapter(fast_policy_rows(n_rules))
+        adapter = _RowsAdapter(fast_policy_rows(size))
         self.enforcer = casbin.FastEnforcer(model, adapter, cache_key_order=_FAST_KEY)
         _register_functions(self.enforcer)
 

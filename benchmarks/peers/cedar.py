@@ -17,7 +17,8 @@ either as Cedar text, which it re-parses on EVERY call (cost grows linearly with
 ``check_peers``'s "re-parse" line), or as a pre-parsed ``PolicySet`` handle
 (``PolicySet.from_str``, present in cedarpy 4.12.2), which is what this peer uses.
 
-prepare (untimed) precomputes what Cedar cannot compute itself, nothing else:
+prepare (timed, the engine's input conversion) precomputes what Cedar cannot compute
+itself, nothing else:
 
 * local time: Cedar has no time-zone database and no division/modulo, so for each zone
   used by a rule (Europe/Berlin, America/New_York) the local ISO weekday (Mon=0) and
@@ -50,6 +51,7 @@ from benchmarks.peers.scenario import (
     ROLE_HOURS,
     ROLE_NEEDS_CORP_IP,
     SANCTIONED_REGIONS,
+    Size,
     grant_rules,
     local_time,
     parse_version,
@@ -130,9 +132,9 @@ when {{ {_str_list(SANCTIONED_REGIONS)}.contains(context.network.region) }};
 """
 
 
-def cedar_policies(n_rules: int) -> str:
+def cedar_policies(size: Size) -> str:
     parts = [_FIXED_POLICIES]
-    parts.extend(_grant_policy(*rule) for rule in grant_rules(n_rules))
+    parts.extend(_grant_policy(*rule) for rule in grant_rules(size))
     return "\n".join(parts)
 
 
@@ -153,9 +155,9 @@ def _entity(kind: str, uid: str) -> dict[str, str]:
 class CedarPeer:
     name = "cedar"
 
-    def __init__(self, n_rules: int) -> None:
-        self.n_rules = n_rules
-        self.policy_text = cedar_policies(n_rules)
+    def __init__(self, size: Size) -> None:
+        self.size = size
+        self.policy_text = cedar_policies(size)
         self.policies = cedarpy.PolicySet.from_str(self.policy_text)
 
     def prepare(self, req: dict[str, Any]) -> tuple[dict[str, Any], str]:

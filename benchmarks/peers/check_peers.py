@@ -2,9 +2,10 @@
 
 Run from the repository root::
 
-    python -m benchmarks.peers.check_peers [--sizes 10 1000 10000] [--count 2000]
+    python -m benchmarks.peers.check_peers [--sizes 10x5 100x20] [--count 2000]
 
-For each size N it builds every peer once (untimed; build seconds are shown), prepares
+For each size (roles x resource types) it builds every peer
+once (untimed; build seconds are shown), prepares
 ``--count`` generated requests (untimed), then calls ``decide`` once per request,
 timing each call with ``time.perf_counter_ns``. It reports mismatches against
 ``scenario.reference_decide``, the allow ratio and the median microseconds per decision.
@@ -24,7 +25,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
-from benchmarks.peers.scenario import generate_requests, n_types_for, reference_decide
+from benchmarks.peers.scenario import Size, generate_requests, reference_decide
 
 # (display name, module, class)
 PEERS: tuple[tuple[str, str, str], ...] = (
@@ -34,7 +35,7 @@ PEERS: tuple[tuple[str, str, str], ...] = (
     ("casbin", "benchmarks.peers.casbin_peer", "CasbinPeer"),
     ("casbin-fast", "benchmarks.peers.casbin_peer", "CasbinFastPeer"),
 )
-REPARSE_SAMPLE = {10: 200, 1000: 20, 10000: 5}
+REPARSE_SAMPLE = {"10x5": 200, "100x20": 20}
 
 
 class Peer(Protocol):
@@ -43,9 +44,9 @@ class Peer(Protocol):
     def decide(self, prepared: Any) -> bool: ...
 
 
-def _load(module: str, cls: str) -> Callable[[int], Peer] | str:
+def _load(module: str, cls: str) -> Callable[[Size], Peer] | str:
     try:
-        peer_class: Callable[[int], Peer] = getattr(importlib.import_module(module), cls)
+        peer_class: Callable[[Size], Peer] = getattr(importlib.import_module(module), cls)
     except ImportError as exc:
         return f"unavailable ({exc})"
     return peer_class
@@ -64,11 +65,11 @@ def _time_decisions(
     return decisions, statistics.median(durations) / 1000
 
 
-def check_size(n_rules: int, count: int, seed: int, only: set[str] | None) -> int:
-    requests = generate_requests(n_types_for(n_rules), count, seed)
-    expected = [reference_decide(r, n_rules) for r in requests]
+def check_size(size: Size, count: int, seed: int, only: set[str] | None) -> int:
+    requests = generate_requests(size, count, seed)
+    expected = [reference_decide(r, size) for r in requests]
     allow_ratio = sum(expected) / len(expected)
-    print(f"\nN={n_rules}: {count} requests, reference allow ratio {allow_ratio:.3f}")
+    print(f"\n{size}: {count} requests, reference allow ratio {allow_ratio:.3f}")
     print(f"  {'peer':<14}{'build s':>9}{'mismatch':>10}{'allow':>8}{'median us':>12}")
     total_mismatches = 0
     for name, module, cls in PEERS:
@@ -79,7 +80,7 @@ def check_size(n_rules: int, count: int, seed: int, only: set[str] | None) -> in
             print(f"  {name:<14}{factory}")
             continue
         t0 = time.perf_counter()
-        peer = factory(n_rules)
+        peer = factory(size)
         build_s = time.perf_counter() - t0
         prepared = [peer.prepare(r) for r in requests]
         decisions, median_us = _time_decisions(peer.decide, prepared)
@@ -94,7 +95,7 @@ def check_size(n_rules: int, count: int, seed: int, only: set[str] | None) -> in
             print(f"    mismatch: peer={decisions[i]} reference={expected[i]} {requests[i]}")
         reparse = getattr(peer, "decide_reparsing", None)
         if reparse is not None:
-            sample = prepared[: REPARSE_SAMPLE.get(n_rules, 10)]
+            sample = prepared[: REPARSE_SAMPLE.get(str(size), 10)]
             re_decisions, re_median = _time_decisions(reparse, sample)
             re_mismatches = sum(d != e for d, e in zip(re_decisions, expected, strict=False))
             total_mismatches += re_mismatches
@@ -108,13 +109,14 @@ def check_size(n_rules: int, count: int, seed: int, only: set[str] | None) -> in
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", type=int, nargs="+", default=[10, 1000, 10000])
+    parser.add_argument("--sizes", nargs="+", default=["10x5", "100x20"])
     parser.add_argument("--count", type=int, default=2000)
     parser.add_argument("--seed", type=int, default=20251124)
     parser.add_argument("--peers", nargs="+", help="subset of: " + " ".join(p[0] for p in PEERS))
     args = parser.parse_args(argv)
     only = set(args.peers) if args.peers else None
-    mismatches = sum(check_size(n, args.count, args.seed, only) for n in args.sizes)
+    sizes = [Size.parse(text) for text in args.sizes]
+    mismatches = sum(check_size(size, args.count, args.seed, only) for size in sizes)
     print(f"\ntotal mismatches: {mismatches}")
     return 1 if mismatches else 0
 

@@ -9,7 +9,8 @@ Build (untimed): the generated modules are added once; one warm-up evaluation ma
 binding compile and cache the prepared query for ``data.verity.authz.allow`` (the
 binding keeps one prepared query per query string until the policy/data changes).
 
-prepare (untimed): a shallow copy of the neutral request plus ``time_ns`` (the
+prepare (timed, the engine's input conversion): a shallow copy of the neutral request
+plus ``time_ns`` (the
 timestamp as integer nanoseconds, OPA's native time unit). Nothing else: local time in
 Europe/Berlin / America/New_York, CIDR matching and version comparison are done by
 OPA builtins (``time.clock``, ``time.weekday``, ``net.cidr_contains``, ``to_number``).
@@ -25,7 +26,7 @@ from typing import Any
 from opa_bindings import OpaEngine  # type: ignore[import-untyped]
 
 from benchmarks.peers.rego_policy import ALLOW_REF, rego_modules
-from benchmarks.peers.scenario import time_ns
+from benchmarks.peers.scenario import Size, time_ns
 
 _DOC_PATH = ALLOW_REF.removeprefix("data.")
 
@@ -33,10 +34,10 @@ _DOC_PATH = ALLOW_REF.removeprefix("data.")
 class OpaPeer:
     name = "rego-opa"
 
-    def __init__(self, n_rules: int) -> None:
-        self.n_rules = n_rules
+    def __init__(self, size: Size) -> None:
+        self.size = size
         self.engine = OpaEngine()
-        for file_name, source in rego_modules(n_rules):
+        for file_name, source in rego_modules(size):
             self.engine.add_policy(file_name, source)
         self.engine.eval_document(_DOC_PATH, {})  # compile + cache the prepared query
 

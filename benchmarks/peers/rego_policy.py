@@ -36,6 +36,7 @@ from benchmarks.peers.scenario import (
     ROLE_HOURS,
     ROLE_NEEDS_CORP_IP,
     SANCTIONED_REGIONS,
+    Size,
     grant_rules,
     parse_version,
 )
@@ -132,10 +133,10 @@ def _grant_rule(i: int, rtype: str, role: str, actions: tuple[str, ...]) -> str:
     return f"# grant rule {i}\npermitted if {{\n{lines}\n}}\n"
 
 
-def rego_modules(n_rules: int) -> list[tuple[str, str]]:
+def rego_modules(size: Size) -> list[tuple[str, str]]:
     """``(file name, Rego source)`` pairs: the base module, then the grant rules in chunks."""
     modules = [("verity_authz.rego", _header())]
-    rules = [_grant_rule(*rule) for rule in grant_rules(n_rules)]
+    rules = [_grant_rule(*rule) for rule in grant_rules(size)]
     for chunk, first in enumerate(range(0, len(rules), RULES_PER_MODULE)):
         text = "\n".join(rules[first : first + RULES_PER_MODULE])
         modules.append((f"verity_grants_{chunk}.rego", _MODULE_PREAMBLE + text))

@@ -11,7 +11,8 @@ rebuild but lags (regorus 0.9.1); ``hobofan-regorus`` (0.2.5) and ``lakera-regor
 Build (untimed): the generated modules are added to one ``regorus.Engine``; a warm-up
 evaluation runs once.
 
-prepare (untimed): the neutral request plus ``time_ns`` (integer nanoseconds), encoded
+prepare (timed, the engine's input conversion): the neutral request plus ``time_ns``
+(integer nanoseconds), encoded
 as a JSON string, because ``Engine.set_input_json`` takes JSON text directly and
 avoids converting a Python dict object-by-object. Local time per zone, CIDR matching and
 version comparison are computed by regorus builtins (``time.clock``,
@@ -29,16 +30,16 @@ from typing import Any
 import regorus  # type: ignore[import-untyped]
 
 from benchmarks.peers.rego_policy import ALLOW_REF, rego_modules
-from benchmarks.peers.scenario import time_ns
+from benchmarks.peers.scenario import Size, time_ns
 
 
 class RegorusPeer:
     name = "rego-regorus"
 
-    def __init__(self, n_rules: int) -> None:
-        self.n_rules = n_rules
+    def __init__(self, size: Size) -> None:
+        self.size = size
         self.engine = regorus.Engine()
-        for file_name, source in rego_modules(n_rules):
+        for file_name, source in rego_modules(size):
             self.engine.add_policy(file_name, source)
         self.engine.set_input_json("{}")
         self.engine.eval_rule(ALLOW_REF)

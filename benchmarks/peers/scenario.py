@@ -1,11 +1,18 @@
 """Shared benchmark scenario: vocabulary, request generator and reference oracle.
 
-Implements the policy described in the shared benchmark spec: at size N there are N
-grant rules (rule ``i`` covers resource type ``app{i // 4}`` for role ``ROLES[i % 4]``),
-one owner rule and one deny rule (deny overrides allow; no match means deny).
+A size is ``roles x resource types`` (``Size(1000, 50)``). Role ``k`` is named
+``<profile>-<k>`` and behaves like its profile (``PROFILES[k % 4]``: admin, engineer,
+contractor, finance): the profile gives its actions, whether it needs a corporate IP
+(admins do not) and its time zone; its hour window is the profile's, shifted by -1, 0
+or +1 hour with ``k`` (per-role windows). Role ``k`` grants its actions on resource type
+``app<t>`` for about 70% of the pairs (``grants(k, t)``, a fixed hash), so a request's
+type is granted by most roles, as in real RBAC. On top: an owner-may-read rule and a
+sanctioned-region deny rule (deny overrides allow; no match means deny).
 
-``generate_requests`` yields neutral request dicts (the format every peer's
-``prepare`` consumes) and ``reference_decide`` is the plain-Python oracle.
+``grant_rules(size)`` yields one ``(i, resource_type, role, actions)`` per granted pair
+(the one-rule-per-(role, type) form every peer uses); ``generate_requests`` yields
+neutral request dicts (the format every peer's ``prepare`` consumes, as JSON would give
+it) and ``reference_decide`` is the plain-Python oracle.
 """
 
 from __future__ import annotations
@@ -15,26 +22,65 @@ import math
 import random
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
-ROLES: tuple[str, ...] = ("admin", "engineer", "contractor", "finance")
+
+class Size(NamedTuple):
+    roles: int
+    types: int
+
+    def __str__(self) -> str:
+        return f"{self.roles}x{self.types}"
+
+    @classmethod
+    def parse(cls, text: str) -> Size:
+        roles, _, types = text.lower().partition("x")
+        return cls(int(roles), int(types))
+
+
+PROFILES: tuple[str, ...] = ("admin", "engineer", "contractor", "finance")
 ACTIONS: tuple[str, ...] = ("read", "write", "delete", "approve")
-ROLE_ACTIONS: dict[str, tuple[str, ...]] = {
+PROFILE_ACTIONS: dict[str, tuple[str, ...]] = {
     "admin": ("read", "write", "delete"),
     "engineer": ("read", "write"),
     "contractor": ("read",),
     "finance": ("read", "approve"),
 }
-# role -> (IANA zone, start hour inclusive, end hour exclusive), Mon-Fri; None = any time.
-ROLE_HOURS: dict[str, tuple[str, int, int] | None] = {
+# profile -> (IANA zone, start hour inclusive, end hour exclusive), Mon-Fri; None = any time.
+PROFILE_HOURS: dict[str, tuple[str, int, int] | None] = {
     "admin": None,
     "engineer": ("Europe/Berlin", 7, 20),
     "contractor": ("Europe/Berlin", 8, 18),
     "finance": ("America/New_York", 8, 18),
 }
-# Roles whose grant rules carry the corporate-IP condition (admin rules do not).
-ROLE_NEEDS_CORP_IP: dict[str, bool] = {r: r != "admin" for r in ROLES}
+MAX_ROLES = 10_000
+GRANT_PERCENT = 70
+
+
+def role_name(k: int) -> str:
+    return f"{PROFILES[k % 4]}-{k}"
+
+
+def _role_hours(k: int) -> tuple[str, int, int] | None:
+    base = PROFILE_HOURS[PROFILES[k % 4]]
+    if base is None:
+        return None
+    shift = (k // 4) % 3 - 1
+    zone, start, end = base
+    return zone, start + shift, end + shift
+
+
+ROLES: tuple[str, ...] = tuple(role_name(k) for k in range(MAX_ROLES))
+ROLE_INDEX: dict[str, int] = {role: k for k, role in enumerate(ROLES)}
+ROLE_ACTIONS: dict[str, tuple[str, ...]] = {
+    r: PROFILE_ACTIONS[PROFILES[k % 4]] for k, r in enumerate(ROLES)
+}
+ROLE_HOURS: dict[str, tuple[str, int, int] | None] = {
+    r: _role_hours(k) for k, r in enumerate(ROLES)
+}
+# Roles whose grants carry the corporate-IP condition (admin roles do not).
+ROLE_NEEDS_CORP_IP: dict[str, bool] = {r: not r.startswith("admin-") for r in ROLES}
 MIN_OS_VERSION: dict[str, str] = {"macos": "14.0", "windows": "10.0.19045", "linux": "6.1"}
 ALLOWED_REGIONS: tuple[str, ...] = ("DE", "FR", "NL", "US")
 SANCTIONED_REGIONS: tuple[str, ...] = ("KP", "IR", "SY", "CU")
@@ -50,16 +96,28 @@ _ZONES = {name: ZoneInfo(name) for name in TIME_ZONES}
 _CORP_NETS = tuple(ipaddress.ip_network(c) for c in CORPORATE_CIDRS)
 
 
-def n_types_for(n_rules: int) -> int:
-    """Number of resource types ``app0..`` used by a policy with ``n_rules`` grant rules."""
-    return math.ceil(n_rules / 4)
+def grants(k: int, t: int) -> bool:
+    """Does role ``k`` grant its actions on type ``app<t>``? (about 70% of pairs; fixed:
+    the hash of a tuple of ints does not depend on PYTHONHASHSEED)."""
+    return hash((k, t, 20261207)) % 100 < GRANT_PERCENT
 
 
-def grant_rules(n_rules: int) -> Iterator[tuple[int, str, str, tuple[str, ...]]]:
-    """Yield ``(i, resource_type, role, actions)`` for every grant rule of size ``n_rules``."""
-    for i in range(n_rules):
-        role = ROLES[i % 4]
-        yield i, f"app{i // 4}", role, ROLE_ACTIONS[role]
+def granted_types(size: Size, k: int) -> list[int]:
+    return [t for t in range(size.types) if grants(k, t)]
+
+
+def grant_rules(size: Size) -> Iterator[tuple[int, str, str, tuple[str, ...]]]:
+    """Yield ``(i, resource_type, role, actions)`` for every granted (role, type) pair."""
+    i = 0
+    for k in range(size.roles):
+        role = ROLES[k]
+        for t in granted_types(size, k):
+            yield i, f"app{t}", role, ROLE_ACTIONS[role]
+            i += 1
+
+
+def count_grants(size: Size) -> int:
+    return sum(1 for _ in grant_rules(size))
 
 
 def parse_version(version: str) -> list[int] | None:
@@ -102,14 +160,8 @@ def is_corporate_ip(ip: str) -> bool:
     return any(addr in net for net in _CORP_NETS)
 
 
-def reference_decide(req: dict[str, Any], n_rules: int | None = None) -> bool:
-    """The oracle: a direct reading of the spec. True means allow.
-
-    ``n_rules`` is the policy size N. It matters only when N is not a multiple of 4
-    (e.g. N=10: ``app2`` has only the admin and engineer rules) or for resource types
-    outside ``app0..app{ceil(N/4)-1}``. With ``None`` every ``app<j>`` is assumed to
-    have all four role rules.
-    """
+def reference_decide(req: dict[str, Any], size: Size) -> bool:
+    """The oracle: a direct reading of the spec. True means allow."""
     principal = req["principal"]
     device = req["device"]
     network = req["network"]
@@ -133,12 +185,12 @@ def reference_decide(req: dict[str, Any], n_rules: int | None = None) -> bool:
     rtype: str = resource["type"]
     if not rtype.startswith("app") or not rtype[3:].isdigit():
         return False
-    j = int(rtype[3:])
+    t = int(rtype[3:])
+    if t >= size.types:
+        return False
     for role in principal["roles"]:
-        if role not in ROLES:
-            continue
-        i = 4 * j + ROLES.index(role)
-        if n_rules is not None and i >= n_rules:
+        k = ROLE_INDEX.get(role)
+        if k is None or k >= size.roles or not grants(k, t):
             continue
         if _grant_rule_holds(role, req):
             return True
@@ -249,23 +301,30 @@ def _office_time(rng: random.Random, zone: str, start: int, end: int) -> float:
     return local.replace(tzinfo=_ZONES[zone]).timestamp() + offset
 
 
-def generate_requests(n_types: int, count: int, seed: int) -> list[dict[str, Any]]:
+def generate_requests(size: Size, count: int, seed: int) -> list[dict[str, Any]]:
     """Seeded neutral requests with roughly half allow / half deny decisions.
 
-    Resource types are uniform over ``app0..app{n_types-1}``. Each request starts from a
-    principal with a role (occasionally two) and draws every attribute so that it mostly
-    satisfies that role's grant rule, with independent chances of violating each
-    condition (wrong action, no MFA, bad device, old or unknown OS, foreign or
+    Each request starts from a principal with a role among the size's roles (occasionally
+    two) and a resource type that role grants (85%) or any type, and draws every attribute
+    so that it mostly satisfies that role's grant, with independent chances of violating
+    each condition (wrong action, no MFA, bad device, old or unknown OS, foreign or
     sanctioned region, out-of-hours time, non-corporate IP), plus owner==principal reads.
     """
     rng = random.Random(seed)
     out: list[dict[str, Any]] = []
     for k in range(count):
-        role = rng.choice(ROLES)
+        index = rng.randrange(size.roles)
+        role = ROLES[index]
         roles = [role]
-        if rng.random() < 0.08:
-            roles.append(rng.choice([r for r in ROLES if r != role]))
+        if rng.random() < 0.08 and size.roles > 1:
+            other = rng.randrange(size.roles - 1)
+            roles.append(ROLES[other + (other >= index)])
             rng.shuffle(roles)
+        types = granted_types(size, index)
+        if types and rng.random() < 0.85:
+            rtype = f"app{rng.choice(types)}"
+        else:
+            rtype = f"app{rng.randrange(size.types)}"
         user = f"u{rng.randrange(5000)}"
 
         action = rng.choice(ROLE_ACTIONS[role]) if rng.random() < 0.85 else rng.choice(ACTIONS)
@@ -304,7 +363,7 @@ def generate_requests(n_types: int, count: int, seed: int) -> list[dict[str, Any
                     "os_version": os_version,
                 },
                 "network": {"ip": ip, "region": region},
-                "resource": {"type": f"app{rng.randrange(n_types)}", "id": f"r{k}", "owner": owner},
+                "resource": {"type": rtype, "id": f"r{k}", "owner": owner},
                 "action": action,
                 "time": when,
             }

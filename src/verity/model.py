@@ -4,23 +4,45 @@ The enforcement points gather every fact into one `AccessRequest`; the policy en
 it into a `Decision`. Both are frozen values, so a decision can be audited, replayed and
 explained later. Constructors normalise what they are given (lower-case hosts, IPv4-mapped
 IPv6 addresses, upper-case region codes) so that a policy cannot be bypassed by spelling.
+
+Two ways in, one value:
+
+- the constructors (``AccessRequest(...)``, ``Principal(...)``) are for untrusted input:
+  they copy, freeze and normalise everything they are given;
+- ``X.trusted(...)`` is for callers whose values are already canonical (built by a
+  constructor, by ``AccessRequest.from_dict``, or from another request): it stores them
+  as given, without copying or normalising again, so building a request costs about as
+  much as deciding it. Each ``trusted`` states its preconditions. With ``CHECK_TRUSTED``
+  true (environment ``VERITY_CHECK_TRUSTED=1``; the test-suite sets it) every trusted
+  value is rebuilt by the checking constructor and a difference raises ``ValueError``,
+  so a caller that breaks a precondition fails its tests instead of weakening a check.
+
+``AccessRequest.from_dict`` validates a request as JSON would give it (``verity.request_dict``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import enum
+import functools
 import ipaddress
+import os
 import posixpath
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 from urllib.parse import unquote
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
+_T = TypeVar("_T")
+_NONE: frozenset[str] = frozenset()
+
+CHECK_TRUSTED = os.environ.get("VERITY_CHECK_TRUSTED") == "1"
+"""Rebuild every ``trusted`` value with the checking constructor and compare (tests)."""
 
 
 class Effect(enum.Enum):
@@ -63,12 +85,66 @@ def _set(obj: object, name: str, value: object) -> None:
     object.__setattr__(obj, name, value)
 
 
+_new_object = object.__new__
+_SHADOWS: dict[type, type] = {}
+"""For each frozen value class, a plain class with the same slots. A ``trusted``
+constructor fills a shadow instance with plain attribute stores and then sets its
+``__class__`` to the frozen class (CPython allows it: the layouts are identical), which
+costs a quarter of ``object.__setattr__`` per field. The result is an ordinary frozen
+instance."""
+
+
+def _shadowed(cls: type[_T]) -> type[_T]:
+    slots = cls.__dict__["__slots__"]
+    _SHADOWS[cls] = type(f"_{cls.__name__}Shadow", (), {"__slots__": slots})
+    return cls
+
+
+def _verify_trusted(value: Any, rebuilt: Any) -> None:
+    """``CHECK_TRUSTED`` mode: a trusted value must equal what the constructor builds."""
+    if value != rebuilt:
+        raise ValueError(
+            f"{type(value).__name__}.trusted() was given non-canonical values: "
+            f"{value!r} (canonical: {rebuilt!r})"
+        )
+
+
+def _is_frozen(value: Any) -> bool:
+    """Deeply read-only, as ``_freeze`` builds it."""
+    if isinstance(value, MappingProxyType):
+        return all(isinstance(k, str) and _is_frozen(v) for k, v in value.items())
+    if isinstance(value, tuple):
+        return all(_is_frozen(v) for v in value)
+    return not isinstance(value, Mapping | list | set | bytearray)
+
+
+def _check_frozen(owner: str, name: str, value: Any) -> None:
+    if not (value is _EMPTY or (isinstance(value, MappingProxyType) and _is_frozen(value))):
+        raise ValueError(f"{owner}.trusted(): {name} must be a deeply read-only mapping")
+
+
+def _check_strings(owner: str, name: str, value: Any) -> None:
+    if type(value) is not frozenset or not all(type(v) is str for v in value):
+        raise ValueError(f"{owner}.trusted(): {name} must be a frozenset of str")
+
+
 def parse_ip(untrusted: str | IPAddress) -> IPAddress:
     """Parse an IP address; IPv4-mapped IPv6 (``::ffff:10.0.0.1``) becomes plain IPv4.
 
     Raises ``ValueError`` for anything that is not an address.
     """
-    ip = untrusted if not isinstance(untrusted, str) else ipaddress.ip_address(untrusted.strip())
+    if isinstance(untrusted, str):
+        return _parse_ip_text(untrusted)
+    if isinstance(untrusted, ipaddress.IPv6Address) and untrusted.ipv4_mapped is not None:
+        return untrusted.ipv4_mapped
+    return untrusted
+
+
+@functools.lru_cache(maxsize=4096)
+def _parse_ip_text(text: str) -> IPAddress:
+    """Addresses are immutable, so the parse of a text is cached (bounded: an attacker
+    sending new addresses only evicts entries)."""
+    ip = ipaddress.ip_address(text.strip())
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
         return ip.ipv4_mapped
     return ip
@@ -103,6 +179,7 @@ def normalize_host(untrusted: str) -> str:
     return host.rstrip(".")
 
 
+@_shadowed
 @dataclass(frozen=True, slots=True)
 class Principal:
     """A verified caller: a person (from a token or session) or a workload (SPIFFE ID)."""
@@ -131,10 +208,54 @@ class Principal:
         return self.kind is not PrincipalKind.ANONYMOUS
 
     @classmethod
+    def trusted(
+        cls,
+        id: str,
+        kind: PrincipalKind = PrincipalKind.USER,
+        email: str | None = None,
+        groups: frozenset[str] = _NONE,
+        roles: frozenset[str] = _NONE,
+        claims: Mapping[str, Any] = _EMPTY,
+        auth_methods: frozenset[str] = _NONE,
+        mfa: bool = False,
+        auth_time: float | None = None,
+        mfa_time: float | None = None,
+        spiffe_id: str | None = None,
+        session_id: str | None = None,
+    ) -> Principal:
+        """A principal from canonical values, stored as given (see the module docstring).
+
+        Preconditions: ``groups``, ``roles`` and ``auth_methods`` are frozensets of
+        ``str``; ``claims`` is deeply read-only (``MappingProxyType`` of frozen values,
+        as a constructor or ``from_dict`` built it).
+        """
+        self: Any = _new_object(_SHADOWS[cls])
+        self.id = id
+        self.kind = kind
+        self.email = email
+        self.groups = groups
+        self.roles = roles
+        self.claims = claims
+        self.auth_methods = auth_methods
+        self.mfa = mfa
+        self.auth_time = auth_time
+        self.mfa_time = mfa_time
+        self.spiffe_id = spiffe_id
+        self.session_id = session_id
+        self.__class__ = cls
+        if CHECK_TRUSTED:
+            for name in ("groups", "roles", "auth_methods"):
+                _check_strings("Principal", name, getattr(self, name))
+            _check_frozen("Principal", "claims", claims)
+            _verify_trusted(self, dataclasses.replace(self))
+        return self  # type: ignore[no-any-return]  # a Principal now
+
+    @classmethod
     def anonymous(cls) -> Principal:
         return cls(id="anonymous", kind=PrincipalKind.ANONYMOUS)
 
 
+@_shadowed
 @dataclass(frozen=True, slots=True)
 class Device:
     """The posture of the device a request comes from, as last verified."""
@@ -150,7 +271,34 @@ class Device:
     def __post_init__(self) -> None:
         _set(self, "os_type", self.os_type.strip().lower())
 
+    @classmethod
+    def trusted(
+        cls,
+        id: str,
+        managed: bool = False,
+        disk_encrypted: bool = False,
+        screen_lock: bool = False,
+        firewall: bool = False,
+        os_type: str = "unknown",
+        os_version: str = "",
+    ) -> Device:
+        """A device from canonical values. Precondition: ``os_type`` is stripped and
+        lower-case."""
+        self: Any = _new_object(_SHADOWS[cls])
+        self.id = id
+        self.managed = managed
+        self.disk_encrypted = disk_encrypted
+        self.screen_lock = screen_lock
+        self.firewall = firewall
+        self.os_type = os_type
+        self.os_version = os_version
+        self.__class__ = cls
+        if CHECK_TRUSTED:
+            _verify_trusted(self, dataclasses.replace(self))
+        return self  # type: ignore[no-any-return]  # a Device now
 
+
+@_shadowed
 @dataclass(frozen=True, slots=True)
 class NetworkContext:
     """Where a request comes from: the resolved client IP and its region (ISO 3166-1)."""
@@ -163,6 +311,21 @@ class NetworkContext:
             _set(self, "ip", parse_ip(self.ip))
         if self.region is not None:
             _set(self, "region", self.region.strip().upper())
+
+    @classmethod
+    def trusted(cls, ip: IPAddress | None = None, region: str | None = None) -> NetworkContext:
+        """A network context from canonical values. Preconditions: ``ip`` is an address
+        object (not text) and not IPv4-mapped IPv6 (``parse_ip`` gives one); ``region``
+        is stripped and upper-case."""
+        self: Any = _new_object(_SHADOWS[cls])
+        self.ip = ip
+        self.region = region
+        self.__class__ = cls
+        if CHECK_TRUSTED:
+            if ip is not None and not isinstance(ip, ipaddress.IPv4Address | ipaddress.IPv6Address):
+                raise ValueError("NetworkContext.trusted(): ip must be an address object")
+            _verify_trusted(self, dataclasses.replace(self))
+        return self  # type: ignore[no-any-return]  # a NetworkContext now
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,6 +356,7 @@ class HttpTarget:
         return target
 
 
+@_shadowed
 @dataclass(frozen=True, slots=True)
 class Resource:
     """An application resource (Cedar/Casbin style): a type, an id and attributes."""
@@ -206,11 +370,31 @@ class Resource:
         if self.type is not None:  # interned: the policy index finds it by identity
             _set(self, "type", sys.intern(self.type))
 
+    @classmethod
+    def trusted(
+        cls,
+        type: str | None = None,
+        id: str | None = None,
+        attributes: Mapping[str, Any] = _EMPTY,
+    ) -> Resource:
+        """A resource from canonical values (``type`` is interned here). Precondition:
+        ``attributes`` is deeply read-only, as a constructor or ``from_dict`` built it."""
+        self: Any = _new_object(_SHADOWS[cls])
+        self.type = None if type is None else sys.intern(type)
+        self.id = id
+        self.attributes = attributes
+        self.__class__ = cls
+        if CHECK_TRUSTED:
+            _check_frozen("Resource", "attributes", attributes)
+            _verify_trusted(self, dataclasses.replace(self))
+        return self  # type: ignore[no-any-return]  # a Resource now
+
 
 _NO_RESOURCE = Resource()
 _NO_NETWORK = NetworkContext()
 
 
+@_shadowed
 @dataclass(frozen=True, slots=True)
 class AccessRequest:
     """Every fact the policy engine needs for one decision. ``time`` is UNIX seconds (UTC).
@@ -234,6 +418,50 @@ class AccessRequest:
     def __post_init__(self) -> None:
         _set(self, "grants", MappingProxyType(dict(self.grants)))
         _set(self, "context", _freeze(self.context))
+
+    @classmethod
+    def trusted(
+        cls,
+        principal: Principal,
+        time: float,
+        action: str | None = None,
+        resource: Resource = _NO_RESOURCE,
+        http: HttpTarget | None = None,
+        device: Device | None = None,
+        network: NetworkContext = _NO_NETWORK,
+        trust_score: int | None = None,
+        grants: Mapping[str, float] = _EMPTY,
+        context: Mapping[str, Any] = _EMPTY,
+    ) -> AccessRequest:
+        """A request from canonical parts, stored as given (see the module docstring).
+
+        Preconditions: every part was built by its constructor or its ``trusted``;
+        ``grants`` and ``context`` are read-only mappings (``MappingProxyType``; the
+        values of ``context`` deeply frozen) that no one else can change.
+        """
+        self: Any = _new_object(_SHADOWS[cls])
+        self.principal = principal
+        self.time = time
+        self.action = action
+        self.resource = resource
+        self.http = http
+        self.device = device
+        self.network = network
+        self.trust_score = trust_score
+        self.grants = grants
+        self.context = context
+        self.__class__ = cls
+        if CHECK_TRUSTED:
+            _check_frozen("AccessRequest", "grants", grants)
+            _check_frozen("AccessRequest", "context", context)
+            _verify_trusted(self, dataclasses.replace(self))
+        return self  # type: ignore[no-any-return]  # a AccessRequest now
+
+    @classmethod
+    def from_dict(cls, data: Any, *, source: str = "<request>") -> AccessRequest:
+        """Validate a request as JSON gives it (the keys of a request file; see
+        ``verity.request_dict``). Raises ``RequestError`` naming every problem."""
+        return _request_from_dict(data, source=source)
 
 
 class Reason:
@@ -344,3 +572,7 @@ class Decision(NamedTuple):
     def reason(self) -> str:
         """The primary human-readable reason ("" for a plain allow)."""
         return self.reasons[0].message if self.reasons else ""
+
+
+# Last: verity.request_dict builds on every name above (a cycle Python resolves here).
+from .request_dict import request_from_dict as _request_from_dict  # noqa: E402

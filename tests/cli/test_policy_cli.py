@@ -16,6 +16,8 @@ ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
 COMPANY = str(EXAMPLES / "policies" / "company.yaml")
 COMPANY_TESTS = str(EXAMPLES / "policies" / "company.tests.yaml")
+RBAC_TABLE = str(EXAMPLES / "policies" / "rbac-table.yaml")
+RBAC_TABLE_TESTS = str(EXAMPLES / "policies" / "rbac-table.tests.yaml")
 CONTRACTOR_WIKI = str(EXAMPLES / "requests" / "contractor-wiki.yaml")
 
 POLICY = """
@@ -137,6 +139,13 @@ def test_the_example_policy_passes_its_test_file_in_full() -> None:
     total = result.stdout.count("PASS: ") - 1
     assert total >= 25
     assert result.stdout.rstrip().endswith(f"PASS: {total}/{total}")
+
+
+def test_the_permission_table_example_passes_its_tests() -> None:
+    """The table reads its rows from a CSV next to the policy, wherever the CLI runs."""
+    result = invoke("policy", "test", RBAC_TABLE, RBAC_TABLE_TESTS)
+    assert result.exit_code == 0, result.output
+    assert result.stdout.rstrip().endswith("PASS: 8/8")
 
 
 def test_the_example_tests_cover_every_rule_and_the_important_reasons() -> None:

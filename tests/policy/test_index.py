@@ -8,8 +8,9 @@ sign-in methods and device OS, mixed with CEL conditions that raise -- and rando
 requests: the effect, the deciding rule, every reason (code, message, rule, hint) and
 the obligations must be identical. They run with the index's size thresholds at their
 defaults and at zero (every rule keyed, even in tiny slots), with and without the
-catch-all folded into the groups. A second property checks that the rules a request
-probes always include every rule that a linear scan finds matching it.
+catch-all folded into the groups, and with permission tables placed among the rules.
+A second property checks that the rules a request probes always include every rule that
+a linear scan finds matching it.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from verity.policy import compile_policy, index, load_policy, parse_policy
 from verity.policy.compiler import PASSED, CompiledRule
 
 from . import reference
-from .test_engine_properties import LEAF_CRITERIA, block, requests, selector
+from .test_engine_properties import ACTIONS, LEAF_CRITERIA, TYPES, block, requests, selector
 
 ROLES = [f"role{i}" for i in range(12)]
 GROUPS = ["g1", "g2", "g3", "g4"]
@@ -124,6 +125,61 @@ def test_indexed_engine_decides_exactly_as_a_linear_scan(
     document: dict[str, Any], batch: list[AccessRequest], limits: tuple[int, int, int]
 ) -> None:
     policy = parse_policy(document)
+    linear = compile_policy(policy, linear=True)
+    with thresholds(*limits):
+        indexed = compile_policy(policy)
+    for request in batch:
+        expected = linear.decide(request)
+        assert observable(indexed.decide(request)) == observable(expected)
+
+
+@st.composite
+def tables(draw: st.DrawFn, name: str) -> dict[str, Any]:
+    """A permission table over the requests' roles, types and actions: shared conditions
+    and per-role conditions, some with CEL that raises."""
+    rows: dict[tuple[str, str], list[str]] = {}
+    for _ in range(draw(st.integers(1, 12))):
+        key = (draw(st.sampled_from(ROLES)), draw(st.sampled_from(TYPES)))
+        rows[key] = draw(st.lists(st.sampled_from(ACTIONS), min_size=1, unique=True))
+    table: dict[str, Any] = {
+        "rows": [{"role": r, "type": t, "actions": a} for (r, t), a in rows.items()]
+    }
+    if draw(st.booleans()):
+        table["allow"] = draw(block(1, ["l1"]))
+    roles = sorted({role for role, _ in rows})
+    conditioned = draw(st.lists(st.sampled_from(roles), max_size=3, unique=True))
+    if conditioned:
+        table["roles"] = {}
+        for role in conditioned:
+            condition = draw(block(0, ["l1"]))
+            if draw(st.booleans()):
+                condition["when"] = draw(st.sampled_from(CEL))
+            table["roles"][role] = condition
+    return {"name": name, "table": table}
+
+
+@st.composite
+def policies_with_tables(draw: st.DrawFn) -> dict[str, Any]:
+    document = draw(rbac_policies())
+    rules = document["rules"]
+    for n in range(draw(st.integers(1, 2))):
+        rules.insert(draw(st.integers(0, len(rules))), draw(tables(f"t{n}")))
+    return document
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    document=policies_with_tables(),
+    batch=st.lists(rbac_requests(), min_size=1, max_size=15),
+    limits=st.sampled_from(SETTINGS),
+)
+def test_with_tables_the_indexed_engine_decides_exactly_as_a_linear_scan(
+    document: dict[str, Any], batch: list[AccessRequest], limits: tuple[int, int, int]
+) -> None:
+    """Tables among the rules: the index merges its groups, then the tables come in
+    policy order; effect, deciding rule (or row) and reasons are those of ``linear``."""
+    policy = parse_policy(document)
+    assert policy.tables
     linear = compile_policy(policy, linear=True)
     with thresholds(*limits):
         indexed = compile_policy(policy)

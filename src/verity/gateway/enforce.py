@@ -340,14 +340,17 @@ class Enforcer:
     def _request(
         self, subject: Subject, principal: Principal, network: NetworkContext, facts: Facts
     ) -> AccessRequest:
-        return AccessRequest(
-            principal=principal,
-            time=self._clock(),
+        # Every part is an instance of its (normalising) class, the grants are copied into
+        # a read-only mapping and the context is a new one holding a str: the preconditions
+        # of ``AccessRequest.trusted`` hold, and the test-suite checks them on every call.
+        return AccessRequest.trusted(
+            principal,
+            self._clock(),
             http=subject.http,
             device=facts.device,
             network=network,
             trust_score=facts.trust_score,
-            grants=facts.grants,
+            grants=MappingProxyType(dict(facts.grants)),
             context=MappingProxyType({"route": subject.route.name}),
         )
 

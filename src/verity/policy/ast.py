@@ -231,12 +231,48 @@ class Rule:
 
 
 @dataclass(frozen=True, slots=True)
+class TableRow:
+    """One row of a permission table: ``role`` may do ``actions`` on resources of ``type``.
+    ``where`` locates it (``grants.csv:12`` or ``rules[3].table.rows[0]``)."""
+
+    role: str
+    type: str
+    actions: frozenset[str]
+    where: str
+
+
+@dataclass(frozen=True, slots=True)
+class PermissionTable:
+    """A permission table (RBAC as data): an allow construct in policy order.
+
+    It sits before the rule of index ``position`` (the number of rules above it). A row
+    grants when the caller has its role, the resource has its type, the action is one of
+    its actions, and ``condition`` plus the role's ``role_conditions`` entry all hold.
+    ``files`` are the data files it was read from (their content is part of the
+    policy version)."""
+
+    name: str
+    position: int
+    path: str
+    rows: tuple[TableRow, ...]
+    condition: All
+    role_conditions: Mapping[str, All]
+    files: tuple[str, ...] = ()
+    description: str = ""
+    message: str | None = None
+    hint: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Policy:
-    """A whole validated policy. ``version`` is the SHA-256 of its canonical content;
-    ``warnings`` are what loaded but is probably not what the author meant."""
+    """A whole validated policy. ``version`` is the SHA-256 of its canonical content
+    (with the content of every table file); ``warnings`` are what loaded but is probably
+    not what the author meant. ``tables`` are its permission tables, each placed among
+    ``rules`` by its ``position``."""
 
     rules: tuple[Rule, ...]
     access_levels: Mapping[str, All] = field(default_factory=dict)
     source: str = "<memory>"
     version: str = ""
     warnings: tuple[Problem, ...] = ()
+    tables: tuple[PermissionTable, ...] = ()

@@ -2,7 +2,11 @@
 
 Deny overrides allow: a deny rule whose criteria all hold decides first; otherwise the
 first allow rule (in policy order) whose criteria all hold allows; otherwise the request
-is denied by default, with the reason taken from the allow rule that came closest. A
+is denied by default, with the reason taken from the allow rule that came closest.
+Permission tables (``verity.policy.tables``) are allows in policy order like rules: a
+deny rule overrides a row that grants, and when both a table row and an allow rule
+grant, the one written first in the policy decides (its name is the decision's rule). A
+policy without tables is decided exactly as before (``decide`` is not wrapped). A
 deny of an anonymous caller that signing in could change is an ``authenticate`` outcome
 (``verity.policy.authn``). Any unexpected exception denies with reason
 ``internal_error``. No I/O happens here.
@@ -22,10 +26,12 @@ from .checks import Check, Trace
 from .compiler import PASSED, CompiledRule, Compiler, RuleShape
 from .dispatch import ALLOWED, DENIED, DENY_ERROR
 from .index import Group, RuleIndex, Slot
+from .tables import CompiledTable, Outcome, compile_tables
 
 ALLOW = Effect.ALLOW
 ANONYMOUS = PrincipalKind.ANONYMOUS
 _new = tuple.__new__  # builds a Decision without a Python-level __new__ call
+_END = 1 << 62  # "after every table": no allow rule decided
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +76,10 @@ class Engine:
         self._slot = self._index.slot
         self._identity_denies = identity_deny_rules(policy)
         self._identity_readers = identity_rules(policy)
+        self.tables: tuple[CompiledTable, ...] = ()
+        if policy.tables:  # otherwise decide() stays exactly the rules' path
+            self.tables = compile_tables(policy, compiler)
+            self.decide = self._decide_with_tables  # type: ignore[method-assign]
 
     def decide(self, request: AccessRequest) -> Decision:
         """Decide one request. Never raises: an internal failure is a deny."""
@@ -102,41 +112,80 @@ class Engine:
         return frozenset(rule.index for g in groups for rule, _ in (*g.denies, *g.allows))
 
     def _merged(self, request: AccessRequest, slot: Slot, groups: Sequence[Group]) -> Decision:
-        """The outcomes of several groups, merged by policy order: the first deny rule
-        (matched or raising) in the policy decides, else the first allow rule; else the
-        closest allow rule (furthest, then first) and the first that raised explain."""
-        deny: CompiledRule | None = None
-        deny_error: CelError | None = None
-        allow: CompiledRule | None = None
-        closest: CompiledRule | None = None
-        closest_at = -1
-        failed: tuple[CompiledRule, CelError] | None = None
-        for group in groups:
-            kind, i, at, detail = (group.run or group.build())(request)
-            if kind in (DENIED, DENY_ERROR):
-                rule = group.denies[i][0]
-                if deny is None or rule.index < deny.index:
-                    deny, deny_error = rule, detail if kind == DENY_ERROR else None
-            elif kind == ALLOWED:
-                rule = group.allows[i][0]
-                if allow is None or rule.index < allow.index:
-                    allow = rule
-            else:
-                if i >= 0:
-                    rule = group.allows[i][0]
-                    if at > closest_at or (
-                        at == closest_at and (closest is None or rule.index < closest.index)
-                    ):
-                        closest, closest_at = rule, at
-                if detail is not None:
-                    rule = group.allows[detail[0]][0]
-                    if failed is None or rule.index < failed[0].index:
-                        failed = (rule, detail[1])
+        """The outcomes of several groups, merged by policy order (``_collect``): the
+        first deny rule in the policy decides, else the first allow rule; else the
+        closest allow rule and the first that raised explain."""
+        deny, deny_error, allow, closest, closest_at, failed = _collect(request, groups)
         if deny is not None:
             return self._for(request, self._denied_by(deny, request, cel_error=deny_error))
         if allow is not None:
             return _new(Decision, (ALLOW, allow.name, new_decision_id(), self.version, (), ()))
         return self._for(request, self._no_match(request, slot, closest, closest_at, failed))
+
+    def _decide_with_tables(self, request: AccessRequest) -> Decision:
+        """``decide`` for a policy with permission tables (see the module docstring): the
+        index's groups merged by policy order as in ``_merged``, then the tables written
+        before the first allow rule that allows (all of them if none does)."""
+        try:
+            slot = self._slot(request)
+            merged = _collect(request, slot.probe(request))
+            deny, deny_error, allow, closest, closest_at, failed = merged
+            if deny is not None:  # a deny rule decides first
+                return self._for(request, self._denied_by(deny, request, cel_error=deny_error))
+            before = _END if allow is None else allow.index
+            near: Outcome | None = None
+            for table in self.tables:
+                if table.position > before:  # an allow rule above this table allows
+                    break
+                outcome = table.evaluate(request)
+                name = outcome.granted
+                if name is not None:
+                    return _new(Decision, (ALLOW, name, new_decision_id(), self.version, (), ()))
+                if near is None or (outcome.closest is not None and outcome.at > near.at):
+                    near = outcome
+            if allow is not None:
+                return _new(Decision, (ALLOW, allow.name, new_decision_id(), self.version, (), ()))
+            decision = self._table_denial(request, slot, closest, closest_at, failed, near)
+            return self._for(request, decision)
+        except Exception as exc:  # noqa: BLE001 - fail closed on anything
+            return self._internal_error(exc)
+
+    def _table_denial(
+        self,
+        request: AccessRequest,
+        slot: Slot,
+        closest: CompiledRule | None,
+        closest_at: int,
+        failed: tuple[CompiledRule, CelError] | None,
+        outcome: Outcome | None,
+    ) -> Decision:
+        """Nothing allowed: explain with the table row or the allow rule that came closest
+        (the row on a tie; the rule is the one a linear scan finds closest, as in
+        ``_no_match``); then a row whose condition raised, like an allow rule's; then,
+        when rows are about this resource type and action but not for the caller's roles
+        (and no rule got past its first criterion), which roles would grant."""
+        closest, closest_at = slot.closest(request, closest, closest_at)
+        if outcome is not None and outcome.closest is not None and outcome.at >= closest_at:
+            row = outcome.closest
+            return self._default_deny(request, row.name, row.rule.shape, outcome.at)
+        if (closest is not None and closest_at > 0) or failed is not None:
+            return self._closest_deny(request, slot, closest, closest_at, failed)
+        if outcome is not None and outcome.failed is not None:
+            row, error = outcome.failed
+            return self._evaluation_failed(row.name, row.rule.shape, error)
+        tables = [t for t in self.tables if t.covers(request.resource.type, request.action)]
+        if not tables and closest is not None:  # no row is about this request: the rule
+            return self._closest_deny(request, slot, closest, closest_at, failed)
+        table = tables[0] if tables else self.tables[0]
+        reason = Reason(
+            "no_matching_rule",
+            "",
+            None,
+            "request access from an administrator",
+            table.no_grant_message,
+            request,
+        )
+        return Decision(Effect.DENY, None, new_decision_id(), self.version, (reason,))
 
     def _for(self, request: AccessRequest, decision: Decision) -> Decision:
         if request.principal.kind is ANONYMOUS:
@@ -153,6 +202,19 @@ class Engine:
     ) -> Decision:
         """Default deny, explained by the allow rule a linear scan finds closest."""
         closest, closest_at = slot.closest(request, closest, closest_at)
+        return self._closest_deny(request, slot, closest, closest_at, failed)
+
+    def _closest_deny(
+        self,
+        request: AccessRequest,
+        slot: Slot,
+        closest: CompiledRule | None,
+        closest_at: int,
+        failed: tuple[CompiledRule, CelError] | None,
+    ) -> Decision:
+        """Default deny explained by ``closest`` (already a linear scan's, see
+        ``Slot.closest``): a rule written for this resource rather than a catch-all when
+        none got past its first criterion; else the first allow rule that raised."""
         if closest is not None and closest_at == 0 and not closest.shape.specific:
             closest = slot.prefer_specific(request) or closest
         if closest is None and failed is not None:
@@ -218,13 +280,60 @@ class Engine:
         """
         decision = self.decide(request)
         explained = []
+        tables = list(self.tables)
         for rule in self.rules:
+            while tables and tables[0].position <= rule.index:
+                explained += _explain_table(tables.pop(0), request, all_rules)
             applicable = bool(rule.targets(request))
             if not applicable and not all_rules:
                 continue
             checks = self._compiler.checks(rule.rule.condition)
             explained.append(_explain_rule(rule, checks, request, applicable))
+        for table in tables:
+            explained += _explain_table(table, request, all_rules)
         return Explanation(decision, tuple(explained))
+
+
+_Collected = tuple[
+    CompiledRule | None,  # the first deny rule (in policy order) that matched or raised
+    CelError | None,  # its error, if it raised
+    CompiledRule | None,  # the first allow rule that allowed
+    CompiledRule | None,  # else the probed allow rule that came closest (furthest, first)
+    int,  # the index of its first failing criterion (-1: none)
+    tuple[CompiledRule, CelError] | None,  # the first probed allow rule that raised
+]
+
+
+def _collect(request: AccessRequest, groups: Sequence[Group]) -> _Collected:
+    """The outcomes of the probed groups, merged by policy order."""
+    deny: CompiledRule | None = None
+    deny_error: CelError | None = None
+    allow: CompiledRule | None = None
+    closest: CompiledRule | None = None
+    closest_at = -1
+    failed: tuple[CompiledRule, CelError] | None = None
+    for group in groups:
+        kind, i, at, detail = (group.run or group.build())(request)
+        if kind in (DENIED, DENY_ERROR):
+            rule = group.denies[i][0]
+            if deny is None or rule.index < deny.index:
+                deny, deny_error = rule, detail if kind == DENY_ERROR else None
+        elif kind == ALLOWED:
+            rule = group.allows[i][0]
+            if allow is None or rule.index < allow.index:
+                allow = rule
+        else:
+            if i >= 0:
+                rule = group.allows[i][0]
+                if at > closest_at or (
+                    at == closest_at and (closest is None or rule.index < closest.index)
+                ):
+                    closest, closest_at = rule, at
+            if detail is not None:
+                rule = group.allows[detail[0]][0]
+                if failed is None or rule.index < failed[0].index:
+                    failed = (rule, detail[1])
+    return deny, deny_error, allow, closest, closest_at, failed
 
 
 def _explain_rule(
@@ -262,6 +371,47 @@ def _explain_rule(
         path=rule.rule.path,
         description=rule.rule.description,
     )
+
+
+def _explain_table(
+    table: CompiledTable, request: AccessRequest, all_rows: bool
+) -> list[RuleExplanation]:
+    """The table's rows for the request (see ``CompiledTable.explain``) as rule
+    explanations: a row is applicable when its type and actions cover the request; the
+    role is its first criterion, then the row's conditions."""
+    out = []
+    for item in table.explain(request, all_rows=all_rows):
+        traces: list[Trace] = [item.role]
+        error: str | None = None
+        for check in item.checks:
+            try:
+                traces.append(check.trace(request))
+            except CelError as exc:
+                error = exc.message
+                traces.append(
+                    Trace(check.node.path, check.code, False, check.expected(), "(error)",
+                          error=exc.message)
+                )  # fmt: skip
+        matched = False
+        if item.applicable and item.role.passed and error is None:
+            try:
+                matched = item.compiled.rule.evaluate(request) == PASSED
+            except CelError as exc:
+                error = exc.message
+        out.append(
+            RuleExplanation(
+                item.compiled.name,
+                Effect.ALLOW,
+                item.applicable,
+                matched,
+                tuple(traces),
+                error,
+                index=table.position,
+                path=item.row.where,
+                description=table.table.description,
+            )
+        )
+    return out
 
 
 def _deny_message(rule: CompiledRule) -> Callable[[AccessRequest], str]:

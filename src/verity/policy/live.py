@@ -58,14 +58,15 @@ class LivePolicy:
 
         data = _read(self.path)
         engine = compile_policy(load_policy_file(self.path))
-        self._digest = hashlib.sha256(data).hexdigest()
+        self._digest = _digest(data, _table_files(engine))
         return engine
 
     def reload(self, *, force: bool = False) -> ReloadResult:
         """Load the file again; unchanged bytes are skipped unless ``force``."""
         with self._lock:
             try:
-                if not force and hashlib.sha256(_read(self.path)).hexdigest() == self._digest:
+                current = _digest(_read(self.path), _table_files(self._engine))
+                if not force and current == self._digest:
                     return ReloadResult(changed=False, version=self.version)
                 engine = self._load()
             except PolicyLoadError as exc:
@@ -74,6 +75,19 @@ class LivePolicy:
             self._engine = engine
         invalidation.bump()  # a new engine is in force: decisions cached so far go
         return ReloadResult(changed=changed, version=engine.version)
+
+
+def _table_files(engine: Engine) -> list[Path]:
+    return [Path(name) for table in engine.policy.tables for name in table.files]
+
+
+def _digest(data: bytes, files: list[Path]) -> str:
+    """The policy file's content and its permission tables' files (a changed table file
+    is a changed policy; a missing one fails the reload, keeping the old version)."""
+    digest = hashlib.sha256(data)
+    for path in files:
+        digest.update(hashlib.sha256(_read(path)).digest())
+    return digest.hexdigest()
 
 
 def _read(path: Path) -> bytes:

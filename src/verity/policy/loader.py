@@ -10,7 +10,7 @@ import hashlib
 import json
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,10 +21,11 @@ from . import ast, values
 from .codegen import without_gc
 from .parse import block
 from .parse_common import ParseContext, strings, unknown
+from .parse_table import parse_table
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
 _TOP_KEYS = ("version", "access_levels", "rules")
-_RULE_KEYS = ("name", "description", "resources", "allow", "deny", "message", "hint")
+_RULE_KEYS = ("name", "description", "resources", "allow", "deny", "table", "message", "hint")
 _TARGET_KEYS = {
     "host": "hosts",
     "hosts": "hosts",
@@ -43,29 +44,44 @@ log = logging.getLogger("verity.policy")
 
 
 def load_policy_file(path: str | Path, *, cel_check: CelCheck | None = None) -> ast.Policy:
-    """Read and validate a policy file; raises ``PolicyLoadError`` naming every problem."""
-    return _parse_yaml(lambda: yamlio.load_file(path), str(path), cel_check)
+    """Read and validate a policy file; raises ``PolicyLoadError`` naming every problem.
+    Table files are read relative to the policy file's directory."""
+    base = Path(path).parent
+    return _parse_yaml(lambda: yamlio.load_file(path), str(path), cel_check, base)
 
 
 def load_policy_text(
-    text: str, *, source: str = "<text>", cel_check: CelCheck | None = None
+    text: str,
+    *,
+    source: str = "<text>",
+    cel_check: CelCheck | None = None,
+    base_dir: Path | None = None,
 ) -> ast.Policy:
-    """Validate a policy given as YAML text."""
-    return _parse_yaml(lambda: yamlio.loads(text), source, cel_check)
+    """Validate a policy given as YAML text (table files relative to ``base_dir``)."""
+    return _parse_yaml(lambda: yamlio.loads(text), source, cel_check, base_dir)
 
 
-def _parse_yaml(read: Callable[[], Any], source: str, cel_check: CelCheck | None) -> ast.Policy:
+def _parse_yaml(
+    read: Callable[[], Any], source: str, cel_check: CelCheck | None, base_dir: Path | None
+) -> ast.Policy:
     try:
         document = read()
     except yamlio.YamlProblem as exc:
         raise PolicyLoadError(source, [exc.problem]) from None
-    return parse_policy(document, source=source, cel_check=cel_check)
+    return parse_policy(document, source=source, cel_check=cel_check, base_dir=base_dir)
 
 
 def parse_policy(
-    document: Any, *, source: str = "<memory>", cel_check: CelCheck | None = None
+    document: Any,
+    *,
+    source: str = "<memory>",
+    cel_check: CelCheck | None = None,
+    base_dir: Path | None = None,
 ) -> ast.Policy:
-    """Validate a policy document (already parsed YAML/JSON) into an ``ast.Policy``."""
+    """Validate a policy document (already parsed YAML/JSON) into an ``ast.Policy``.
+
+    Relative table file names are read from ``base_dir`` (default: the current
+    directory)."""
     problems: list[Problem] = []
     if not isinstance(document, dict):
         raise PolicyLoadError(
@@ -78,12 +94,14 @@ def parse_policy(
             unknown(ctx, str(key), str(key), _TOP_KEYS, "top-level key")
     if document.get("version", 1) != 1:
         ctx.problem("version", "unsupported policy version (this Verity reads version 1)")
+    tables: list[ast.PermissionTable] = []
+    file_data: list[bytes] = []
     with without_gc():  # a large policy allocates much and frees nothing (see codegen)
         levels = _levels(document.get("access_levels") or {}, ctx)
-        rules = _rules(document.get("rules"), ctx)
+        rules = _rules(document.get("rules"), ctx, _Tables(tables, file_data, base_dir))
     if problems:
         raise PolicyLoadError(source, problems)
-    digest = _digest(document)
+    digest = _digest(document, file_data)
     for warning in ctx.warnings:
         log.warning("policy %s: %s", source, warning)
     return ast.Policy(
@@ -92,7 +110,19 @@ def parse_policy(
         source=source,
         version=digest,
         warnings=tuple(ctx.warnings),
+        tables=tuple(tables),
     )
+
+
+class _Tables:
+    """Where ``_rules`` puts the permission tables it finds, and the files they read."""
+
+    def __init__(
+        self, tables: list[ast.PermissionTable], file_data: list[bytes], base_dir: Path | None
+    ) -> None:
+        self.tables = tables
+        self.file_data = file_data
+        self.base_dir = base_dir
 
 
 def _levels(raw: Any, ctx: ParseContext) -> dict[str, ast.All]:
@@ -142,24 +172,79 @@ def _check_level_cycles(levels: dict[str, ast.All], ctx: ParseContext) -> None:
         visit(name, [])
 
 
-def _rules(raw: Any, ctx: ParseContext) -> list[ast.Rule]:
+def _rules(raw: Any, ctx: ParseContext, tables: _Tables) -> list[ast.Rule]:
     if not isinstance(raw, list):
         ctx.problem("rules", "required: a list of rules")
         return []
     rules: list[ast.Rule] = []
     seen: dict[str, int] = {}
     for i, body in enumerate(raw):
-        rule = _rule(body, f"rules[{i}]", len(rules), ctx)
-        if rule is None:
+        item: ast.Rule | ast.PermissionTable | None
+        if isinstance(body, dict) and "table" in body:
+            item = _table(body, f"rules[{i}]", len(rules), ctx, tables)
+        else:
+            item = _rule(body, f"rules[{i}]", len(rules), ctx)
+        if item is None:
             continue
-        if rule.name in seen:
+        if item.name in seen:
             ctx.problem(
                 f"rules[{i}].name",
-                f"duplicate rule name {rule.name!r} (also rules[{seen[rule.name]}])",
+                f"duplicate rule name {item.name!r} (also rules[{seen[item.name]}])",
             )
-        seen.setdefault(rule.name, i)
-        rules.append(rule)
+        seen.setdefault(item.name, i)
+        if isinstance(item, ast.Rule):
+            rules.append(item)
+        else:
+            tables.tables.append(item)
     return rules
+
+
+def _table(
+    body: dict[str, Any], path: str, position: int, ctx: ParseContext, tables: _Tables
+) -> ast.PermissionTable | None:
+    for key in body:
+        if key not in _RULE_KEYS:
+            unknown(ctx, f"{path}.{key}", str(key), _RULE_KEYS, "rule key")
+    name = _name(body, path, ctx)
+    for key in ("allow", "deny", "resources"):
+        if key in body:
+            ctx.problem(
+                f"{path}.{key}",
+                "a table rule has no 'allow', 'deny' or 'resources': its rows name the "
+                "resources, and 'table.allow' holds the conditions of every row",
+            )
+    texts = _texts(body, path, ctx)
+    return parse_table(
+        body["table"],
+        f"{path}.table",
+        name,
+        position,
+        texts,
+        ctx,
+        tables.base_dir,
+        tables.file_data,
+    )
+
+
+def _name(body: dict[str, Any], path: str, ctx: ParseContext) -> str:
+    name = body.get("name")
+    if not isinstance(name, str) or not _NAME.match(name):
+        ctx.problem(
+            f"{path}.name", "required: a name of letters, digits, '_', '-', '.', ':' (max 128)"
+        )
+        return f"<{path}>"
+    return name
+
+
+def _texts(body: dict[str, Any], path: str, ctx: ParseContext) -> dict[str, str | None]:
+    texts: dict[str, str | None] = {}
+    for key in ("description", "message", "hint"):
+        value = body.get(key)
+        if value is not None and not isinstance(value, str):
+            ctx.problem(f"{path}.{key}", "expected a string")
+            value = None
+        texts[key] = value
+    return texts
 
 
 def _rule(body: Any, path: str, index: int, ctx: ParseContext) -> ast.Rule | None:
@@ -169,14 +254,9 @@ def _rule(body: Any, path: str, index: int, ctx: ParseContext) -> ast.Rule | Non
     for key in body:
         if key not in _RULE_KEYS:
             unknown(ctx, f"{path}.{key}", str(key), _RULE_KEYS, "rule key")
-    name = body.get("name")
-    if not isinstance(name, str) or not _NAME.match(name):
-        ctx.problem(
-            f"{path}.name", "required: a name of letters, digits, '_', '-', '.', ':' (max 128)"
-        )
-        name = f"<{path}>"
+    name = _name(body, path, ctx)
     if ("allow" in body) == ("deny" in body):
-        ctx.problem(path, "a rule has exactly one of 'allow' or 'deny'")
+        ctx.problem(path, "a rule has exactly one of 'allow', 'deny' or 'table'")
         return None
     effect = Effect.ALLOW if "allow" in body else Effect.DENY
     key = effect.value
@@ -235,12 +315,17 @@ def _target_field(field: str, value: Any, path: str, ctx: ParseContext) -> Any:
     return ctx.shared(frozenset(strings(value, path, ctx)))
 
 
-def _digest(document: dict[Any, Any]) -> str:
+def _digest(document: dict[Any, Any], file_data: Sequence[bytes] = ()) -> str:
     """SHA-256 of ``json.dumps(document, sort_keys=True, default=str)``, hashed rule by
-    rule, so a policy of 350,000 rules never holds its whole JSON text in memory."""
+    rule, so a policy of 350,000 rules never holds its whole JSON text in memory, then of
+    the SHA-256 of each table file read (a table file's content is part of the policy's
+    version)."""
     rules = document.get("rules")
     if not isinstance(rules, list) or not all(isinstance(k, str) for k in document):
-        return hashlib.sha256(_json(document).encode()).hexdigest()
+        whole = hashlib.sha256(_json(document).encode())
+        for data in file_data:
+            whole.update(hashlib.sha256(data).digest())
+        return whole.hexdigest()
     digest = hashlib.sha256()
     for i, key in enumerate(sorted(document)):
         digest.update(((", " if i else "{") + _json(key) + ": ").encode())
@@ -252,6 +337,8 @@ def _digest(document: dict[Any, Any]) -> str:
             digest.update(((", " if j else "") + _json(rule)).encode())
         digest.update(b"]")
     digest.update(b"}")
+    for data in file_data:
+        digest.update(hashlib.sha256(data).digest())
     return digest.hexdigest()
 
 

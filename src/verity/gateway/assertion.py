@@ -27,7 +27,6 @@ import base64
 import hashlib
 import json
 import logging
-import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -147,22 +146,11 @@ class AssertionSigner:
 
     def claims(self, principal: Principal, facts: AssertionFacts) -> dict[str, Any]:
         """The claims of an assertion for ``principal`` (no signing)."""
-        now = int(self._clock())
-        return {
-            "iss": self.issuer,
-            "aud": facts.audience,
-            "sub": principal.id,
-            "email": principal.email,
-            "groups": sorted(principal.groups),
-            "device_id": facts.device_id,
-            "trust_score": facts.trust_score,
+        specific = {
             "decision_id": facts.decision_id,
             BINDING_CLAIM: request_binding(facts.method, facts.path),
-            "iat": now,
-            "nbf": now,
-            "exp": now + self.ttl,
-            "jti": new_event_uid(),  # unique (process prefix + counter): no syscall per request
         }
+        return self._claims(principal, facts, specific, self.ttl)
 
     def sign(self, principal: Principal, facts: AssertionFacts) -> str:
         """A compact ES256 JWS of ``claims(principal, facts)``."""
@@ -174,6 +162,17 @@ class AssertionSigner:
         """The claims of a reusable assertion (``verity.gateway.assertion_reuse``): no
         ``req`` and no ``decision_id`` (both travel in each request's companion), and
         ``cmp: 1``, so that a verifier accepts it only with a valid companion."""
+        return self._claims(principal, facts, {COMPANION_CLAIM: 1}, min(lifetime, self.ttl))
+
+    def _claims(
+        self,
+        principal: Principal,
+        facts: AssertionFacts | ReusableFacts,
+        specific: dict[str, Any],
+        lifetime: int,
+    ) -> dict[str, Any]:
+        """The claims every assertion has, ``specific`` among them; a fresh ``jti``
+        (the process prefix and a counter: unique, and no system call per request)."""
         now = int(self._clock())
         return {
             "iss": self.issuer,
@@ -183,11 +182,11 @@ class AssertionSigner:
             "groups": sorted(principal.groups),
             "device_id": facts.device_id,
             "trust_score": facts.trust_score,
-            COMPANION_CLAIM: 1,
+            **specific,
             "iat": now,
             "nbf": now,
-            "exp": now + min(lifetime, self.ttl),
-            "jti": secrets.token_urlsafe(16),
+            "exp": now + lifetime,
+            "jti": new_event_uid(),
         }
 
     def sign_claims(self, claims: dict[str, Any]) -> str:

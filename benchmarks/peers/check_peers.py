@@ -102,7 +102,7 @@ def check_size(size: Size, count: int, seed: int, only: set[str] | None) -> int:
             re_mismatches = sum(d != e for d, e in zip(re_decisions, expected, strict=False))
             total_mismatches += re_mismatches
             print(
-                f"  {name + ' re-parse':<23}{re_mismatches:>10}{'':>8}{re_median:>12.1f}"
+                f"  {name + ' re-parse':<27}{re_mismatches:>10}{'':>8}{re_median:>12.1f}"
                 f"   (policy text re-parsed per call, {len(sample)} requests)",
                 flush=True,
             )

@@ -4,14 +4,26 @@ decision, for every engine alike.
 
     python benchmarks/policy_engine.py [--sizes 10x5 1000x50 10000x50] [--count 2000]
     python benchmarks/policy_engine.py --quick        # small sizes, few requests: a smoke run
+    python benchmarks/policy_engine.py --engines verity-table rego-regorus-data --out /tmp/x.json
 
 A size is roles x resource types (benchmarks/peers/scenario.py): about 70% of the roles
 grant any given type, with per-role hour windows, MFA, a trusted device with disk
 encryption and a minimum OS, allowed regions, corporate networks unless admin, an
 owner-may-read rule and a sanctioned-region deny rule. Verity runs the policy written
-three ways (a permission table; one rule per role; one rule per (role, type)); every
-peer runs one rule per (role, type), its natural form. Engines whose policy has more
-than --max-rules rules are skipped (reported).
+three ways (a permission table; one rule per role; one rule per (role, type)). The peers:
+
+- ``rego-regorus-data``, ``rego-opa-data``: the form Rego users write RBAC in, a handful
+  of rules that look the role -> resource type -> actions table and the per-role
+  conditions up in the data document (``peers/rego_data_policy.py``; the table is
+  loaded with the engine's data API, not as Rego text);
+- ``rego-regorus``, ``rego-opa``: the same conditions written as one rule body per
+  granted (role, type) pair (``peers/rego_policy.py``, laid out for OPA's rule indexer);
+- ``cedar``, ``casbin``, ``casbin-fast``: one policy/rule per (role, type), their
+  natural form;
+- ``handwritten``: a plain Python function over dicts, the floor.
+
+Engines whose policy has more than --max-rules rule bodies (the per-pair forms) are
+skipped (reported); ``--engines`` limits a run to the named engines.
 
 Timing: every request is the neutral dict that JSON would give; each iteration times
 ``prepare(dict)`` (the engine's own input conversion: Verity's ``AccessRequest.from_dict``,
@@ -22,7 +34,7 @@ fresh interpreter. Every decision of the warm-up pass is checked against the ref
 oracle; slow engines are checked and timed on as many requests as the time budget
 allows (``checked``). Build time is the policy compile; memory is the growth of the
 process's resident set while building (retained, after GC) and its peak.
-Results: benchmarks/results/policy_engine.json.
+Results: benchmarks/results/policy_engine.json (``--out`` elsewhere).
 """
 
 from __future__ import annotations
@@ -63,13 +75,30 @@ ENGINES: tuple[tuple[str, str, str, str | None], ...] = (
     ("handwritten", "benchmarks.peers.handwritten", "HandwrittenPeer", None),
     ("rego-regorus", "benchmarks.peers.rego_regorus", "RegorusPeer", "gordon-to-regorus"),
     ("rego-opa", "benchmarks.peers.rego_opa", "OpaPeer", "opa-golib-python-bindings"),
+    (
+        "rego-regorus-data",
+        "benchmarks.peers.rego_regorus_data",
+        "RegorusDataPeer",
+        "gordon-to-regorus",
+    ),
+    ("rego-opa-data", "benchmarks.peers.rego_opa_data", "OpaDataPeer", "opa-golib-python-bindings"),
     ("cedar", "benchmarks.peers.cedar", "CedarPeer", "cedarpy"),
     ("casbin", "benchmarks.peers.casbin_peer", "CasbinPeer", "pycasbin"),
     ("casbin-fast", "benchmarks.peers.casbin_peer", "CasbinFastPeer", "pycasbin"),
 )
-PEERS = ("rego-regorus", "rego-opa", "cedar", "casbin", "casbin-fast")
-# Engines whose policy is data (rows) or one rule per role, not one rule per (role, type).
-_NOT_PER_PAIR = {"verity-table", "handwritten"}
+ENGINE_NAMES = tuple(name for name, *_ in ENGINES)
+PEERS = (
+    "rego-regorus-data",
+    "rego-opa-data",
+    "rego-regorus",
+    "rego-opa",
+    "cedar",
+    "casbin",
+    "casbin-fast",
+)
+# Engines whose grants are data (rows), not one rule body per (role, type): never skipped
+# by --max-rules.
+_NOT_PER_PAIR = {"verity-table", "handwritten", "rego-regorus-data", "rego-opa-data"}
 
 
 @dataclass
@@ -169,7 +198,13 @@ def build(name: str, module: str, cls: str, size: Size, rules: int) -> Run | str
 
 
 def bench_size(
-    size: Size, count: int, seed: int, rounds: int, budget_s: float, max_rules: int
+    size: Size,
+    count: int,
+    seed: int,
+    rounds: int,
+    budget_s: float,
+    max_rules: int,
+    engines: Sequence[str] = ENGINE_NAMES,
 ) -> dict[str, Any]:
     requests = generate_requests(size, count, seed)
     expected = [reference_decide(r, size) for r in requests]
@@ -177,6 +212,8 @@ def bench_size(
     runs: list[Run] = []
     skipped: dict[str, str] = {}
     for name, module, cls, _ in ENGINES:
+        if name not in engines:
+            continue
         rules = _rules_of(name, size, grants)
         if name not in _NOT_PER_PAIR and rules > max_rules:
             skipped[name] = f"{rules:,} rules > --max-rules {max_rules:,}"
@@ -328,10 +365,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="skip engines whose policy has more rules (one per role and type)",
     )
     parser.add_argument(
+        "--engines",
+        nargs="+",
+        choices=ENGINE_NAMES,
+        default=list(ENGINE_NAMES),
+        metavar="ENGINE",
+        help=f"run only these engines (default: all of {', '.join(ENGINE_NAMES)})",
+    )
+    parser.add_argument(
         "--quick", action="store_true", help="sizes 10x5 and 100x20, 300 requests, 2 rounds"
     )
     parser.add_argument(
-        "--out", type=Path, default=ROOT / "benchmarks" / "results" / "policy_engine.json"
+        "--out",
+        "--output",
+        dest="out",
+        type=Path,
+        default=ROOT / "benchmarks" / "results" / "policy_engine.json",
     )
     parser.add_argument("--worker", metavar="SIZE", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -339,7 +388,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.sizes, args.count, args.rounds, args.budget = ["10x5", "100x20"], 300, 2, 2.0
     if args.worker:
         size = Size.parse(args.worker)
-        result = bench_size(size, args.count, args.seed, args.rounds, args.budget, args.max_rules)
+        result = bench_size(
+            size, args.count, args.seed, args.rounds, args.budget, args.max_rules, args.engines
+        )
         print(json.dumps(result))
         return 0
     sizes: dict[str, Any] = {}
@@ -387,6 +438,8 @@ def _in_fresh_process(args: argparse.Namespace, size: str) -> dict[str, Any]:
         str(args.budget),
         "--max-rules",
         str(args.max_rules),
+        "--engines",
+        *args.engines,
     ]
     done = subprocess.run(command, capture_output=True, text=True, check=True)  # noqa: S603
     result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])

@@ -31,6 +31,8 @@ from benchmarks.peers.scenario import Size, generate_requests, reference_decide
 PEERS: tuple[tuple[str, str, str], ...] = (
     ("rego-opa", "benchmarks.peers.rego_opa", "OpaPeer"),
     ("rego-regorus", "benchmarks.peers.rego_regorus", "RegorusPeer"),
+    ("rego-opa-data", "benchmarks.peers.rego_opa_data", "OpaDataPeer"),
+    ("rego-regorus-data", "benchmarks.peers.rego_regorus_data", "RegorusDataPeer"),
     ("cedar", "benchmarks.peers.cedar", "CedarPeer"),
     ("casbin", "benchmarks.peers.casbin_peer", "CasbinPeer"),
     ("casbin-fast", "benchmarks.peers.casbin_peer", "CasbinFastPeer"),
@@ -70,14 +72,14 @@ def check_size(size: Size, count: int, seed: int, only: set[str] | None) -> int:
     expected = [reference_decide(r, size) for r in requests]
     allow_ratio = sum(expected) / len(expected)
     print(f"\n{size}: {count} requests, reference allow ratio {allow_ratio:.3f}")
-    print(f"  {'peer':<14}{'build s':>9}{'mismatch':>10}{'allow':>8}{'median us':>12}")
+    print(f"  {'peer':<18}{'build s':>9}{'mismatch':>10}{'allow':>8}{'median us':>12}")
     total_mismatches = 0
     for name, module, cls in PEERS:
         if only is not None and name not in only:
             continue
         factory = _load(module, cls)
         if isinstance(factory, str):
-            print(f"  {name:<14}{factory}")
+            print(f"  {name:<18}{factory}")
             continue
         t0 = time.perf_counter()
         peer = factory(size)
@@ -88,7 +90,7 @@ def check_size(size: Size, count: int, seed: int, only: set[str] | None) -> int:
         total_mismatches += len(mismatches)
         ratio = sum(decisions) / len(decisions)
         print(
-            f"  {name:<14}{build_s:>9.2f}{len(mismatches):>10}{ratio:>8.3f}{median_us:>12.1f}",
+            f"  {name:<18}{build_s:>9.2f}{len(mismatches):>10}{ratio:>8.3f}{median_us:>12.1f}",
             flush=True,
         )
         for i in mismatches[:3]:
@@ -100,7 +102,7 @@ def check_size(size: Size, count: int, seed: int, only: set[str] | None) -> int:
             re_mismatches = sum(d != e for d, e in zip(re_decisions, expected, strict=False))
             total_mismatches += re_mismatches
             print(
-                f"  {name + ' re-parse':<23}{re_mismatches:>10}{'':>8}{re_median:>12.1f}"
+                f"  {name + ' re-parse':<27}{re_mismatches:>10}{'':>8}{re_median:>12.1f}"
                 f"   (policy text re-parsed per call, {len(sample)} requests)",
                 flush=True,
             )

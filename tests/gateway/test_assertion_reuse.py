@@ -276,6 +276,24 @@ def test_verified_assertions_skip_the_signature_check_but_not_the_companion(
         check(reuse, token, companion, audience="other", verified=verified)
 
 
+def test_a_cached_assertion_is_refused_once_its_key_leaves_the_jwks(
+    reuse: AssertionReuse,
+) -> None:
+    """A signing key pulled from the gateway's JWKS (rotation, compromise) stops the
+    assertions it signed at once, cached ones too: not up to 30 s later."""
+    verified = assertion.VerifiedAssertions()
+    token, companion = issue(reuse)
+    check(reuse, token, companion, verified=verified)
+    _, fresh = issue(reuse, did="d2")
+    with pytest.raises(assertion.AssertionKeyError):
+        check(reuse, token, fresh, verified=verified, jwks={"keys": []})
+    other = AssertionSigner(generate_private_key("ES256"), issuer=GATEWAY_URL)  # type: ignore[arg-type]
+    replaced = {"keys": [dict(other.jwk, kid=reuse.signer.jwk["kid"])]}  # same kid, new key
+    _, third = issue(reuse, did="d3")
+    with pytest.raises(assertion.AssertionSignatureError):
+        check(reuse, token, third, verified=verified, jwks=replaced)
+
+
 def test_the_guard_reads_the_companion_header(reuse: AssertionReuse) -> None:
     source = AssertionSource(issuer=GATEWAY_URL, audience="wiki", jwks=reuse.signer.jwks(),
                              companion_key=KEY)  # fmt: skip

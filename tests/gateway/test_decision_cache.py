@@ -378,6 +378,23 @@ async def test_an_unknown_decider_is_never_cached(
     assert node.cache.hits == 0
 
 
+async def test_an_internal_error_of_the_engine_is_not_remembered(
+    verifier: TokenVerifier, signer: AssertionSigner, token: str
+) -> None:
+    """A deny because deciding failed (a transient fault) must not deny the same
+    request again from the cache: the next request is decided afresh."""
+    engine = compile_policy(load_policy(POLICY))
+    node = make_node(verifier, signer, decider=engine)
+    real = engine.decide
+    engine.decide = lambda request: engine._internal_error(RuntimeError("fault"))  # type: ignore[method-assign]
+    first = await node.ask(token)
+    assert first.verdict is Verdict.DENIED
+    engine.decide = real  # type: ignore[method-assign]
+    second = await node.ask(token)
+    assert second.verdict is Verdict.ALLOWED
+    assert node.cache.hits == 0
+
+
 # --- every other input is part of the key -----------------------------------------------
 
 

@@ -7,7 +7,8 @@ Only the decider's answer is cached: every request is still authenticated (a rev
 expired or unknown credential is refused before the cache is asked), its facts are still
 gathered, and it still gets its own decision id, audit event, metrics and identity
 headers. Refusals before the policy (mTLS, cross-site WebSockets, session issuers),
-internal errors and rejected tokens are never cached.
+internal errors (the enforcer's, and the engine's ``internal_error`` denies) and
+rejected tokens are never cached.
 
 The key (``key``) holds every input the policy can read, each in a hashable form
 compared by value:

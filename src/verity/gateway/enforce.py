@@ -138,6 +138,11 @@ SESSION_ISSUER_NOT_ACCEPTED = Reason(
 )
 
 
+def _internal_error(decision: Decision) -> bool:
+    """A deny the engine gave because deciding failed (not a policy's answer)."""
+    return any(reason.code == "internal_error" for reason in decision.reasons)
+
+
 def internal_deny(version: str = "") -> Decision:
     """The decision for a failure on the decision path."""
     reason = Reason("internal_error", "access denied: internal error while deciding")
@@ -308,8 +313,8 @@ class Enforcer:
         decision = policy.decide(request)
         if decision.effect is Effect.ALLOW and case == "consistent":
             decision = self._case_consistent(request, subject.http, decision, policy)
-        if cache is not None and key is not None:
-            cache.put(key, decision, request, epoch=epoch)
+        if cache is not None and key is not None and not _internal_error(decision):
+            cache.put(key, decision, request, epoch=epoch)  # (a failure is not remembered)
         return decision
 
     def _case_consistent(

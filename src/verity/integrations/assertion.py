@@ -24,7 +24,8 @@ request being served, its ``iat`` must be at most ``companion_max_age`` seconds 
 (plus the leeway) and not in the future, and its ``n`` is accepted once (the same
 replay cache). The assertion itself is then not single-use: it is reused for up to
 30 s. With a ``VerifiedAssertions`` cache, its signature is checked once per process and
-the verified claims reused until it expires. An assertion with ``cmp`` and no
+the verified claims reused until it expires, while the JWKS (``jwks`` or the cached
+``jwks_url`` set) still maps its ``kid`` to the key that verified it. An assertion with ``cmp`` and no
 companion, a companion for another request, a replayed or forged one: refused.
 """
 
@@ -321,10 +322,13 @@ class VerifiedAssertions:
         if max_entries < 1:
             raise ValueError("max_entries must be at least 1")
         self.max_entries = max_entries
-        self._entries: OrderedDict[str, tuple[float, dict[str, Any], str | None]] = OrderedDict()
+        self._entries: OrderedDict[str, tuple[float, dict[str, Any], str | None, Any]] = (
+            OrderedDict()
+        )
         self._lock = threading.Lock()
 
-    def get(self, token: str, now: float) -> tuple[dict[str, Any], str | None] | None:
+    def get(self, token: str, now: float) -> tuple[dict[str, Any], str | None, Any] | None:
+        """(claims, kid, the key that verified them), or None."""
         with self._lock:
             entry = self._entries.get(token)
             if entry is None:
@@ -333,11 +337,13 @@ class VerifiedAssertions:
                 del self._entries[token]
                 return None
             self._entries.move_to_end(token)
-            return entry[1], entry[2]
+            return entry[1], entry[2], entry[3]
 
-    def put(self, token: str, until: float, claims: dict[str, Any], kid: str | None) -> None:
+    def put(
+        self, token: str, until: float, claims: dict[str, Any], kid: str | None, key: Any
+    ) -> None:
         with self._lock:
-            self._entries[token] = (until, claims, kid)
+            self._entries[token] = (until, claims, kid, key)
             self._entries.move_to_end(token)
             while len(self._entries) > self.max_entries:
                 self._entries.popitem(last=False)
@@ -387,8 +393,15 @@ def verify(
         raise ValueError("give exactly one of jwks_url and jwks")
     now = clock()
     known = verified.get(untrusted_token, now) if verified is not None else None
-    if known is not None and known[0].get("iss") == issuer and known[0].get("aud") == audience:
-        decoded, kid = known
+    if (
+        known is not None
+        and known[0].get("iss") == issuer
+        and known[0].get("aud") == audience
+        # the key that verified it is still the JWKS's key for its kid: a key removed or
+        # replaced at the gateway (rotation, compromise) stops a cached assertion at once
+        and _key({"kid": known[1]}, jwks_url, jwks) == known[2]
+    ):
+        decoded, kid, key = known
     else:
         known = None
         header = _header(untrusted_token)
@@ -403,7 +416,7 @@ def verify(
     check = CompanionCheck(companion_key, companion, method, path, companion_max_age, now)
     decision_id = _check_companion(claims, check, replay_cache, leeway)
     if verified is not None and known is None:
-        verified.put(untrusted_token, claims.expires_at + leeway, decoded, kid)
+        verified.put(untrusted_token, claims.expires_at + leeway, decoded, kid, key)
     return replace(claims, decision_id=decision_id)
 
 

@@ -25,8 +25,9 @@ request being served, its ``iat`` must be at most ``companion_max_age`` seconds 
 replay cache). The assertion itself is then not single-use: it is reused for up to
 30 s. With a ``VerifiedAssertions`` cache, its signature is checked once per process and
 the verified claims reused until it expires, while the JWKS (``jwks`` or the cached
-``jwks_url`` set) still maps its ``kid`` to the key that verified it. An assertion with ``cmp`` and no
-companion, a companion for another request, a replayed or forged one: refused.
+``jwks_url`` set) still maps its ``kid`` to the key that verified it. An assertion with
+``cmp`` and no companion, a companion for another request, a replayed or forged one:
+refused.
 """
 
 from __future__ import annotations

@@ -8,6 +8,7 @@ import ipaddress
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -31,7 +32,7 @@ from verity.identity.oidc import LoginConfig
 from verity.identity.oidc.cookies import CookieSigner
 from verity.identity.oidc.sessions import SessionManager
 from verity.identity.revocation_sync import RevocationSync
-from verity.model import AccessRequest, Decision, Device, HttpTarget, Principal
+from verity.model import AccessRequest, Decision, Device, Effect, HttpTarget, Principal
 from verity.policy import LivePolicy, compile_policy, load_policy
 from verity.store import open_stores
 from verity.store.records import Revocation, RevocationKind
@@ -76,7 +77,7 @@ class Clock:
     """A settable clock (UNIX seconds)."""
 
     def __init__(self) -> None:
-        self.now = time.time()
+        self.now = float(int(time.time()))  # a whole second: entries end at the next one
 
     def __call__(self) -> float:
         return self.now
@@ -459,6 +460,46 @@ async def test_a_claim_that_cannot_be_serialised_is_decided_without_the_cache(
 
 
 # --- time ------------------------------------------------------------------------------
+
+
+def _boundary_case(rules: str, principal: Principal, decided_at: float, later: float) -> None:
+    """Decide at ``decided_at`` (cached), then ask at ``later``: the engine's answer has
+    changed by then, and the cache must not answer with the old one."""
+    engine = compile_policy(load_policy(rules))
+    cache = DecisionCache(ttl_seconds=1.0, max_entries=10, epoch=lambda: 0)
+
+    def request(at: float) -> AccessRequest:
+        return AccessRequest(
+            principal=principal, time=at, http=HttpTarget(host="a.test", path="/x"),
+            context={"route": "r"},
+        )  # fmt: skip
+
+    first, second = request(decided_at), request(later)
+    assert engine.decide(first).effect is Effect.ALLOW
+    assert engine.decide(second).effect is Effect.DENY
+    cache.put(cache.key(first, case="sensitive", policy=engine), engine.decide(first), first,
+              epoch=0)  # fmt: skip
+    assert cache.get(cache.key(second, case="sensitive", policy=engine), later) is None
+
+
+def test_a_cached_allow_ends_at_the_end_of_its_time_window() -> None:
+    """Allowed at 17:59:59.5 under an 08:00-18:00 rule: at 18:00:00.4 the cache must not
+    still allow (it would within a 1 s ttl if entries could cross a second)."""
+    rules = (
+        "rules:\n - name: office-hours\n   allow: {roles: [staff], "
+        'time: {days: mon-sun, hours: "08:00-18:00", tz: UTC}}'
+    )
+    at = datetime.fromisoformat("2026-11-23T17:59:59.5+00:00").timestamp()
+    _boundary_case(rules, Principal("u", roles=frozenset({"staff"})), at, at + 0.9)
+
+
+def test_a_cached_allow_ends_when_the_sign_in_becomes_too_old() -> None:
+    """``max_auth_age: 60s`` with a sign-in at a fraction of a second: the allow ends
+    exactly 60 s after it, not up to a ttl later."""
+    rules = "rules:\n - name: fresh\n   allow: {roles: [staff], max_auth_age: 60s}"
+    signed_in = 1_800_000_000.7
+    principal = Principal("u", roles=frozenset({"staff"}), auth_time=signed_in)
+    _boundary_case(rules, principal, signed_in + 59.9, signed_in + 60.05)
 
 
 async def test_an_entry_expires_after_the_ttl(node: Node, token: str) -> None:

@@ -28,11 +28,16 @@ An input that cannot be made hashable (a claim ``orjson`` cannot serialise) make
 request uncacheable: it is decided as if there were no cache.
 
 Lifetime: an entry is used while ``0 <= now - decided_at < ttl_seconds`` (a clock that
-goes back does not stretch it) and, when the principal holds grants, only before the
-first of them ends. The request time is an input the key leaves out, so a rule that
-reads the time (a time window, ``max_auth_age``, an MFA age) may answer up to
-``ttl_seconds`` late at a boundary; ``ttl_seconds`` is at most 1 s and 0 turns the cache
-off. At most ``max_entries`` decisions are kept, the least recently used going first.
+goes back does not stretch it), and never past the next instant at which a rule that
+reads the clock can change its answer: the next whole second (time windows are HH:MM in
+a zone, durations and token times whole seconds), the next instant a whole number of
+seconds after the principal's ``auth_time`` or ``mfa_time`` when those have a fraction
+(``max_auth_age``, ``mfa_max_age``), and the end of the first grant the principal holds.
+So a time-window or age boundary is obeyed on the first request at or after it, as
+without the cache; only a CEL expression that compares the time with an instant that is
+not a whole second can answer up to ``ttl_seconds`` late. ``ttl_seconds`` is at most 1 s
+and 0 turns the cache off. At most ``max_entries`` decisions are kept, the least
+recently used going first.
 
 Invalidation: every entry remembers the node's invalidation epoch
 (``verity.invalidation``) read before the request was authenticated; a revocation
@@ -45,6 +50,7 @@ it.
 
 from __future__ import annotations
 
+import math
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Mapping
 from ipaddress import IPv4Address
@@ -68,6 +74,11 @@ def _plain(value: object) -> object:
     if isinstance(value, frozenset | set):
         return sorted(value)  # claims hold JSON values: mixed types raise, uncacheable
     raise TypeError(f"not a claim value: {type(value).__name__}")
+
+
+def next_instant(now: float, fraction: float) -> float:
+    """The first instant after ``now`` whose fractional second is ``fraction``."""
+    return math.floor(now - fraction) + 1 + fraction
 
 
 def principal_key(principal: Principal) -> Hashable | None:
@@ -173,7 +184,11 @@ class DecisionCache:
         if epoch != self.epoch():
             return  # something changed while deciding: do not remember it
         now = request.time
-        until = now + self.ttl
+        until = min(now + self.ttl, next_instant(now, 0.0))
+        principal = request.principal
+        for stamp in (principal.auth_time, principal.mfa_time):
+            if stamp is not None and stamp % 1:  # an age limit ends a fraction into a second
+                until = min(until, next_instant(now, stamp % 1))
         if request.grants:
             until = min(until, *request.grants.values())  # a grant ends: decide again
         self._entries[key] = _Entry(decision, now, until, epoch)

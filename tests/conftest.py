@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import os
 import secrets
+import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 from typing import NoReturn
 
 import pytest
@@ -35,6 +37,31 @@ def service_unavailable(name: str, reason: str) -> NoReturn:
         pytest.fail(f"{message} (VERITY_REQUIRE_SERVICES=1 makes a missing service a failure)")
     else:  # the only skip in the suite: a missing service, outside CI, with its reason
         pytest.skip(reason=message)
+
+
+def debian_tool(binary: str, package: str) -> str:
+    """``binary``, installing Debian's ``package`` (a pinned ``name=version*``) when it is
+    absent; a missing tool that cannot be installed is ``service_unavailable``."""
+    name = package.split("=", 1)[0]
+    if Path(binary).exists():
+        return binary
+    if os.geteuid() != 0:
+        service_unavailable(name, f"{binary} is absent and installing it needs root")
+    install = ["apt-get", "install", "-y", "--no-install-recommends", package]
+    for step in (["apt-get", "update"], install):
+        result = subprocess.run(step, capture_output=True, timeout=300, check=False)  # noqa: S603
+        if step[1] == "install" and result.returncode != 0:
+            service_unavailable(name, result.stderr.decode(errors="replace")[-300:])
+    if not Path(binary).exists():
+        service_unavailable(name, f"apt-get install {package} gave no {binary}")
+    return binary
+
+
+def platform_feature(name: str, present: bool) -> None:
+    """A test that needs an OS feature (``fork``, Linux ``/proc``): skipped without it,
+    and a failure under VERITY_REQUIRE_SERVICES=1, like a missing service."""
+    if not present:
+        service_unavailable(name, "this platform does not have it")
 
 
 @pytest.fixture(scope="session")

@@ -7,8 +7,7 @@ import os
 import re
 import threading
 
-import pytest
-
+from tests.conftest import platform_feature
 from verity.audit import decision_event
 from verity.ids import _EVENT_COUNTER_LIMIT, _EventSequence, new_decision_id, new_event_uid
 from verity.model import AccessRequest, Decision, Effect, Principal
@@ -60,10 +59,10 @@ def test_a_wrapping_counter_draws_a_new_prefix_and_never_repeats() -> None:
     assert len(set(last_two + after)) == 4
 
 
-@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
 def test_event_and_decision_ids_are_unique_across_a_fork() -> None:
     """A forked worker must not continue the parent's sequence (same prefix, same
     counter): its events would carry the parent's ids."""
+    platform_feature("os.fork", hasattr(os, "fork"))
     new_event_uid()
     new_decision_id()  # the parent has used both sequences before the fork
     read, write = os.pipe()

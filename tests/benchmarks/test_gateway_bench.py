@@ -19,12 +19,15 @@ import pytest
 from typer.testing import CliRunner
 
 from benchmarks import gateway as bench
+from tests.conftest import debian_tool
 from tests.gateway.servers import ThreadServer
 from verity.cli import app as verity_cli
 from verity.config import load_config
 from verity.identity.config import IssuerConfig
 from verity.identity.errors import BadSignatureError
 from verity.identity.verifier import TokenVerifier
+
+WRK_PACKAGE = "wrk=4.1.0-3*"  # Debian 12's, as installed for `make bench`
 
 WRK_OUTPUT = """Running 10s test @ http://127.0.0.1:40000/
   2 threads and 32 connections
@@ -167,17 +170,20 @@ class _Recorder:
         await send({"type": "http.response.body", "body": b"ok"})
 
 
-@pytest.mark.skipif(
-    not Path(bench.WRK).exists(), reason="wrk is not installed (apt-get install wrk)"
-)
-def test_wrk_script_sends_every_token_with_the_host(tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def wrk() -> str:
+    """wrk, installed from Debian's package when absent (as nginx for the e2e tests)."""
+    return debian_tool(bench.WRK, WRK_PACKAGE)
+
+
+def test_wrk_script_sends_every_token_with_the_host(tmp_path: Path, wrk: str) -> None:
     tokens = [f"head{i}.payload{i}.sig-{i}_x" for i in range(7)]
     script = tmp_path / "tokens.lua"
     script.write_text(bench.wrk_script(tokens))
     recorder = _Recorder()
     with ThreadServer(recorder) as server:
         subprocess.run(  # noqa: S603 - fixed binary, our arguments
-            [bench.WRK, "-t2", "-c4", "-d1s", "-s", str(script), server.url + "/"],
+            [wrk, "-t2", "-c4", "-d1s", "-s", str(script), server.url + "/"],
             capture_output=True,
             timeout=30,
             check=True,
@@ -187,10 +193,7 @@ def test_wrk_script_sends_every_token_with_the_host(tmp_path: Path) -> None:
     assert {auth for _, auth in recorder.seen} == {f"Bearer {t}".encode() for t in tokens}
 
 
-@pytest.mark.skipif(
-    not Path(bench.WRK).exists(), reason="wrk is not installed (apt-get install wrk)"
-)
-def test_run_wrk_with_fixed_headers_as_benchmarks_scale_uses_it() -> None:
+def test_run_wrk_with_fixed_headers_as_benchmarks_scale_uses_it(wrk: str) -> None:
     recorder = _Recorder()
     with ThreadServer(recorder) as server:
         result = bench.run_wrk(server.url + "/", {"Host": "h.test", "Authorization": "x"}, 1, 2)

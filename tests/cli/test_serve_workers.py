@@ -26,12 +26,19 @@ from typing import Any
 
 import pytest
 
+from tests.conftest import platform_feature
 from tests.e2e.test_nginx_forward_auth import HOST, ISSUER, write_verity
 from tests.gateway.servers import ThreadServer, free_port
 from verity.audit.keys import generate_key
 from verity.identity.dev import generate_private_key, mint
 
-pytestmark = pytest.mark.skipif(not Path("/proc/net/tcp").exists(), reason="needs Linux /proc")
+
+@pytest.fixture(autouse=True)
+def _linux_proc() -> None:
+    """Which worker holds a connection is read from Linux's /proc/net/tcp."""
+    platform_feature("Linux /proc/net/tcp", Path("/proc/net/tcp").exists())
+
+
 START_SECONDS = 30.0
 
 

@@ -22,7 +22,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import service_unavailable
+from tests.conftest import debian_tool
 from tests.gateway.servers import ThreadServer, free_port
 from verity.gateway.headers import UPSTREAM_CLEARED_HEADERS
 from verity.identity.dev import generate_private_key, mint, public_jwk, write_private_key
@@ -64,18 +64,7 @@ http {{
 
 
 def ensure_nginx() -> str:
-    if Path(NGINX).exists():
-        return NGINX
-    if os.geteuid() != 0:
-        service_unavailable("nginx", f"{NGINX} is absent and installing it needs root")
-    install = ["apt-get", "install", "-y", "--no-install-recommends", NGINX_PACKAGE]
-    for step in (["apt-get", "update"], install):
-        result = subprocess.run(step, capture_output=True, timeout=300, check=False)  # noqa: S603
-        if step[1] == "install" and result.returncode != 0:
-            service_unavailable("nginx", result.stderr.decode(errors="replace")[-300:])
-    if not Path(NGINX).exists():
-        service_unavailable("nginx", f"apt-get install {NGINX_PACKAGE} gave no /usr/sbin/nginx")
-    return NGINX
+    return debian_tool(NGINX, NGINX_PACKAGE)
 
 
 class SampleApp:

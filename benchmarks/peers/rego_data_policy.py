@@ -38,6 +38,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from benchmarks.peers.rego_policy import common_rules
 from benchmarks.peers.scenario import (
     ALLOWED_REGIONS,
     CORPORATE_CIDRS,
@@ -45,7 +46,6 @@ from benchmarks.peers.scenario import (
     ROLE_HOURS,
     ROLE_NEEDS_CORP_IP,
     ROLES,
-    SANCTIONED_REGIONS,
     Size,
     grant_rules,
     parse_version,
@@ -66,27 +66,9 @@ def rego_module() -> str:
     min_versions = ", ".join(f'"{os}": {parse_version(v)}' for os, v in MIN_OS_VERSION.items())
     longest = max(len(parse_version(v) or []) for v in MIN_OS_VERSION.values())
     zeros = [0] * longest
-    return f"""package {PACKAGE}
-
-import rego.v1
-
-default allow := false
-
-allow if {{
-	not deny
-	permitted
-}}
-
-deny if input.network.region in {_set(SANCTIONED_REGIONS)}
-
-# Owner rule.
-permitted if {{
-	input.action == "read"
-	input.resource.owner == input.principal.id
-	input.device.managed == true
-	input.device.disk_encrypted == true
-}}
-
+    return (
+        common_rules()
+        + f"""
 # Grant rule: the common conditions, then one lookup in the permission table for each
 # of the principal's roles, then that role's conditions.
 permitted if {{
@@ -149,6 +131,7 @@ corporate_ip if {{
 	net.cidr_contains(cidr, input.network.ip)
 }}
 """
+    )
 
 
 def rbac_data(size: Size) -> dict[str, Any]:

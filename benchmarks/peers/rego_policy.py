@@ -51,8 +51,9 @@ def _set(items: tuple[str, ...]) -> str:
     return "{" + ", ".join(f'"{x}"' for x in items) + "}"
 
 
-def _header() -> str:
-    min_versions = ", ".join(f'"{os}": {parse_version(v)}' for os, v in MIN_OS_VERSION.items())
+def common_rules() -> str:
+    """The package, ``allow`` (deny-overrides), the sanctioned-region deny and the
+    owner rule: the same in every Rego form of the policy."""
     return f"""package {PACKAGE}
 
 import rego.v1
@@ -73,7 +74,14 @@ permitted if {{
 	input.device.managed == true
 	input.device.disk_encrypted == true
 }}
+"""
 
+
+def _header() -> str:
+    min_versions = ", ".join(f'"{os}": {parse_version(v)}' for os, v in MIN_OS_VERSION.items())
+    return (
+        common_rules()
+        + f"""
 mfa if input.principal.mfa == true
 
 region_ok if input.network.region in {_set(ALLOWED_REGIONS)}
@@ -112,6 +120,7 @@ corporate_ip if {{
 	net.cidr_contains(cidr, input.network.ip)
 }}
 """
+    )
 
 
 def _grant_rule(i: int, rtype: str, role: str, actions: tuple[str, ...]) -> str:

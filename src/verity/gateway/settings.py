@@ -190,9 +190,9 @@ class DecisionCacheConfig(_Section):
 
     ttl_seconds: float = Field(
         default=1.0, ge=0, le=1.0,
-        description="How long a decision is reused at most; 0 turns the cache off. A rule "
-        "that reads the time (a time window, an authentication age) may answer this late "
-        "at a boundary.",
+        description="How long a decision is reused at most; 0 turns the cache off. An "
+        "entry also ends at the next whole second and at authentication-age boundaries, so "
+        "time windows and maximum ages are obeyed exactly.",
     )  # fmt: skip
     max_entries: int = Field(
         default=100_000, ge=1, le=10_000_000,

@@ -9,6 +9,7 @@ schema), so ``regions: [NO]`` stays Norway and ``hours: 08:00`` stays a string.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +73,22 @@ def loads(text: str) -> Any:
     """Parse one YAML (or JSON) document; raises YamlProblem with a line number."""
     try:
         return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise YamlProblem(Problem(where, str(exc.problem or exc))) from None
+    except yaml.YAMLError as exc:
+        raise YamlProblem(Problem("", f"not valid YAML: {exc}")) from None
+
+
+def loads_all(text: str) -> Iterator[Any]:
+    """Parse a multi-document YAML stream (``---`` separated), one document at a time.
+
+    Documents before a syntax error are yielded; the error then raises YamlProblem with its
+    line, so a caller can say which document failed and keep the ones read before it.
+    """
+    try:
+        yield from yaml.load_all(text, Loader=_StrictLoader)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""

@@ -1,0 +1,234 @@
+"""The complete set of allowed connections between workloads and IP ranges outside the
+cluster, with the ports per protocol and every rule that allows them.
+
+Cost: classes are compared only where an ingress peer set and an egress peer set meet
+(bitset intersections), so the work grows with the connections allowed, not with
+pods x pods x rules.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from .index import CompiledRule, Index, PodClass, bits, compile_cluster
+from .model import ALL_PROTOCOLS, Cluster, Direction, WorkloadRef
+from .networkpolicy import EVERYWHERE, MAX_PORT, IpBlock
+from .ports import Grant, PortSegment, Reason, combine, connect, grant
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class External:
+    """Addresses outside the cluster, as an IP block of a rule (or everywhere)."""
+
+    block: IpBlock
+
+    def __str__(self) -> str:
+        return str(self.block)
+
+
+Endpoint = WorkloadRef | External
+
+
+@dataclass(frozen=True, slots=True)
+class Connection:
+    source: Endpoint
+    destination: Endpoint
+    ports: tuple[PortSegment, ...]
+
+
+class Isolation(enum.Enum):
+    ISOLATED = "isolated"
+    OPEN = "open"
+    PARTIAL = "partial"
+
+
+@dataclass(frozen=True, slots=True)
+class WorkloadSummary:
+    ref: WorkloadRef
+    pods: int
+    ingress: Isolation
+    egress: Isolation
+
+
+@dataclass(frozen=True, slots=True)
+class Analysis:
+    workloads: tuple[WorkloadSummary, ...]
+    connections: tuple[Connection, ...]
+    index: Index
+
+    def between(self, source: Endpoint, destination: Endpoint) -> Connection | None:
+        for connection in self.connections:
+            if connection.source == source and connection.destination == destination:
+                return connection
+        return None
+
+
+def default_grants(direction: Direction) -> tuple[Grant, ...]:
+    """Every port of every protocol, because nothing isolates the pod in ``direction``."""
+    return tuple(grant(p, 1, MAX_PORT, Reason(direction)) for p in ALL_PROTOCOLS)
+
+
+def pair_grants(index: Index, source: int, destination: int) -> tuple[list[Grant], list[Grant]]:
+    """The egress grants of ``source`` toward ``destination`` and the ingress grants of
+    ``destination`` from ``source`` (classes by id)."""
+    target = index.classes[destination]
+    return (
+        _side(index, index.rules[Direction.EGRESS][source], destination, target, Direction.EGRESS),
+        _side(
+            index, index.rules[Direction.INGRESS][destination], source, target, Direction.INGRESS
+        ),
+    )
+
+
+def _side(
+    index: Index,
+    rules: list[CompiledRule] | None,
+    peer: int,
+    target: PodClass,
+    direction: Direction,
+) -> list[Grant]:
+    if rules is None:
+        return list(default_grants(direction))
+    mask = 1 << peer
+    return [g for r in rules if r.classes & mask for g in index.grants(r, target)]
+
+
+def analyze(cluster: Cluster) -> Analysis:
+    """Every allowed connection of ``cluster``."""
+    index = compile_cluster(cluster)
+    pairs = _class_pairs(index)
+    connections = _workload_connections(index, pairs) + _external_connections(index)
+    return Analysis(_summaries(index), tuple(sorted(connections, key=_order)), index)
+
+
+def _order(connection: Connection) -> tuple[str, str, str, str]:
+    def key(endpoint: Endpoint) -> tuple[str, str]:
+        return ("0", str(endpoint)) if isinstance(endpoint, WorkloadRef) else ("1", str(endpoint))
+
+    return (*key(connection.source), *key(connection.destination))
+
+
+def _class_pairs(index: Index) -> dict[tuple[int, int], tuple[PortSegment, ...]]:
+    everything = index.all_classes
+    ingress_from = [
+        everything if rules is None else _union(r.classes for r in rules)
+        for rules in index.rules[Direction.INGRESS]
+    ]
+    open_egress = to_all = 0
+    explicit = [0] * len(index.classes)
+    for source, rules in enumerate(index.rules[Direction.EGRESS]):
+        if rules is None:
+            open_egress |= 1 << source
+            continue
+        reach = _union(r.classes for r in rules)
+        if reach == everything:
+            to_all |= 1 << source
+            continue
+        for destination in bits(reach):
+            explicit[destination] |= 1 << source
+    result: dict[tuple[int, int], tuple[PortSegment, ...]] = {}
+    memo: dict[tuple[object, ...], tuple[PortSegment, ...]] = {}
+    for destination in range(len(index.classes)):
+        candidates = ingress_from[destination] & (open_egress | to_all | explicit[destination])
+        for source in bits(candidates):
+            egress, ingress = pair_grants(index, source, destination)
+            key = (tuple(egress), tuple(ingress))
+            segments = memo.get(key)
+            if segments is None:
+                segments = memo[key] = connect(egress, ingress)
+            if segments:
+                result[(source, destination)] = segments
+    return result
+
+
+def _union(masks: Iterable[int]) -> int:
+    result = 0
+    for mask in masks:
+        result |= mask
+    return result
+
+
+def _workload_connections(
+    index: Index, pairs: dict[tuple[int, int], tuple[PortSegment, ...]]
+) -> list[Connection]:
+    grouped: dict[tuple[WorkloadRef, WorkloadRef], list[tuple[PortSegment, ...]]] = {}
+    for (source, destination), segments in pairs.items():
+        for from_workload in index.classes[source].workloads:
+            for to_workload in index.classes[destination].workloads:
+                grouped.setdefault((from_workload, to_workload), []).append(segments)
+    return [
+        Connection(
+            src, dst, combine(lists, len(index.by_workload[src]) * len(index.by_workload[dst]))
+        )
+        for (src, dst), lists in grouped.items()
+    ]
+
+
+def _external_connections(index: Index) -> list[Connection]:
+    inbound: dict[tuple[IpBlock, WorkloadRef], list[tuple[PortSegment, ...]]] = {}
+    outbound: dict[tuple[IpBlock, WorkloadRef], list[tuple[PortSegment, ...]]] = {}
+    outside_egress, outside_ingress = (
+        default_grants(Direction.EGRESS),
+        default_grants(Direction.INGRESS),
+    )
+    for pod_class in index.classes:
+        for block, grants in _blocks(index, pod_class, Direction.INGRESS).items():
+            segments = connect(outside_egress, grants)
+            for workload in pod_class.workloads:
+                inbound.setdefault((block, workload), []).append(segments)
+        for block, grants in _blocks(index, pod_class, Direction.EGRESS).items():
+            segments = connect(grants, outside_ingress)
+            for workload in pod_class.workloads:
+                outbound.setdefault((block, workload), []).append(segments)
+    result = []
+    for (block, workload), lists in inbound.items():
+        ports = combine(lists, len(index.by_workload[workload]))
+        result.append(Connection(External(block), workload, ports))
+    for (block, workload), lists in outbound.items():
+        ports = combine(lists, len(index.by_workload[workload]))
+        result.append(Connection(workload, External(block), ports))
+    return [c for c in result if c.ports]
+
+
+def _blocks(index: Index, pod_class: PodClass, direction: Direction) -> dict[IpBlock, list[Grant]]:
+    """The IP blocks a class may talk to (or hear from) outside the cluster, with ports."""
+    rules = index.rules[direction][pod_class.id]
+    if rules is None:
+        return {block: list(default_grants(direction)) for block in EVERYWHERE}
+    result: dict[IpBlock, list[Grant]] = {}
+    for compiled in rules:
+        grants = (
+            index.grants(compiled, pod_class)
+            if direction is Direction.INGRESS
+            else index.external_grants(compiled)
+        )
+        for block in compiled.blocks:
+            result.setdefault(block, []).extend(grants)
+    return result
+
+
+def _summaries(index: Index) -> tuple[WorkloadSummary, ...]:
+    result = []
+    for workload in sorted(index.by_workload):
+        classes = index.by_workload[workload]
+        pods = sum(
+            m.count for c in classes for m in index.classes[c].members if m.owner == workload
+        )
+        result.append(
+            WorkloadSummary(
+                workload,
+                pods,
+                _isolation(index, classes, Direction.INGRESS),
+                _isolation(index, classes, Direction.EGRESS),
+            )
+        )
+    return tuple(result)
+
+
+def _isolation(index: Index, classes: list[int], direction: Direction) -> Isolation:
+    isolated = [index.rules[direction][c] is not None for c in classes]
+    if all(isolated):
+        return Isolation.ISOLATED
+    return Isolation.PARTIAL if any(isolated) else Isolation.OPEN

@@ -1,0 +1,255 @@
+"""One question: may SOURCE reach DESTINATION on PORT/PROTOCOL? The answer is a value:
+the verdict, and for every pair of pod classes the decision of each direction with the
+policies that isolate the pod and the rules that allow the port.
+
+A source or destination is a workload (``namespace/name`` or ``namespace/name[Kind]``)
+or addresses outside the cluster (an IP address or a CIDR). Pods of one workload can
+differ (labels, named ports), so the verdict is ``allowed`` when every pod pair is,
+``denied`` when none is, and ``partial`` otherwise.
+"""
+
+from __future__ import annotations
+
+import enum
+import ipaddress
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from .analysis import default_grants, pair_grants
+from .errors import QueryError
+from .index import Index, PodClass
+from .model import Direction, Protocol, WorkloadRef
+from .networkpolicy import IpBlock, IpNetwork, subtract
+from .ports import Grant, Reason
+
+
+class Verdict(enum.Enum):
+    ALLOWED = "allowed"
+    PARTIAL = "partial"
+    DENIED = "denied"
+
+
+@dataclass(frozen=True, slots=True)
+class DirectionDecision:
+    """One direction's say: ``governed`` is false outside the cluster (no policy applies);
+    ``isolating`` names the policies that select the pod for this direction; ``allowed_by``
+    the rules (or the absence of isolation) that allow the port."""
+
+    direction: Direction
+    governed: bool
+    isolating: tuple[str, ...]
+    allowed_by: tuple[Reason, ...]
+    verdict: Verdict
+
+
+@dataclass(frozen=True, slots=True)
+class PairDecision:
+    source: str
+    destination: str
+    egress: DirectionDecision
+    ingress: DirectionDecision
+    verdict: Verdict
+
+
+@dataclass(frozen=True, slots=True)
+class QueryResult:
+    source: str
+    destination: str
+    port: int
+    protocol: Protocol
+    verdict: Verdict
+    pairs: tuple[PairDecision, ...]
+
+    @property
+    def allowed(self) -> bool:
+        """Whether some pod pair is allowed (``partial`` counts: the path exists)."""
+        return self.verdict is not Verdict.DENIED
+
+
+Target = WorkloadRef | IpNetwork
+
+
+def resolve(index: Index, text: str) -> Target:
+    """A workload (``ns/name`` or ``ns/name[Kind]``) or an IP address / CIDR."""
+    try:
+        return ipaddress.ip_network(text, strict=False)
+    except ValueError:
+        pass
+    namespace, slash, rest = text.partition("/")
+    if not slash or not namespace or not rest:
+        raise QueryError(f"{text!r} is neither NAMESPACE/WORKLOAD nor an IP address or CIDR")
+    name, bracket, kind = rest.partition("[")
+    kind = kind.removesuffix("]") if bracket else ""
+    found = [
+        w
+        for w in index.by_workload
+        if w.namespace == namespace and w.name == name and (not kind or w.kind == kind)
+    ]
+    if not found:
+        raise QueryError(f"no workload {text!r} in the manifests")
+    if len(found) > 1:
+        kinds = ", ".join(sorted(str(w) for w in found))
+        raise QueryError(f"{text!r} is ambiguous: {kinds}; add the kind, as NS/NAME[Kind]")
+    return found[0]
+
+
+def query(
+    index: Index, source: str, destination: str, port: int, protocol: Protocol
+) -> QueryResult:
+    """Decide one connection; raises ``QueryError`` for an unknown endpoint or a bad port."""
+    if not 1 <= port <= 65535:
+        raise QueryError(f"port {port} is outside 1-65535")
+    src, dst = resolve(index, source), resolve(index, destination)
+    if not isinstance(src, WorkloadRef) and not isinstance(dst, WorkloadRef):
+        raise QueryError(
+            "at least one side must be a workload: traffic between two addresses "
+            "outside the cluster is not governed by NetworkPolicy"
+        )
+    pairs = tuple(_pairs(index, src, dst, port, protocol))
+    return QueryResult(
+        str(src), str(dst), port, protocol, _overall(p.verdict for p in pairs), pairs
+    )
+
+
+def _both(egress: Verdict, ingress: Verdict) -> Verdict:
+    """A connection needs both directions: denied if either denies."""
+    if Verdict.DENIED in (egress, ingress):
+        return Verdict.DENIED
+    return Verdict.ALLOWED if egress is ingress is Verdict.ALLOWED else Verdict.PARTIAL
+
+
+def _overall(verdicts: Iterable[Verdict]) -> Verdict:
+    """Over pod pairs: allowed if all are, denied if none is allowed at all."""
+    found = set(verdicts)
+    if found == {Verdict.ALLOWED}:
+        return Verdict.ALLOWED
+    if found <= {Verdict.DENIED}:
+        return Verdict.DENIED
+    return Verdict.PARTIAL
+
+
+def _pairs(
+    index: Index, src: Target, dst: Target, port: int, protocol: Protocol
+) -> list[PairDecision]:
+    sources = _classes(index, src)
+    destinations = _classes(index, dst)
+    result = []
+    for s in sources:
+        for d in destinations:
+            if s is not None and d is not None:
+                egress, ingress = pair_grants(index, s.id, d.id)
+                out = _decision(index, s, Direction.EGRESS, egress, port, protocol)
+                into = _decision(index, d, Direction.INGRESS, ingress, port, protocol)
+            elif d is not None:  # from outside the cluster
+                out = _outside(Direction.EGRESS)
+                into = _from_outside(index, d, _network(src), port, protocol)
+            else:
+                out = _to_outside(index, s, _network(dst), port, protocol)  # type: ignore[arg-type]
+                into = _outside(Direction.INGRESS)
+            verdict = _both(out.verdict, into.verdict)
+            result.append(PairDecision(_describe(s, src), _describe(d, dst), out, into, verdict))
+    return result
+
+
+def _network(target: Target) -> IpNetwork:
+    if isinstance(target, WorkloadRef):
+        raise QueryError("internal: expected an address")  # unreachable by construction
+    return target
+
+
+def _classes(index: Index, target: Target) -> list[PodClass | None]:
+    if isinstance(target, WorkloadRef):
+        return [index.classes[c] for c in index.by_workload[target]]
+    return [None]
+
+
+def _describe(pod_class: PodClass | None, target: Target) -> str:
+    if pod_class is None or not isinstance(target, WorkloadRef):
+        return str(target)
+    labels = ",".join(f"{k}={v}" for k, v in sorted(pod_class.labels.items()))
+    ports = ",".join(f"{p.name}={p.port}/{p.protocol.value}" for p in pod_class.ports)
+    detail = "; ".join(part for part in (labels, ports and f"ports {ports}") if part)
+    return f"{target} ({detail})" if detail else str(target)
+
+
+def _covering(
+    grants: list[Grant] | tuple[Grant, ...], port: int, protocol: Protocol
+) -> tuple[Reason, ...]:
+    return tuple(
+        sorted({g.reason for g in grants if g.protocol is protocol and g.first <= port <= g.last})
+    )
+
+
+def _decision(
+    index: Index,
+    pod_class: PodClass,
+    direction: Direction,
+    grants: list[Grant],
+    port: int,
+    protocol: Protocol,
+) -> DirectionDecision:
+    reasons = _covering(grants, port, protocol)
+    return DirectionDecision(
+        direction,
+        True,
+        index.selecting[direction][pod_class.id],
+        reasons,
+        Verdict.ALLOWED if reasons else Verdict.DENIED,
+    )
+
+
+def _outside(direction: Direction) -> DirectionDecision:
+    return DirectionDecision(direction, False, (), (Reason(direction),), Verdict.ALLOWED)
+
+
+def _from_outside(
+    index: Index, target: PodClass, network: IpNetwork, port: int, protocol: Protocol
+) -> DirectionDecision:
+    rules = index.rules[Direction.INGRESS][target.id]
+    if rules is None:
+        return _open(Direction.INGRESS, port, protocol)
+    matched = [
+        (r.reason, r.blocks) for r in rules if _covering(index.grants(r, target), port, protocol)
+    ]
+    return _coverage(index, target, Direction.INGRESS, matched, network)
+
+
+def _to_outside(
+    index: Index, source: PodClass, network: IpNetwork, port: int, protocol: Protocol
+) -> DirectionDecision:
+    rules = index.rules[Direction.EGRESS][source.id]
+    if rules is None:
+        return _open(Direction.EGRESS, port, protocol)
+    matched = [
+        (r.reason, r.blocks) for r in rules if _covering(index.external_grants(r), port, protocol)
+    ]
+    return _coverage(index, source, Direction.EGRESS, matched, network)
+
+
+def _open(direction: Direction, port: int, protocol: Protocol) -> DirectionDecision:
+    reasons = _covering(default_grants(direction), port, protocol)
+    return DirectionDecision(direction, True, (), reasons, Verdict.ALLOWED)
+
+
+def _coverage(
+    index: Index,
+    pod_class: PodClass,
+    direction: Direction,
+    matched: list[tuple[Reason, tuple[IpBlock, ...]]],
+    network: IpNetwork,
+) -> DirectionDecision:
+    """Which addresses of ``network`` the matching rules' IP blocks allow: all, some, none."""
+    remaining: list[IpNetwork] = [network]
+    reasons: set[Reason] = set()
+    for reason, blocks in matched:
+        for block in blocks:
+            for region in block.regions():
+                if region.version == network.version and region.overlaps(network):
+                    reasons.add(reason)
+                    remaining = subtract(remaining, region)
+    verdict = Verdict.PARTIAL if reasons else Verdict.DENIED
+    if not remaining:
+        verdict = Verdict.ALLOWED
+    return DirectionDecision(
+        direction, True, index.selecting[direction][pod_class.id], tuple(sorted(reasons)), verdict
+    )

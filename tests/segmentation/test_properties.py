@@ -25,7 +25,7 @@ from verity.segmentation import (
 from .reference import Side, allowed
 from .strategies import SAMPLE_ADDRESSES, SAMPLE_PORTS, cluster_documents
 
-SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 def _pods(cluster: Cluster, workload: WorkloadRef) -> list[PodTemplate]:

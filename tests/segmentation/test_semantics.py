@@ -275,7 +275,8 @@ def test_end_port_allows_the_whole_range_inclusive() -> None:
         verdict(analysis, "shop/web", "shop/db", p) for p in (7999, 8000, 8500, 9000, 9001)
     ] == ["denied", "allowed", "allowed", "allowed", "denied"]
     connection = analysis.between(WEB_REF, DB_REF)
-    assert connection is not None and [s.ports for s in connection.ports] == ["8000-9000"]
+    assert connection is not None
+    assert [s.ports for s in connection.ports] == ["8000-9000"]
 
 
 def test_protocol_defaults_to_tcp_and_a_port_less_entry_allows_every_port_of_its_protocol() -> None:

@@ -120,13 +120,14 @@ def _read_file(collector: _Collector, path: Path) -> None:
     except (OSError, UnicodeDecodeError) as exc:
         collector.fail(str(path), 0, "", f"cannot read file: {exc}")
         return
-    index = 0
+    read = 0  # documents read so far: the index of the one a syntax error is in
     documents: Iterator[Any] = yamlio.loads_all(text)
     try:
-        for index, document in enumerate(documents):
-            _read_document(collector, str(path), index, document, "")
+        for document in documents:
+            _read_document(collector, str(path), read, document, "")
+            read += 1
     except yamlio.YamlProblem as exc:  # the stream cannot be read past a syntax error
-        collector.fail(str(path), index, exc.problem.path, exc.problem.message)
+        collector.fail(str(path), read, exc.problem.path, exc.problem.message)
 
 
 def _read_document(

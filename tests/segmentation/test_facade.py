@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import types
 
-import verity.segmentation as segmentation
+from verity import segmentation
 
 
 def test_all_matches_the_public_namespace() -> None:

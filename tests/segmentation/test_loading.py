@@ -90,7 +90,8 @@ spec: {containers: []}
 """
     result = load_manifests([_write(tmp_path, "pods.yaml", text)])
     owners = [str(pod.owner) for pod in result.cluster.pods]
-    assert owners == ["prod/web[Deployment]", "prod/web[Deployment]", "prod/lonely[Pod]"]
+    # the ReplicaSet is represented by its listed pod, not by its template as well
+    assert owners == ["prod/web[Deployment]", "prod/lonely[Pod]"]
 
 
 def test_lists_directories_namespaces_and_ignored_kinds(tmp_path: Path) -> None:
@@ -225,3 +226,51 @@ items:
         load_manifests([file])
     assert caught.value.problems[0].path == "items[1].metadata.name"
     assert "duplicate Namespace 'a'" in caught.value.problems[0].message
+
+
+def test_a_dump_counts_each_pod_once_and_old_replica_sets_run_nothing(tmp_path: Path) -> None:
+    from verity.segmentation import analyze
+
+    def template(port: int) -> str:
+        return (
+            "{metadata: {labels: {app: web}}, spec: {containers: "
+            f"[{{name: c, ports: [{{name: http, containerPort: {port}}}]}}]}}}}"
+        )
+
+    file = _write(
+        tmp_path,
+        "dump.yaml",
+        f"""
+apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: web, namespace: prod}}
+spec: {{replicas: 2, template: {template(9090)}}}
+---
+apiVersion: apps/v1
+kind: ReplicaSet
+metadata:
+  name: web-new
+  namespace: prod
+  ownerReferences: [{{kind: Deployment, name: web, controller: true}}]
+spec: {{replicas: 2, template: {template(9090)}}}
+---
+apiVersion: apps/v1
+kind: ReplicaSet
+metadata:
+  name: web-old
+  namespace: prod
+  ownerReferences: [{{kind: Deployment, name: web, controller: true}}]
+spec: {{replicas: 0, template: {template(8080)}}}
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {{name: web, namespace: prod}}
+spec: {{podSelector: {{}}, ingress: [{{ports: [{{port: http}}]}}]}}
+""",
+    )
+    analysis = analyze(load_manifests([file]).cluster)
+    assert [(str(w.ref), w.pods) for w in analysis.workloads] == [("prod/web[Deployment]", 2)]
+    web = WorkloadRef("prod", "web", "Deployment")
+    connection = analysis.between(web, web)
+    assert connection is not None
+    assert [(s.ports, s.partial) for s in connection.ports] == [("9090", False)]

@@ -147,15 +147,21 @@ def _protocol(value: Any, path: str) -> Protocol:
 
 def resolve_owners(raw: list[RawPods]) -> tuple[PodTemplate, ...]:
     """Each template under its top owner: follow controller references through the loaded
-    controllers; an owner that was not loaded is named from the reference itself. A
-    controller owned by a loaded one contributes its template to the owner (during a rollout
-    a Deployment's old and new ReplicaSets carry different templates)."""
+    controllers; an owner that was not loaded is named from the reference itself.
+
+    A controller whose pods (or child controllers) are loaded too is represented by them,
+    not by its own template: a dump holding a Deployment, its ReplicaSets and their Pods
+    counts each pod once, and during a rollout the ReplicaSets' differing templates (with
+    their own replica counts) are what runs.
+    """
     owners = {(r.self_ref.namespace, r.self_ref.kind, r.self_ref.name): r.owner for r in raw}
+    parents = {(r.self_ref.namespace, r.owner[0], r.owner[1]) for r in raw if r.owner}
     return tuple(
         PodTemplate(
             _top(owners, r.self_ref, r.owner), r.labels, r.service_account, r.ports, r.count
         )
         for r in raw
+        if (r.self_ref.namespace, r.self_ref.kind, r.self_ref.name) not in parents
     )
 
 

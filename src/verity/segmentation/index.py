@@ -125,6 +125,8 @@ def _group(index: Index, keys: frozenset[str], names: frozenset[str]) -> None:
         tuple[str, tuple[tuple[str, str], ...], tuple[ContainerPort, ...]], list[PodTemplate]
     ] = {}
     for pod in index.cluster.pods:
+        if pod.count == 0:
+            continue  # a controller scaled to zero (an old ReplicaSet) runs no pod
         labels = tuple(sorted((k, v) for k, v in pod.labels.items() if k in keys))
         ports = tuple(p for p in pod.ports if p.name in names)
         groups.setdefault((pod.namespace, labels, ports), []).append(pod)

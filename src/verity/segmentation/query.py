@@ -86,7 +86,7 @@ def resolve(index: Index, text: str) -> Target:
         if w.namespace == namespace and w.name == name and (not kind or w.kind == kind)
     ]
     if not found:
-        raise QueryError(f"no workload {text!r} in the manifests")
+        raise QueryError(f"no workload {text!r} with pods in the manifests")
     if len(found) > 1:
         kinds = ", ".join(sorted(str(w) for w in found))
         raise QueryError(f"{text!r} is ambiguous: {kinds}; add the kind, as NS/NAME[Kind]")

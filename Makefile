@@ -62,6 +62,7 @@ bench: $(BENCH_STAMP)
 	$(BIN)/python benchmarks/scale.py
 	$(BIN)/python benchmarks/workers.py
 	$(BIN)/python benchmarks/cel_libraries.py
+	$(BIN)/python benchmarks/segmentation.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

@@ -16,7 +16,7 @@ from types import MappingProxyType
 from .model import Cluster, ContainerPort, Direction, PodTemplate, WorkloadRef
 from .networkpolicy import EVERYWHERE, IpBlock, NetworkPolicy, Peer, Rule
 from .ports import Grant, Reason, grant
-from .selectors import MATCH_ALL, LabelSelector
+from .selectors import MATCH_ALL, LabelSelector, Operator
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,21 +153,48 @@ class _Builder:
         for pod_class in index.classes:
             mask = self.in_namespace.get(pod_class.namespace, 0)
             self.in_namespace[pod_class.namespace] = mask | (1 << pod_class.id)
-        self._pods: dict[tuple[str | None, LabelSelector], int] = {}
+        # inverted index: (key, value) -> classes with that label, key -> classes with the key
+        self.by_label: dict[tuple[str, str], int] = {}
+        self.by_key: dict[str, int] = {}
+        for pod_class in index.classes:
+            bit = 1 << pod_class.id
+            for key, value in pod_class.labels.items():
+                self.by_label[(key, value)] = self.by_label.get((key, value), 0) | bit
+                self.by_key[key] = self.by_key.get(key, 0) | bit
+        self._pods: dict[tuple[str | int, LabelSelector], int] = {}
         self._namespaces: dict[LabelSelector, int] = {}
 
-    def pods(self, namespaces: int | None, namespace: str | None, selector: LabelSelector) -> int:
-        """Classes matching ``selector`` in ``namespace`` (``None``: in the mask given)."""
-        key = (namespace, selector)
-        if namespace is not None and key in self._pods:
-            return self._pods[key]
-        scope = self.in_namespace.get(namespace, 0) if namespace is not None else namespaces or 0
-        result = 0
-        for class_id in bits(scope):
-            if selector.matches(self.index.classes[class_id].labels):
-                result |= 1 << class_id
+    def pods(self, scope: int, selector: LabelSelector, *, namespace: str | None = None) -> int:
+        """Classes of ``scope`` (or of ``namespace``, when given) matching ``selector``.
+
+        ``In`` and ``Exists`` requirements narrow the candidates through the label index
+        first, so the cost follows the classes that can match, not every class.
+        """
+        key = (namespace if namespace is not None else scope, selector)
+        found = self._pods.get(key)
+        if found is not None:
+            return found
         if namespace is not None:
-            self._pods[key] = result
+            scope = self.in_namespace.get(namespace, 0)
+        remaining = []
+        for requirement in selector.requirements:
+            if requirement.operator is Operator.IN:
+                candidates = 0
+                for value in requirement.values:
+                    candidates |= self.by_label.get((requirement.key, value), 0)
+                scope &= candidates
+            elif requirement.operator is Operator.EXISTS:
+                scope &= self.by_key.get(requirement.key, 0)
+            else:
+                remaining.append(requirement)
+        result = scope
+        if remaining:
+            result = 0
+            for class_id in bits(scope):
+                labels = self.index.classes[class_id].labels
+                if all(r.matches(labels) for r in remaining):
+                    result |= 1 << class_id
+        self._pods[key] = result
         return result
 
     def namespaces(self, selector: LabelSelector) -> int:
@@ -185,14 +212,14 @@ class _Builder:
         if peer.ip_block is not None:
             return 0
         if peer.namespace_selector is None:  # pods of the policy's own namespace
-            return self.pods(None, policy.namespace, peer.pod_selector or MATCH_ALL)
+            return self.pods(0, peer.pod_selector or MATCH_ALL, namespace=policy.namespace)
         scope = self.namespaces(peer.namespace_selector)
         if peer.pod_selector is None or peer.pod_selector.empty:
             return scope
-        return self.pods(scope, None, peer.pod_selector)
+        return self.pods(scope, peer.pod_selector)
 
     def add(self, policy: NetworkPolicy) -> None:
-        selected = self.pods(None, policy.namespace, policy.pod_selector)
+        selected = self.pods(0, policy.pod_selector, namespace=policy.namespace)
         for direction in policy.policy_types:
             compiled = [
                 self._rule(policy, direction, i, r) for i, r in enumerate(policy.rules(direction))

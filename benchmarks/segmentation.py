@@ -10,12 +10,13 @@ namespace by label, sometimes an IP block with an ``except``), and for one in th
 egress policy for four in five (its callee's port range, HTTPS outside 10/8). 5,000 pods
 give 1,000 workloads, 100 namespaces and about 2,000 policies.
 
-Each size runs in a fresh interpreter (``--one``), which reports the seconds to build the
-``Cluster`` from parsed documents (``load_s``; YAML parsing is the CLI's cost, measured
-separately on the smallest size as ``yaml_load_s``), to analyse (``analyze_s``), the
-connections found, its peak RSS (``ru_maxrss``), and on every size the latency of 2,000
-random queries (median and p99, after one ``compile_cluster``). Results go to
-``benchmarks/results/segmentation.json``.
+Each size runs in a fresh interpreter (``--one``), which writes the cluster as one YAML
+file and reports the seconds to read it (``load_s``, what the CLI pays), to analyse
+(``analyze_s``), each also in CPU seconds of the process (``*_cpu_s``: on a shared machine
+the wall clock also counts other processes' turns), the connections found, its peak RSS
+(``ru_maxrss``), and the latency of 2,000 random queries after one ``compile_cluster``
+(wall median, p99 and max; CPU p99). ``meets_target``: read and analysed in under 30 s
+wall, query CPU p99 under 10 ms. Results go to ``benchmarks/results/segmentation.json``.
 
     python benchmarks/segmentation.py                  # every size
     python benchmarks/segmentation.py --one 5000       # one size, printed, no file
@@ -237,12 +238,17 @@ def _workload_policies(rng: random.Random, w: int, ns: str, app: str, namespaces
 
 
 def run_one(pods: int) -> dict[str, Any]:
-    from verity.segmentation import Protocol, analyze, compile_cluster, load_documents, query
+    import yaml
 
-    documents = cluster(pods)
-    started = time.perf_counter()
-    loaded = load_documents(documents)
-    load_s = time.perf_counter() - started
+    from verity.segmentation import Protocol, analyze, compile_cluster, load_manifests, query
+
+    with tempfile.TemporaryDirectory() as directory:
+        path = Path(directory) / "cluster.yaml"
+        path.write_text(yaml.safe_dump_all(cluster(pods)), encoding="utf-8")
+        started, started_cpu = time.perf_counter(), time.process_time()
+        loaded = load_manifests([path])
+        load_s = time.perf_counter() - started
+        load_cpu_s = time.process_time() - started_cpu
     started, started_cpu = time.perf_counter(), time.process_time()
     analysis = analyze(loaded.cluster)
     analyze_s = time.perf_counter() - started
@@ -269,6 +275,7 @@ def run_one(pods: int) -> dict[str, Any]:
         "pod_classes": len(analysis.index.classes),
         "connections": len(analysis.connections),
         "load_s": round(load_s, 3),
+        "load_cpu_s": round(load_cpu_s, 3),
         "analyze_s": round(analyze_s, 3),
         "analyze_cpu_s": round(analyze_cpu_s, 3),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
@@ -278,22 +285,9 @@ def run_one(pods: int) -> dict[str, Any]:
         "query_cpu_p99_ms": round(cpu[int(len(cpu) * 0.99)], 3),
     }
     # CPU time per query: on a shared machine the wall-clock tail is the scheduler's
-    row["meets_target"] = analyze_s < TARGET_ANALYZE_S and row["query_cpu_p99_ms"] < TARGET_QUERY_MS
+    total = load_s + analyze_s
+    row["meets_target"] = total < TARGET_ANALYZE_S and row["query_cpu_p99_ms"] < TARGET_QUERY_MS
     return row
-
-
-def yaml_load_seconds(pods: int) -> float:
-    """Seconds for ``load_manifests`` to read the cluster written as one YAML file."""
-    import yaml
-
-    from verity.segmentation import load_manifests
-
-    with tempfile.TemporaryDirectory() as directory:
-        path = Path(directory) / "cluster.yaml"
-        path.write_text(yaml.safe_dump_all(cluster(pods)), encoding="utf-8")
-        started = time.perf_counter()
-        load_manifests([path])
-        return round(time.perf_counter() - started, 3)
 
 
 def main() -> None:
@@ -319,7 +313,6 @@ def main() -> None:
         "python": platform.python_version(),
         "machine": platform.machine(),
         "targets": {"analyze_s": TARGET_ANALYZE_S, "query_ms": TARGET_QUERY_MS, "at_pods": 5000},
-        "yaml_load_s_1000_pods": yaml_load_seconds(1000),
         "results": rows,
     }
     RESULTS.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")

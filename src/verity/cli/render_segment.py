@@ -18,8 +18,15 @@ _VERDICT_STYLE = {
 
 
 def print_problems(loaded: LoadResult) -> None:
-    """Documents skipped under ``--keep-going``, on stderr."""
+    """Documents skipped under ``--keep-going``, and policies not analysed, on stderr."""
     console = render.stderr()
+    for ignored in loaded.unanalysed_policies:
+        render.line(
+            console,
+            ("warning: ", "bold yellow"),
+            f"{ignored.file} document {ignored.document}: {ignored.api_version} {ignored.kind} "
+            f"{ignored.name} is not analysed yet; the answer may be wrong",
+        )
     for error in loaded.problems:
         for problem in error.problems:
             render.line(console, ("skipped: ", "bold yellow"), f"{error.source}: {problem}")

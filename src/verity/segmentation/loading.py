@@ -49,11 +49,34 @@ class Ignored:
     name: str
 
 
+# Policy kinds that change what may connect but that this analysis does not read yet:
+# their presence means the answer may be wrong, so it is said out loud.
+_UNANALYSED_POLICIES = frozenset(
+    {
+        "AdminNetworkPolicy",
+        "BaselineAdminNetworkPolicy",
+        "NetworkPolicy",  # of another API group (Calico, Cilium's CiliumNetworkPolicy below)
+        "GlobalNetworkPolicy",
+        "CiliumNetworkPolicy",
+        "CiliumClusterwideNetworkPolicy",
+        "AuthorizationPolicy",
+        "PeerAuthentication",
+    }
+)
+
+
 @dataclass(frozen=True, slots=True)
 class LoadResult:
     cluster: Cluster
     ignored: tuple[Ignored, ...] = ()
     problems: tuple[ManifestError, ...] = ()
+
+    @property
+    def unanalysed_policies(self) -> tuple[Ignored, ...]:
+        """Ignored documents that are policies of another kind: AdminNetworkPolicy can deny
+        what a NetworkPolicy allows (and allow what it denies), Istio can deny at L7, so an
+        analysis without them may be wrong."""
+        return tuple(i for i in self.ignored if i.kind in _UNANALYSED_POLICIES)
 
 
 @dataclass

@@ -75,6 +75,15 @@ def analysis_json(analysis: Analysis, loaded: LoadResult) -> Json:
             }
             for i in loaded.ignored
         ],
+        "warnings": [
+            {
+                "file": i.file,
+                "document": i.document,
+                "message": f"{i.api_version} {i.kind} {i.name} is not analysed yet: "
+                "the connections listed may be wrong",
+            }
+            for i in loaded.unanalysed_policies
+        ],
         "problems": [
             {"file": e.file, "document": e.document, "path": p.path, "message": p.message}
             for e in loaded.problems

@@ -15,8 +15,8 @@ file and reports the seconds to read it (``load_s``, what the CLI pays), to anal
 (``analyze_s``), each also in CPU seconds of the process (``*_cpu_s``: on a shared machine
 the wall clock also counts other processes' turns), the connections found, its peak RSS
 (``ru_maxrss``), and the latency of 2,000 random queries after one ``compile_cluster``
-(wall median, p99 and max; CPU p99). ``meets_target``: read and analysed in under 30 s
-wall, query CPU p99 under 10 ms. Results go to ``benchmarks/results/segmentation.json``.
+(wall median, p99 and max; CPU p99). ``meets_target_wall`` / ``meets_target_cpu``: read
+and analysed in under 30 s (wall clock / CPU time), and a query's CPU p99 under 10 ms. Results go to ``benchmarks/results/segmentation.json``.
 
     python benchmarks/segmentation.py                  # every size
     python benchmarks/segmentation.py --one 5000       # one size, printed, no file
@@ -285,8 +285,9 @@ def run_one(pods: int) -> dict[str, Any]:
         "query_cpu_p99_ms": round(cpu[int(len(cpu) * 0.99)], 3),
     }
     # CPU time per query: on a shared machine the wall-clock tail is the scheduler's
-    total = load_s + analyze_s
-    row["meets_target"] = total < TARGET_ANALYZE_S and row["query_cpu_p99_ms"] < TARGET_QUERY_MS
+    query_ok = row["query_cpu_p99_ms"] < TARGET_QUERY_MS
+    row["meets_target_wall"] = load_s + analyze_s < TARGET_ANALYZE_S and query_ok
+    row["meets_target_cpu"] = load_cpu_s + analyze_cpu_s < TARGET_ANALYZE_S and query_ok
     return row
 
 

@@ -14,7 +14,10 @@ TEMPLATE = """
     metadata: {labels: {app: %s}}
     spec:
       serviceAccountName: sa-%s
-      containers: [{name: c, image: i, ports: [{name: http, containerPort: 8080}, {containerPort: 53, protocol: UDP}]}]
+      containers:
+        - name: c
+          image: i
+          ports: [{name: http, containerPort: 8080}, {containerPort: 53, protocol: UDP}]
 """
 
 
@@ -34,7 +37,8 @@ def _workload(kind: str, api: str, name: str) -> str:
         )
     else:
         body = "  template:" + template.replace("\n    ", "\n    ")
-    return f"apiVersion: {api}\nkind: {kind}\nmetadata: {{name: {name}, namespace: prod}}\nspec:\n{body}"
+    metadata = f"metadata: {{name: {name}, namespace: prod}}"
+    return f"apiVersion: {api}\nkind: {kind}\n{metadata}\nspec:\n{body}"
 
 
 KINDS = [
@@ -134,7 +138,8 @@ BAD = [
         "spec.ingress[0].from[0].ipBlock.cidr",
     ),
     (
-        "spec:\n  ingress:\n    - from:\n        - ipBlock: {cidr: 10.0.0.0/8, except: [11.0.0.0/16]}",
+        "spec:\n  ingress:\n    - from:\n"
+        "        - ipBlock: {cidr: 10.0.0.0/8, except: [11.0.0.0/16]}",
         "spec.ingress[0].from[0].ipBlock.except[0]",
     ),
     (
@@ -161,7 +166,10 @@ def test_a_malformed_policy_names_file_document_and_key_path(
     tmp_path: Path, spec: str, path: str
 ) -> None:
     good = "apiVersion: v1\nkind: Namespace\nmetadata: {name: prod}\n"
-    bad = f"apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {{name: p, namespace: prod}}\n{spec}\n"
+    bad = (
+        "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\n"
+        f"metadata: {{name: p, namespace: prod}}\n{spec}\n"
+    )
     file = _write(tmp_path, "p.yaml", f"{good}---\n{bad}")
     with pytest.raises(ManifestError) as caught:
         load_manifests([file])
@@ -179,7 +187,10 @@ def test_keep_going_records_the_bad_document_and_reads_the_rest(tmp_path: Path) 
 apiVersion: apps/v1
 kind: Deployment
 metadata: {name: web, namespace: prod}
-spec: {template: {metadata: {labels: {app: web}}, spec: {containers: [{name: c, ports: [{containerPort: 0}]}]}}}
+spec:
+  template:
+    metadata: {labels: {app: web}}
+    spec: {containers: [{name: c, ports: [{containerPort: 0}]}]}
 ---
 apiVersion: apps/v1
 kind: Deployment

@@ -27,11 +27,7 @@ class IpBlock:
 
     def contains(self, network: IpNetwork) -> bool:
         """Whether every address of ``network`` is in the block."""
-        return (
-            network.version == self.cidr.version
-            and network.subnet_of(self.cidr)  # type: ignore[arg-type]
-            and not any(network.overlaps(e) for e in self.excepts)
-        )
+        return within(network, self.cidr) and not any(network.overlaps(e) for e in self.excepts)
 
     def regions(self) -> list[IpNetwork]:
         """The block as disjoint networks (``cidr`` with the ``except`` ranges cut out)."""
@@ -46,13 +42,22 @@ class IpBlock:
         return f"{self.cidr} except {', '.join(map(str, self.excepts))}"
 
 
+def within(inner: IpNetwork, outer: IpNetwork) -> bool:
+    """Whether every address of ``inner`` is in ``outer`` (false across IP versions)."""
+    if isinstance(inner, ipaddress.IPv4Network) and isinstance(outer, ipaddress.IPv4Network):
+        return inner.subnet_of(outer)
+    if isinstance(inner, ipaddress.IPv6Network) and isinstance(outer, ipaddress.IPv6Network):
+        return inner.subnet_of(outer)
+    return False
+
+
 def subtract(networks: list[IpNetwork], excluded: IpNetwork) -> list[IpNetwork]:
     """``networks`` without the addresses of ``excluded``."""
     result: list[IpNetwork] = []
     for network in networks:
         if network.version != excluded.version or not network.overlaps(excluded):
             result.append(network)
-        elif not network.subnet_of(excluded):  # type: ignore[arg-type]
+        elif not within(network, excluded):
             result.extend(network.address_exclude(excluded))  # type: ignore[arg-type]
     return result
 
@@ -216,7 +221,7 @@ def _ip_block(data: Any, path: str) -> IpBlock:
     excepts = []
     for index, value in enumerate(items(body.get("except"), except_path)):
         excluded = _network(value, join(except_path, index))
-        if excluded.version != cidr.version or not excluded.subnet_of(cidr):  # type: ignore[arg-type]
+        if not within(excluded, cidr):
             raise Invalid(join(except_path, index), f"{excluded} is not inside cidr {cidr}")
         excepts.append(excluded)
     return IpBlock(cidr, tuple(excepts))

@@ -16,7 +16,8 @@ file and reports the seconds to read it (``load_s``, what the CLI pays), to anal
 the wall clock also counts other processes' turns), the connections found, its peak RSS
 (``ru_maxrss``), and the latency of 2,000 random queries after one ``compile_cluster``
 (wall median, p99 and max; CPU p99). ``meets_target_wall`` / ``meets_target_cpu``: read
-and analysed in under 30 s (wall clock / CPU time), and a query's CPU p99 under 10 ms. Results go to ``benchmarks/results/segmentation.json``.
+and analysed in under 30 s (wall clock / CPU time), and a query's CPU p99 under 10 ms.
+Results go to ``benchmarks/results/segmentation.json``.
 
     python benchmarks/segmentation.py                  # every size
     python benchmarks/segmentation.py --one 5000       # one size, printed, no file

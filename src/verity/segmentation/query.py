@@ -131,41 +131,37 @@ def _overall(verdicts: Iterable[Verdict]) -> Verdict:
 def _pairs(
     index: Index, src: Target, dst: Target, port: int, protocol: Protocol
 ) -> list[PairDecision]:
-    sources = _classes(index, src)
-    destinations = _classes(index, dst)
+    """One decision per (source class, destination class); an address is one "class"."""
     result = []
-    for s in sources:
-        for d in destinations:
-            if s is not None and d is not None:
+    if isinstance(src, WorkloadRef) and isinstance(dst, WorkloadRef):
+        for s in _classes(index, src):
+            for d in _classes(index, dst):
                 egress, ingress = pair_grants(index, s.id, d.id)
                 out = _decision(index, s, Direction.EGRESS, egress, port, protocol)
                 into = _decision(index, d, Direction.INGRESS, ingress, port, protocol)
-            elif d is not None:  # from outside the cluster
-                out = _outside(Direction.EGRESS)
-                into = _from_outside(index, d, _network(src), port, protocol)
-            else:
-                out = _to_outside(index, s, _network(dst), port, protocol)  # type: ignore[arg-type]
-                into = _outside(Direction.INGRESS)
-            verdict = _both(out.verdict, into.verdict)
-            result.append(PairDecision(_describe(s, src), _describe(d, dst), out, into, verdict))
+                result.append(_pair(_describe(s, src), _describe(d, dst), out, into))
+    elif isinstance(dst, WorkloadRef) and not isinstance(src, WorkloadRef):
+        for d in _classes(index, dst):  # from outside the cluster: only ingress governs
+            into = _from_outside(index, d, src, port, protocol)
+            result.append(_pair(str(src), _describe(d, dst), _outside(Direction.EGRESS), into))
+    elif isinstance(src, WorkloadRef) and not isinstance(dst, WorkloadRef):
+        for s in _classes(index, src):  # to outside the cluster: only egress governs
+            out = _to_outside(index, s, dst, port, protocol)
+            result.append(_pair(_describe(s, src), str(dst), out, _outside(Direction.INGRESS)))
     return result
 
 
-def _network(target: Target) -> IpNetwork:
-    if isinstance(target, WorkloadRef):
-        raise QueryError("internal: expected an address")  # unreachable by construction
-    return target
+def _pair(
+    source: str, destination: str, out: DirectionDecision, into: DirectionDecision
+) -> PairDecision:
+    return PairDecision(source, destination, out, into, _both(out.verdict, into.verdict))
 
 
-def _classes(index: Index, target: Target) -> list[PodClass | None]:
-    if isinstance(target, WorkloadRef):
-        return [index.classes[c] for c in index.by_workload[target]]
-    return [None]
+def _classes(index: Index, workload: WorkloadRef) -> list[PodClass]:
+    return [index.classes[c] for c in index.by_workload[workload]]
 
 
-def _describe(pod_class: PodClass | None, target: Target) -> str:
-    if pod_class is None or not isinstance(target, WorkloadRef):
-        return str(target)
+def _describe(pod_class: PodClass, target: WorkloadRef) -> str:
     labels = ",".join(f"{k}={v}" for k, v in sorted(pod_class.labels.items()))
     ports = ",".join(f"{p.name}={p.port}/{p.protocol.value}" for p in pod_class.ports)
     detail = "; ".join(part for part in (labels, ports and f"ports {ports}") if part)

@@ -171,12 +171,12 @@ def test_a_malformed_document_is_located_and_keep_going_analyses_the_rest(tmp_pa
 def test_policies_of_kinds_not_analysed_are_warned_about(tmp_path: Path) -> None:
     anp = tmp_path / "anp.yaml"
     anp.write_text(
-        "apiVersion: policy.networking.k8s.io/v1alpha1\nkind: AdminNetworkPolicy\n"
-        "metadata: {name: deny-all}\nspec: {priority: 1, subject: {namespaces: {}}}\n",
+        "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\n"
+        "metadata: {name: deny-all, namespace: default}\nspec: {}\n",
         encoding="utf-8",
     )
     result = runner.invoke(app, ["segment", "analyze", str(anp), GUIDES, "--json"])
     assert result.exit_code == 0
-    assert "AdminNetworkPolicy deny-all is not analysed yet" in result.stderr
+    assert "AuthorizationPolicy deny-all is not analysed yet" in result.stderr
     warnings = json.loads(result.stdout)["warnings"]
     assert [(w["file"], w["document"]) for w in warnings] == [(str(anp), 0)]

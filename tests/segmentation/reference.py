@@ -1,4 +1,6 @@
-"""A reference evaluator: the NetworkPolicy spec read literally, one connection at a time.
+"""A reference evaluator: the NetworkPolicy and AdminNetworkPolicy specs read literally, one
+connection at a time (AdminNetworkPolicies by priority, first matching rule; then
+NetworkPolicy where one isolates the pod; else the BaselineAdminNetworkPolicy).
 
 No classes, no bitsets, no caches, no port algebra: for one source pod (or address), one
 destination pod (or address), one protocol and one port, walk every policy. The fast
@@ -10,6 +12,7 @@ from __future__ import annotations
 import ipaddress
 
 from verity.segmentation import Cluster, Direction, NetworkPolicy, PodTemplate, Protocol
+from verity.segmentation.adminpolicy import Action, AdminPeer, AdminPolicy, AdminPort
 from verity.segmentation.networkpolicy import Peer, PolicyPort, Rule
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -87,14 +90,90 @@ def _direction_allows(
     )
 
 
+def _admin_subject(cluster: Cluster, policy: AdminPolicy, pod: PodTemplate) -> bool:
+    namespace = cluster.namespace(pod.namespace)
+    return policy.subject_namespaces.matches(namespace.labels) and policy.subject_pods.matches(
+        pod.labels
+    )
+
+
+def _admin_peer(cluster: Cluster, peer: AdminPeer, other: Side) -> bool:
+    if not isinstance(other, PodTemplate):
+        return any(other in network for network in peer.networks)
+    if peer.namespace_selector is None:
+        return False  # a networks (or nodes) peer: pods are not matched by address
+    namespace = cluster.namespace(other.namespace)
+    return peer.namespace_selector.matches(namespace.labels) and (
+        peer.pod_selector is None or peer.pod_selector.matches(other.labels)
+    )
+
+
+def _admin_port(item: AdminPort, protocol: Protocol, port: int, destination: Side) -> bool:
+    if item.name is not None:
+        return isinstance(destination, PodTemplate) and any(
+            c.name == item.name and c.protocol is protocol and c.port == port
+            for c in destination.ports
+        )
+    return item.protocol is protocol and item.first <= port <= item.last
+
+
+def _admin_action(
+    cluster: Cluster,
+    policies: list[AdminPolicy],
+    pod: PodTemplate,
+    direction: Direction,
+    other: Side,
+    protocol: Protocol,
+    port: int,
+    destination: Side,
+) -> Action | None:
+    """The action of the first rule (in the order given) matching the connection."""
+    for policy in policies:
+        if not _admin_subject(cluster, policy, pod):
+            continue
+        for rule in policy.rules(direction):
+            if any(_admin_peer(cluster, p, other) for p in rule.peers) and (
+                rule.ports is None
+                or any(_admin_port(i, protocol, port, destination) for i in rule.ports)
+            ):
+                return rule.action
+    return None
+
+
+def _tiered(
+    cluster: Cluster,
+    pod: PodTemplate,
+    direction: Direction,
+    other: Side,
+    protocol: Protocol,
+    port: int,
+    destination: Side,
+) -> bool:
+    admin = sorted(
+        (p for p in cluster.admin_policies if not p.baseline),
+        key=lambda p: (p.priority or 0, p.name),
+    )
+    action = _admin_action(cluster, admin, pod, direction, other, protocol, port, destination)
+    if action is Action.ALLOW:
+        return True
+    if action is Action.DENY:
+        return False
+    isolated = any(_selects(p, pod) and direction in p.policy_types for p in cluster.policies)
+    if isolated:
+        return _direction_allows(cluster, pod, direction, other, protocol, port, destination)
+    baseline = [p for p in cluster.admin_policies if p.baseline]
+    action = _admin_action(cluster, baseline, pod, direction, other, protocol, port, destination)
+    return action is not Action.DENY
+
+
 def allowed(
     cluster: Cluster, source: Side, destination: Side, protocol: Protocol, port: int
 ) -> bool:
     """Egress at the source (if it is a pod) and ingress at the destination (if a pod)."""
-    egress = not isinstance(source, PodTemplate) or _direction_allows(
+    egress = not isinstance(source, PodTemplate) or _tiered(
         cluster, source, Direction.EGRESS, destination, protocol, port, destination
     )
-    ingress = not isinstance(destination, PodTemplate) or _direction_allows(
+    ingress = not isinstance(destination, PodTemplate) or _tiered(
         cluster, destination, Direction.INGRESS, source, protocol, port, destination
     )
     return egress and ingress

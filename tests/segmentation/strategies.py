@@ -58,6 +58,19 @@ def selector(draw: st.DrawFn) -> dict[str, Any]:
     return body
 
 
+# namespaces carry only a tier label: their selectors mostly ask about it
+namespace_selector = st.one_of(
+    st.just({}),
+    st.builds(lambda v: {"matchLabels": {"tier": v}}, st.sampled_from(LABEL_VALUES)),
+    st.builds(
+        lambda op, v: {"matchExpressions": [{"key": "tier", "operator": op, "values": [v]}]},
+        st.sampled_from(["In", "NotIn"]),
+        st.sampled_from(LABEL_VALUES),
+    ),
+    selector(),
+)
+
+
 @st.composite
 def peer(draw: st.DrawFn) -> dict[str, Any]:
     shape = draw(st.sampled_from(["pods", "namespaces", "both", "block"]))
@@ -71,7 +84,7 @@ def peer(draw: st.DrawFn) -> dict[str, Any]:
     if shape in ("pods", "both"):
         body["podSelector"] = draw(selector())
     if shape in ("namespaces", "both"):
-        body["namespaceSelector"] = draw(selector())
+        body["namespaceSelector"] = draw(namespace_selector)
     return body
 
 
@@ -146,7 +159,9 @@ def _pod(
 
 
 @st.composite
-def cluster_documents(draw: st.DrawFn) -> list[dict[str, Any]]:
+def cluster_documents(
+    draw: st.DrawFn, min_policies: int = 1, max_policies: int = 5
+) -> list[dict[str, Any]]:
     documents: list[dict[str, Any]] = [
         {
             "apiVersion": "v1",
@@ -161,5 +176,84 @@ def cluster_documents(draw: st.DrawFn) -> list[dict[str, Any]]:
             documents.append(
                 _pod(namespace, f"w{w}-{p}", draw(labels_st), draw(container_ports()), f"w{w}")
             )
-    documents += [draw(network_policy(i)) for i in range(draw(st.integers(1, 5)))]
+    documents += [
+        draw(network_policy(i)) for i in range(draw(st.integers(min_policies, max_policies)))
+    ]
+    return documents
+
+
+@st.composite
+def admin_peer(draw: st.DrawFn, *, egress: bool) -> dict[str, Any]:
+    shape = draw(
+        st.sampled_from(["namespaces", "pods", "networks"] if egress else ["namespaces", "pods"])
+    )
+    if shape == "namespaces":
+        return {"namespaces": draw(namespace_selector)}
+    if shape == "pods":
+        return {
+            "pods": {"namespaceSelector": draw(namespace_selector), "podSelector": draw(selector())}
+        }
+    return {
+        "networks": draw(
+            st.lists(st.sampled_from(CIDRS + tuple(EXCEPTS.values())), min_size=1, max_size=2)
+        )
+    }
+
+
+@st.composite
+def admin_port(draw: st.DrawFn) -> dict[str, Any]:
+    shape = draw(st.sampled_from(["number", "range", "name"]))
+    protocol = draw(st.sampled_from(PROTOCOLS))
+    if shape == "number":
+        return {"portNumber": {"protocol": protocol, "port": draw(st.sampled_from((53, 80, 8080)))}}
+    if shape == "range":
+        start, end = draw(st.sampled_from(((80, 443), (8000, 9000), (1, 80))))
+        return {"portRange": {"protocol": protocol, "start": start, "end": end}}
+    return {"namedPort": draw(st.sampled_from(PORT_NAMES))}
+
+
+@st.composite
+def admin_rule(draw: st.DrawFn, *, egress: bool, baseline: bool) -> dict[str, Any]:
+    actions = ["Allow", "Deny", "Deny"] if baseline else ["Allow", "Deny", "Pass"]
+    body: dict[str, Any] = {
+        "action": draw(st.sampled_from(actions)),
+        "to" if egress else "from": draw(
+            st.lists(admin_peer(egress=egress), min_size=1, max_size=2)
+        ),
+    }
+    if draw(st.booleans()):
+        body["ports"] = draw(st.lists(admin_port(), min_size=1, max_size=2))
+    return body
+
+
+@st.composite
+def admin_policy(draw: st.DrawFn, index: int, *, baseline: bool) -> dict[str, Any]:
+    if baseline or draw(st.booleans()):
+        subject: dict[str, Any] = {"namespaces": draw(namespace_selector)}
+    else:
+        subject = {
+            "pods": {"namespaceSelector": draw(namespace_selector), "podSelector": draw(selector())}
+        }
+    spec: dict[str, Any] = {"subject": subject}
+    if not baseline:
+        spec["priority"] = draw(st.integers(0, 3))
+    for key, egress in (("ingress", False), ("egress", True)):
+        rules = admin_rule(egress=egress, baseline=baseline)
+        spec[key] = draw(st.lists(rules, min_size=1 if baseline else 0, max_size=2))
+    return {
+        "apiVersion": "policy.networking.k8s.io/v1alpha1",
+        "kind": "BaselineAdminNetworkPolicy" if baseline else "AdminNetworkPolicy",
+        "metadata": {"name": "default" if baseline else f"anp{index}"},
+        "spec": spec,
+    }
+
+
+@st.composite
+def admin_cluster_documents(draw: st.DrawFn, *, baseline: bool) -> list[dict[str, Any]]:
+    """A random cluster with AdminNetworkPolicies (and the baseline, if asked) on top."""
+    documents = draw(cluster_documents(min_policies=0, max_policies=2))
+    count = draw(st.integers(0 if baseline else 1, 2))
+    documents += [draw(admin_policy(i, baseline=False)) for i in range(count)]
+    if baseline:
+        documents.append(draw(admin_policy(0, baseline=True)))
     return documents

@@ -8,6 +8,7 @@ import ipaddress
 from typing import Any
 
 from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from verity.segmentation import (
     Analysis,
@@ -23,8 +24,13 @@ from verity.segmentation import (
 )
 
 from .reference import Side, allowed
-from .strategies import SAMPLE_ADDRESSES, SAMPLE_PORTS, cluster_documents
+from .strategies import SAMPLE_ADDRESSES, SAMPLE_PORTS, admin_cluster_documents, cluster_documents
 
+CLUSTERS = st.one_of(
+    cluster_documents(),
+    admin_cluster_documents(baseline=False),
+    admin_cluster_documents(baseline=True),
+)
 SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
@@ -55,7 +61,7 @@ def _cluster(documents: list[dict[str, Any]]) -> Cluster:
 
 
 @SETTINGS
-@given(cluster_documents())
+@given(CLUSTERS)
 def test_analysis_and_query_agree_with_the_reference_between_workloads(
     documents: list[dict[str, Any]],
 ) -> None:
@@ -80,7 +86,7 @@ def test_analysis_and_query_agree_with_the_reference_between_workloads(
 
 
 @SETTINGS
-@given(cluster_documents())
+@given(CLUSTERS)
 def test_outside_addresses_agree_with_the_reference(documents: list[dict[str, Any]]) -> None:
     cluster = _cluster(documents)
     analysis = analyze(cluster)

@@ -108,6 +108,8 @@ def print_query(result: QueryResult, *, as_json: bool) -> None:
                 continue
             isolating = ", ".join(decision.isolating) or "none (not isolated)"
             allowed = ", ".join(str(r) for r in decision.allowed_by) or "no rule allows this port"
+            if decision.denied_by:
+                allowed += "; denied by: " + ", ".join(str(r) for r in decision.denied_by)
             render.line(
                 console,
                 f"    {name}: ",

@@ -9,13 +9,16 @@ pods x pods x rules.
 from __future__ import annotations
 
 import enum
+import ipaddress
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from .index import CompiledRule, Index, PodClass, bits, compile_cluster
-from .model import ALL_PROTOCOLS, Cluster, Direction, WorkloadRef
-from .networkpolicy import EVERYWHERE, MAX_PORT, IpBlock
-from .ports import Grant, PortSegment, Reason, combine, connect, grant
+from .adminpolicy import Action
+from .decide import default_grants, direction_grants, elementary, networks_of
+from .index import Index, PodClass, bits, compile_cluster
+from .model import Cluster, Direction, WorkloadRef
+from .networkpolicy import EVERYWHERE, IpBlock, IpNetwork
+from .ports import Grant, PortSegment, combine, connect
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -65,41 +68,22 @@ class Analysis:
         return None
 
 
-def default_grants(direction: Direction) -> tuple[Grant, ...]:
-    """Every port of every protocol, because nothing isolates the pod in ``direction``."""
-    return tuple(grant(p, 1, MAX_PORT, Reason(direction)) for p in ALL_PROTOCOLS)
-
-
 def pair_grants(index: Index, source: int, destination: int) -> tuple[list[Grant], list[Grant]]:
     """The egress grants of ``source`` toward ``destination`` and the ingress grants of
     ``destination`` from ``source`` (classes by id)."""
     target = index.classes[destination]
     return (
-        _side(index, index.rules[Direction.EGRESS][source], destination, target, Direction.EGRESS),
-        _side(
-            index, index.rules[Direction.INGRESS][destination], source, target, Direction.INGRESS
-        ),
+        direction_grants(index, Direction.EGRESS, index.classes[source], destination, target),
+        direction_grants(index, Direction.INGRESS, target, source, target),
     )
-
-
-def _side(
-    index: Index,
-    rules: list[CompiledRule] | None,
-    peer: int,
-    target: PodClass,
-    direction: Direction,
-) -> list[Grant]:
-    if rules is None:
-        return list(default_grants(direction))
-    mask = 1 << peer
-    return [g for r in rules if r.classes & mask for g in index.grants(r, target)]
 
 
 def analyze(cluster: Cluster) -> Analysis:
     """Every allowed connection of ``cluster``."""
     index = compile_cluster(cluster)
     pairs = _class_pairs(index)
-    connections = _workload_connections(index, pairs) + _external_connections(index)
+    outside = _external_by_region(index) if index.has_admin else _external_connections(index)
+    connections = _workload_connections(index, pairs) + outside
     return Analysis(_summaries(index), tuple(sorted(connections, key=_order)), index)
 
 
@@ -113,16 +97,19 @@ def _order(connection: Connection) -> tuple[str, str, str, str]:
 def _class_pairs(index: Index) -> dict[tuple[int, int], tuple[PortSegment, ...]]:
     everything = index.all_classes
     ingress_from = [
-        everything if rules is None else _union(r.classes for r in rules)
-        for rules in index.rules[Direction.INGRESS]
+        everything if rules is None else _union(r.classes for r in rules) | admitted
+        for rules, admitted in zip(
+            index.rules[Direction.INGRESS], _admin_allowed(index, Direction.INGRESS), strict=True
+        )
     ]
     open_egress = to_all = 0
     explicit = [0] * len(index.classes)
+    admitted = _admin_allowed(index, Direction.EGRESS)
     for source, rules in enumerate(index.rules[Direction.EGRESS]):
         if rules is None:
             open_egress |= 1 << source
             continue
-        reach = _union(r.classes for r in rules)
+        reach = _union(r.classes for r in rules) | admitted[source]
         if reach == everything:
             to_all |= 1 << source
             continue
@@ -141,6 +128,15 @@ def _class_pairs(index: Index) -> dict[tuple[int, int], tuple[PortSegment, ...]]
             if segments:
                 result[(source, destination)] = segments
     return result
+
+
+def _admin_allowed(index: Index, direction: Direction) -> list[int]:
+    """Per class, the peers an AdminNetworkPolicy ``Allow`` rule may admit past the
+    NetworkPolicy tier (candidates only: the decision is ``direction_grants``)."""
+    return [
+        _union(r.classes for r in rules if r.action is Action.ALLOW)
+        for rules in index.admin[direction]
+    ]
 
 
 def _union(masks: Iterable[int]) -> int:
@@ -206,6 +202,66 @@ def _blocks(index: Index, pod_class: PodClass, direction: Direction) -> dict[IpB
         )
         for block in compiled.blocks:
             result.setdefault(block, []).extend(grants)
+    return result
+
+
+def _external_by_region(index: Index) -> list[Connection]:
+    """Connections with the outside when AdminNetworkPolicies take part: their ordered
+    rules can split an IP block, so the address space is cut at every network any rule
+    names, each piece decided on its own, and equal neighbours joined again."""
+    result: list[Connection] = []
+    for workload, class_ids in sorted(index.by_workload.items()):
+        classes = [index.classes[c] for c in class_ids]
+        for direction in Direction:
+            previous: tuple[int, int, int, tuple[PortSegment, ...]] | None = None
+            for version, first, last, sample in elementary(networks_of(index, classes, direction)):
+                ports = _region_ports(index, classes, direction, sample)
+                if (
+                    previous
+                    and previous[0] == version
+                    and previous[2] + 1 == first
+                    and previous[3] == ports
+                ):
+                    previous = (version, previous[1], last, ports)
+                    continue
+                if previous and previous[3]:
+                    result += _region_connections(workload, direction, previous)
+                previous = (version, first, last, ports)
+            if previous and previous[3]:
+                result += _region_connections(workload, direction, previous)
+    return result
+
+
+def _region_ports(
+    index: Index, classes: list[PodClass], direction: Direction, sample: IpNetwork
+) -> tuple[PortSegment, ...]:
+    lists = []
+    for pod_class in classes:
+        if direction is Direction.INGRESS:
+            grants = direction_grants(index, direction, pod_class, sample, pod_class)
+            segments = connect(default_grants(Direction.EGRESS), grants)
+        else:
+            grants = direction_grants(index, direction, pod_class, sample, None)
+            segments = connect(grants, default_grants(Direction.INGRESS))
+        if segments:
+            lists.append(segments)
+    return combine(lists, len(classes))
+
+
+def _region_connections(
+    workload: WorkloadRef,
+    direction: Direction,
+    region: tuple[int, int, int, tuple[PortSegment, ...]],
+) -> list[Connection]:
+    version, first, last, ports = region
+    make = ipaddress.IPv4Address if version == 4 else ipaddress.IPv6Address
+    result = []
+    for network in ipaddress.summarize_address_range(make(first), make(last)):
+        outside = External(IpBlock(network))
+        if direction is Direction.INGRESS:
+            result.append(Connection(outside, workload, ports))
+        else:
+            result.append(Connection(workload, outside, ports))
     return result
 
 

@@ -13,8 +13,9 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
-from .model import Cluster, ContainerPort, Direction, PodTemplate, WorkloadRef
-from .networkpolicy import EVERYWHERE, IpBlock, NetworkPolicy, Peer, Rule
+from .adminpolicy import Action, AdminPolicy, AdminPort, AdminRule
+from .model import ALL_PROTOCOLS, Cluster, ContainerPort, Direction, PodTemplate, WorkloadRef
+from .networkpolicy import EVERYWHERE, MAX_PORT, IpBlock, IpNetwork, NetworkPolicy, Peer, Rule
 from .ports import Grant, Reason, grant
 from .selectors import MATCH_ALL, LabelSelector, Operator
 
@@ -45,6 +46,17 @@ class CompiledRule:
     blocks: tuple[IpBlock, ...]
 
 
+@dataclass(frozen=True, slots=True)
+class CompiledAdminRule:
+    """A rule of an AdminNetworkPolicy or of the BaselineAdminNetworkPolicy, resolved."""
+
+    reason: Reason
+    action: Action
+    classes: int
+    networks: tuple[IpNetwork, ...]
+    ports: tuple[AdminPort, ...] | None
+
+
 @dataclass
 class Index:
     cluster: Cluster
@@ -53,6 +65,10 @@ class Index:
     # per class and direction: the rules of the policies isolating it, or None (not isolated)
     rules: dict[Direction, list[list[CompiledRule] | None]] = field(default_factory=dict)
     selecting: dict[Direction, list[tuple[str, ...]]] = field(default_factory=dict)
+    # per class and direction, in evaluation order: AdminNetworkPolicy rules (by priority,
+    # then name, then position) and BaselineAdminNetworkPolicy rules
+    admin: dict[Direction, list[list[CompiledAdminRule]]] = field(default_factory=dict)
+    baseline: dict[Direction, list[list[CompiledAdminRule]]] = field(default_factory=dict)
     _grants: dict[tuple[int, tuple[ContainerPort, ...]], tuple[Grant, ...]] = field(
         default_factory=dict
     )
@@ -74,6 +90,30 @@ class Index:
             )
             self._grants[key] = found
         return found
+
+    @property
+    def has_admin(self) -> bool:
+        return bool(self.cluster.admin_policies)
+
+    def admin_grants(
+        self, compiled: CompiledAdminRule, destination: PodClass | None
+    ) -> tuple[Grant, ...]:
+        """The ports an admin rule names toward ``destination`` (``None``: outside the
+        cluster, where a named port resolves on nothing). A ``namedPort`` matches the
+        destination's container port of that name, whatever its protocol."""
+        if compiled.ports is None:
+            return tuple(grant(p, 1, MAX_PORT, compiled.reason) for p in ALL_PROTOCOLS)
+        result = []
+        for port in compiled.ports:
+            if port.name is None:
+                result.append(grant(port.protocol, port.first, port.last, compiled.reason))
+            elif destination is not None:
+                result += [
+                    grant(c.protocol, c.port, c.port, compiled.reason)
+                    for c in destination.ports
+                    if c.name == port.name
+                ]
+        return tuple(result)
 
     def external_grants(self, compiled: CompiledRule) -> tuple[Grant, ...]:
         """The ports ``compiled`` allows toward an address outside the cluster: named ports
@@ -97,21 +137,33 @@ def bits(value: int) -> Iterator[int]:
 def compile_cluster(cluster: Cluster) -> Index:
     """Group pods into classes and resolve every policy's selectors and peers once."""
     index = Index(cluster)
-    keys, names = _relevant(cluster.policies)
+    keys, names = _relevant(cluster.policies, cluster.admin_policies)
     _group(index, keys, names)
     builder = _Builder(index)
     for direction in Direction:
         index.rules[direction] = [None] * len(index.classes)
         index.selecting[direction] = [()] * len(index.classes)
+        index.admin[direction] = [[] for _ in index.classes]
+        index.baseline[direction] = [[] for _ in index.classes]
     for policy in sorted(cluster.policies, key=lambda p: (p.namespace, p.name)):
         builder.add(policy)
+    ordered = sorted(cluster.admin_policies, key=lambda p: (p.priority is None, p.priority, p.name))
+    for admin_policy in ordered:
+        builder.add_admin(admin_policy)
     return index
 
 
-def _relevant(policies: tuple[NetworkPolicy, ...]) -> tuple[frozenset[str], frozenset[str]]:
+def _relevant(
+    policies: tuple[NetworkPolicy, ...], admin_policies: tuple[AdminPolicy, ...]
+) -> tuple[frozenset[str], frozenset[str]]:
     """The pod label keys some selector reads, and the port names some rule uses."""
     keys: set[str] = set()
     names: set[str] = set()
+    for admin in admin_policies:
+        keys |= admin.subject_pods.keys
+        for admin_rule in admin.ingress + admin.egress:
+            keys.update(*(p.pod_selector.keys for p in admin_rule.peers if p.pod_selector))
+            names.update(p.name for p in admin_rule.ports or () if p.name is not None)
     for policy in policies:
         keys |= policy.pod_selector.keys
         for rule in policy.ingress + policy.egress:
@@ -230,6 +282,34 @@ class _Builder:
                 current = lists[class_id]
                 lists[class_id] = compiled if current is None else current + compiled
                 names[class_id] = (*names[class_id], policy.id)
+
+    def add_admin(self, policy: AdminPolicy) -> None:
+        """Append the policy's rules to every class of its subject (callers go in order)."""
+        scope = self.namespaces(policy.subject_namespaces)
+        subject = self.pods(scope, policy.subject_pods)
+        target = self.index.baseline if policy.baseline else self.index.admin
+        for direction in Direction:
+            compiled = [
+                self._admin_rule(policy, direction, i, r)
+                for i, r in enumerate(policy.rules(direction))
+            ]
+            if not compiled:
+                continue
+            for class_id in bits(subject):
+                target[direction][class_id].extend(compiled)
+
+    def _admin_rule(
+        self, policy: AdminPolicy, direction: Direction, position: int, rule: AdminRule
+    ) -> CompiledAdminRule:
+        reason = Reason(direction, policy.name, position, policy.kind, rule.action.value)
+        classes = 0
+        networks: list[IpNetwork] = []
+        for peer in rule.peers:
+            networks.extend(peer.networks)
+            if peer.namespace_selector is not None:
+                scope = self.namespaces(peer.namespace_selector)
+                classes |= self.pods(scope, peer.pod_selector or MATCH_ALL)
+        return CompiledAdminRule(reason, rule.action, classes, tuple(networks), rule.ports)
 
     def _rule(
         self, policy: NetworkPolicy, direction: Direction, position: int, rule: Rule

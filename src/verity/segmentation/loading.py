@@ -18,6 +18,7 @@ from .. import yamlio
 from ..errors import Problem
 from ._fields import Invalid, items, join, mapping, optional_string, string
 from ._workloads import RawPods, parse_namespace, parse_pods, parse_service, resolve_owners
+from .adminpolicy import AdminPolicy, parse_admin_policy
 from .errors import ManifestError
 from .model import Cluster, Namespace, Service
 from .networkpolicy import NetworkPolicy, parse_network_policy
@@ -35,7 +36,15 @@ _GROUPS = {
     "Job": "batch",
     "CronJob": "batch",
     "NetworkPolicy": "networking.k8s.io",
+    "AdminNetworkPolicy": "policy.networking.k8s.io",
+    "BaselineAdminNetworkPolicy": "policy.networking.k8s.io",
 }
+_VERSIONS = {
+    "NetworkPolicy": "v1",
+    "AdminNetworkPolicy": "v1alpha1",
+    "BaselineAdminNetworkPolicy": "v1alpha1",
+}
+_CLUSTER_SCOPED = frozenset({"Namespace", "AdminNetworkPolicy", "BaselineAdminNetworkPolicy"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,7 +62,7 @@ class Ignored:
 # their presence means the answer may be wrong, so it is said out loud.
 _UNANALYSED_POLICIES = frozenset(
     {
-        "AdminNetworkPolicy",
+        "AdminNetworkPolicy",  # of another API version
         "BaselineAdminNetworkPolicy",
         "NetworkPolicy",  # of another API group (Calico, Cilium's CiliumNetworkPolicy below)
         "GlobalNetworkPolicy",
@@ -86,6 +95,7 @@ class _Collector:
     pods: list[RawPods] = field(default_factory=list)
     services: list[Service] = field(default_factory=list)
     policies: list[NetworkPolicy] = field(default_factory=list)
+    admin_policies: list[AdminPolicy] = field(default_factory=list)
     ignored: list[Ignored] = field(default_factory=list)
     problems: list[ManifestError] = field(default_factory=list)
     seen: dict[tuple[str, str, str], str] = field(default_factory=dict)
@@ -133,6 +143,7 @@ def _result(collector: _Collector) -> LoadResult:
         pods=resolve_owners(collector.pods),
         services=tuple(collector.services),
         policies=tuple(collector.policies),
+        admin_policies=tuple(collector.admin_policies),
     )
     return LoadResult(cluster, tuple(collector.ignored), tuple(collector.problems))
 
@@ -189,11 +200,11 @@ def _read_object(
     metadata = mapping(body.get("metadata"), "metadata", optional=False)
     name = string(metadata.get("name"), "metadata.name")
     group, _, version = api_version.rpartition("/")
-    if _GROUPS.get(kind) != group or (kind == "NetworkPolicy" and version != "v1"):
+    if _GROUPS.get(kind) != group or _VERSIONS.get(kind, version) != version:
         collector.ignored.append(Ignored(file, index, api_version, kind, name))
         return
     namespace = optional_string(metadata.get("namespace"), "metadata.namespace", "default")
-    key = (kind, "" if kind == "Namespace" else namespace, name)
+    key = (kind, "" if kind in _CLUSTER_SCOPED else namespace, name)
     where = f"{file} document {index}" + (f" {prefix}" if prefix else "")
     if key in collector.seen:
         raise Invalid("metadata.name", f"duplicate {kind} {name!r}, first in {collector.seen[key]}")
@@ -203,6 +214,9 @@ def _read_object(
         collector.services.append(parse_service(body, namespace, name))
     elif kind == "NetworkPolicy":
         collector.policies.append(parse_network_policy(body, namespace, name))
+    elif kind in ("AdminNetworkPolicy", "BaselineAdminNetworkPolicy"):
+        baseline = kind == "BaselineAdminNetworkPolicy"
+        collector.admin_policies.append(parse_admin_policy(body, name, baseline=baseline))
     else:
         collector.pods.append(parse_pods(body, kind, namespace, name))
     collector.seen[key] = where

@@ -15,6 +15,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from .adminpolicy import AdminPolicy
     from .networkpolicy import NetworkPolicy
 
 NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"
@@ -103,12 +104,14 @@ class Service:
 
 @dataclass(frozen=True, slots=True)
 class Cluster:
-    """Everything loaded: namespaces, pod templates, services and policies."""
+    """Everything loaded: namespaces, pod templates, services and policies
+    (``admin_policies``: AdminNetworkPolicies and the BaselineAdminNetworkPolicy)."""
 
     namespaces: Mapping[str, Namespace] = field(default_factory=dict)
     pods: tuple[PodTemplate, ...] = ()
     services: tuple[Service, ...] = ()
     policies: tuple[NetworkPolicy, ...] = ()
+    admin_policies: tuple[AdminPolicy, ...] = ()
 
     def namespace(self, name: str) -> Namespace:
         """A namespace; one that no manifest declares has only its automatic label."""

@@ -30,6 +30,8 @@ class Reason:
     direction: Direction
     policy: str = ""
     rule: int = -1
+    kind: str = "NetworkPolicy"
+    action: str = "Allow"
 
     @property
     def default(self) -> bool:
@@ -38,7 +40,9 @@ class Reason:
     def __str__(self) -> str:
         if self.default:
             return f"{self.direction.value}: not isolated"
-        return f"{self.policy} {self.direction.value}[{self.rule}]"
+        if self.kind == "NetworkPolicy":
+            return f"{self.policy} {self.direction.value}[{self.rule}]"
+        return f"{self.kind} {self.policy} {self.direction.value}[{self.rule}] ({self.action})"
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -160,3 +164,50 @@ def combine(
         PortSegment(protocol, first, last, out, into, partial)
         for protocol, first, last, (out, into, partial) in merged(pieces)
     )
+
+
+# A set of ports: disjoint ``(protocol_order, first, last)`` ranges, sorted.
+PortSpace = list[tuple[int, int, int]]
+EVERY_PORT: PortSpace = [(order, 1, 65535) for order in range(len(_PROTOCOLS))]
+
+
+def space_of(grants: Iterable[Grant]) -> PortSpace:
+    """The ports ``grants`` cover, as a normalized space."""
+    return union([], [(g.protocol_order, g.first, g.last) for g in grants])
+
+
+def union(first: PortSpace, second: PortSpace) -> PortSpace:
+    result: PortSpace = []
+    for protocol, low, high in sorted(first + second):
+        if result and result[-1][0] == protocol and low <= result[-1][2] + 1:
+            result[-1] = (protocol, result[-1][1], max(result[-1][2], high))
+        else:
+            result.append((protocol, low, high))
+    return result
+
+
+def minus(space: PortSpace, removed: PortSpace) -> PortSpace:
+    result: PortSpace = []
+    for protocol, low, high in space:
+        pieces = [(low, high)]
+        for r_protocol, r_low, r_high in removed:
+            if r_protocol != protocol:
+                continue
+            pieces = [
+                part
+                for a, b in pieces
+                for part in ((a, min(b, r_low - 1)), (max(a, r_high + 1), b))
+                if part[0] <= part[1]
+            ]
+        result.extend((protocol, a, b) for a, b in pieces)
+    return result
+
+
+def clip(grants: Iterable[Grant], space: PortSpace) -> list[Grant]:
+    """``grants`` restricted to ``space``."""
+    result = []
+    for g in grants:
+        for protocol, low, high in space:
+            if protocol == g.protocol_order and low <= g.last and g.first <= high:
+                result.append(Grant(protocol, max(low, g.first), min(high, g.last), g.reason))
+    return result

@@ -12,14 +12,14 @@ from __future__ import annotations
 
 import enum
 import ipaddress
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from .analysis import default_grants, pair_grants
+from .decide import Peer, deciding_denial, direction_grants, elementary, networks_of
 from .errors import QueryError
 from .index import Index, PodClass
 from .model import Direction, Protocol, WorkloadRef
-from .networkpolicy import IpBlock, IpNetwork, subtract
+from .networkpolicy import IpNetwork, within
 from .ports import Grant, Reason
 
 
@@ -32,14 +32,17 @@ class Verdict(enum.Enum):
 @dataclass(frozen=True, slots=True)
 class DirectionDecision:
     """One direction's say: ``governed`` is false outside the cluster (no policy applies);
-    ``isolating`` names the policies that select the pod for this direction; ``allowed_by``
-    the rules (or the absence of isolation) that allow the port."""
+    ``isolating`` names the NetworkPolicies that select the pod for this direction;
+    ``allowed_by`` the rules (or the absence of isolation) that allow the port;
+    ``denied_by`` the AdminNetworkPolicy or BaselineAdminNetworkPolicy ``Deny`` rules that
+    refuse it."""
 
     direction: Direction
     governed: bool
     isolating: tuple[str, ...]
     allowed_by: tuple[Reason, ...]
     verdict: Verdict
+    denied_by: tuple[Reason, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,19 +139,72 @@ def _pairs(
     if isinstance(src, WorkloadRef) and isinstance(dst, WorkloadRef):
         for s in _classes(index, src):
             for d in _classes(index, dst):
-                egress, ingress = pair_grants(index, s.id, d.id)
-                out = _decision(index, s, Direction.EGRESS, egress, port, protocol)
-                into = _decision(index, d, Direction.INGRESS, ingress, port, protocol)
+                out = _decide(index, Direction.EGRESS, s, [(d.id, d)], port, protocol)
+                into = _decide(index, Direction.INGRESS, d, [(s.id, d)], port, protocol)
                 result.append(_pair(_describe(s, src), _describe(d, dst), out, into))
     elif isinstance(dst, WorkloadRef) and not isinstance(src, WorkloadRef):
         for d in _classes(index, dst):  # from outside the cluster: only ingress governs
-            into = _from_outside(index, d, src, port, protocol)
+            regions = [(r, d) for r in _regions(index, d, Direction.INGRESS, src)]
+            into = _decide(index, Direction.INGRESS, d, regions, port, protocol)
             result.append(_pair(str(src), _describe(d, dst), _outside(Direction.EGRESS), into))
     elif isinstance(src, WorkloadRef) and not isinstance(dst, WorkloadRef):
         for s in _classes(index, src):  # to outside the cluster: only egress governs
-            out = _to_outside(index, s, dst, port, protocol)
+            pieces = [(r, None) for r in _regions(index, s, Direction.EGRESS, dst)]
+            out = _decide(index, Direction.EGRESS, s, pieces, port, protocol)
             result.append(_pair(_describe(s, src), str(dst), out, _outside(Direction.INGRESS)))
     return result
+
+
+def _regions(
+    index: Index, pod_class: PodClass, direction: Direction, network: IpNetwork
+) -> list[IpNetwork]:
+    """``network`` cut at the edges of every network the class's rules name: each piece is
+    decided as a whole."""
+    networks = networks_of(index, [pod_class], direction) | {network}
+    return [
+        sample
+        for _, _, _, sample in elementary(networks)
+        if sample.version == network.version and within(sample, network)
+    ]
+
+
+def _decide(
+    index: Index,
+    direction: Direction,
+    subject: PodClass,
+    peers: Sequence[tuple[Peer, PodClass | None]],
+    port: int,
+    protocol: Protocol,
+) -> DirectionDecision:
+    """The decision at ``subject`` for every peer (a class, or the pieces of an address
+    range, each with its destination class): allowed for all, some or none of them."""
+    allowed: set[Reason] = set()
+    denied: set[Reason] = set()
+    count = 0
+
+    def covers(g: Grant) -> bool:
+        return g.protocol is protocol and g.first <= port <= g.last
+
+    for peer, target in peers:
+        reasons = {
+            g.reason for g in direction_grants(index, direction, subject, peer, target) if covers(g)
+        }
+        allowed |= reasons
+        count += bool(reasons)
+        denial = deciding_denial(index, direction, subject, peer, target, covers)
+        if denial is not None:
+            denied.add(denial)
+    verdict = Verdict.PARTIAL if count else Verdict.DENIED
+    if count == len(peers):
+        verdict = Verdict.ALLOWED
+    return DirectionDecision(
+        direction,
+        True,
+        index.selecting[direction][subject.id],
+        tuple(sorted(allowed)),
+        verdict,
+        tuple(sorted(denied)),
+    )
 
 
 def _pair(
@@ -168,84 +224,5 @@ def _describe(pod_class: PodClass, target: WorkloadRef) -> str:
     return f"{target} ({detail})" if detail else str(target)
 
 
-def _covering(
-    grants: list[Grant] | tuple[Grant, ...], port: int, protocol: Protocol
-) -> tuple[Reason, ...]:
-    return tuple(
-        sorted({g.reason for g in grants if g.protocol is protocol and g.first <= port <= g.last})
-    )
-
-
-def _decision(
-    index: Index,
-    pod_class: PodClass,
-    direction: Direction,
-    grants: list[Grant],
-    port: int,
-    protocol: Protocol,
-) -> DirectionDecision:
-    reasons = _covering(grants, port, protocol)
-    return DirectionDecision(
-        direction,
-        True,
-        index.selecting[direction][pod_class.id],
-        reasons,
-        Verdict.ALLOWED if reasons else Verdict.DENIED,
-    )
-
-
 def _outside(direction: Direction) -> DirectionDecision:
     return DirectionDecision(direction, False, (), (Reason(direction),), Verdict.ALLOWED)
-
-
-def _from_outside(
-    index: Index, target: PodClass, network: IpNetwork, port: int, protocol: Protocol
-) -> DirectionDecision:
-    rules = index.rules[Direction.INGRESS][target.id]
-    if rules is None:
-        return _open(Direction.INGRESS, port, protocol)
-    matched = [
-        (r.reason, r.blocks) for r in rules if _covering(index.grants(r, target), port, protocol)
-    ]
-    return _coverage(index, target, Direction.INGRESS, matched, network)
-
-
-def _to_outside(
-    index: Index, source: PodClass, network: IpNetwork, port: int, protocol: Protocol
-) -> DirectionDecision:
-    rules = index.rules[Direction.EGRESS][source.id]
-    if rules is None:
-        return _open(Direction.EGRESS, port, protocol)
-    matched = [
-        (r.reason, r.blocks) for r in rules if _covering(index.external_grants(r), port, protocol)
-    ]
-    return _coverage(index, source, Direction.EGRESS, matched, network)
-
-
-def _open(direction: Direction, port: int, protocol: Protocol) -> DirectionDecision:
-    reasons = _covering(default_grants(direction), port, protocol)
-    return DirectionDecision(direction, True, (), reasons, Verdict.ALLOWED)
-
-
-def _coverage(
-    index: Index,
-    pod_class: PodClass,
-    direction: Direction,
-    matched: list[tuple[Reason, tuple[IpBlock, ...]]],
-    network: IpNetwork,
-) -> DirectionDecision:
-    """Which addresses of ``network`` the matching rules' IP blocks allow: all, some, none."""
-    remaining: list[IpNetwork] = [network]
-    reasons: set[Reason] = set()
-    for reason, blocks in matched:
-        for block in blocks:
-            for region in block.regions():
-                if region.version == network.version and region.overlaps(network):
-                    reasons.add(reason)
-                    remaining = subtract(remaining, region)
-    verdict = Verdict.PARTIAL if reasons else Verdict.DENIED
-    if not remaining:
-        verdict = Verdict.ALLOWED
-    return DirectionDecision(
-        direction, True, index.selecting[direction][pod_class.id], tuple(sorted(reasons)), verdict
-    )

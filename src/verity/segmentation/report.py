@@ -18,7 +18,10 @@ Json = dict[str, Any]
 def reason_json(reason: Reason) -> Json:
     if reason.default:
         return {"direction": reason.direction.value, "default": True}
-    return {"direction": reason.direction.value, "policy": reason.policy, "rule": reason.rule}
+    body: Json = {"direction": reason.direction.value, "policy": reason.policy, "rule": reason.rule}
+    if reason.kind != "NetworkPolicy":
+        body.update(kind=reason.kind, action=reason.action)
+    return body
 
 
 def endpoint_json(endpoint: Endpoint) -> Json:
@@ -98,6 +101,7 @@ def _direction(decision: DirectionDecision) -> Json:
         "governed": decision.governed,
         "isolating": list(decision.isolating),
         "allowed_by": [reason_json(r) for r in decision.allowed_by],
+        "denied_by": [reason_json(r) for r in decision.denied_by],
     }
 
 

@@ -4,7 +4,9 @@ clusters (issue 16): 100, 1,000 and 5,000 pods with proportional NetworkPolicies
 A cluster is written the way a cluster dump looks: every pod is its own ``Pod`` document
 under a ``ReplicaSet`` owned by a ``Deployment``, carrying a unique ``pod-template-hash``;
 one workload in ten is mid-rollout (two ReplicaSets whose named port ``http`` differs).
-Per namespace there is a default-deny policy and a DNS egress policy; per workload an
+Three AdminNetworkPolicies (dev kept out of prod, monitoring passed to the namespace
+owners, no cloud metadata address) and a baseline deny sit on top. Per namespace there is a
+default-deny policy and a DNS egress policy; per workload an
 ingress policy (same-namespace callers on the named port ``http``, callers of another
 namespace by label, sometimes an IP block with an ``except``), and for one in three an
 egress policy for four in five (its callee's port range, HTTPS outside 10/8). 5,000 pods
@@ -138,6 +140,7 @@ def cluster(pods: int, seed: int = 16) -> list[Doc]:
                 }
                 docs.append(_pod(ns, f"{rs}-{p}", labels, 8080 + r, rs))
         docs.extend(_workload_policies(rng, w, ns, app, namespaces))
+    docs.extend(_admin_policies())
     for n in range(namespaces):
         ns = f"ns{n}"
         docs.append(_policy(ns, "default-deny", {"podSelector": {}, "policyTypes": ["Ingress"]}))
@@ -170,6 +173,65 @@ def cluster(pods: int, seed: int = 16) -> list[Doc]:
             )
         )
     return docs
+
+
+def _admin_policies() -> list[Doc]:
+    """What a platform team adds on top: three AdminNetworkPolicies and a baseline."""
+
+    def admin(name: str, priority: int, spec: Doc) -> Doc:
+        return {
+            "apiVersion": "policy.networking.k8s.io/v1alpha1",
+            "kind": "AdminNetworkPolicy",
+            "metadata": {"name": name},
+            "spec": {"priority": priority, **spec},
+        }
+
+    everyone = {"namespaces": {}}
+    return [
+        admin(
+            "dev-stays-out-of-prod",
+            10,
+            {
+                "subject": {"namespaces": {"matchLabels": {"env": "prod"}}},
+                "ingress": [
+                    {"action": "Deny", "from": [{"namespaces": {"matchLabels": {"env": "dev"}}}]}
+                ],
+            },
+        ),
+        admin(
+            "monitoring-to-namespace-owners",
+            20,
+            {
+                "subject": everyone,
+                "ingress": [
+                    {
+                        "action": "Pass",
+                        "from": [
+                            {
+                                "namespaces": {
+                                    "matchLabels": {"kubernetes.io/metadata.name": "monitoring"}
+                                }
+                            }
+                        ],
+                    }
+                ],
+            },
+        ),
+        admin(
+            "no-cloud-metadata",
+            30,
+            {
+                "subject": everyone,
+                "egress": [{"action": "Deny", "to": [{"networks": ["169.254.169.254/32"]}]}],
+            },
+        ),
+        {
+            "apiVersion": "policy.networking.k8s.io/v1alpha1",
+            "kind": "BaselineAdminNetworkPolicy",
+            "metadata": {"name": "default"},
+            "spec": {"subject": everyone, "ingress": [{"action": "Deny", "from": [everyone]}]},
+        },
+    ]
 
 
 def _workload_policies(rng: random.Random, w: int, ns: str, app: str, namespaces: int) -> list[Doc]:
@@ -273,6 +335,7 @@ def run_one(pods: int) -> dict[str, Any]:
         "workloads": len(workloads),
         "namespaces": len(loaded.cluster.namespaces),
         "policies": len(loaded.cluster.policies),
+        "admin_policies": len(loaded.cluster.admin_policies),
         "pod_classes": len(analysis.index.classes),
         "connections": len(analysis.connections),
         "load_s": round(load_s, 3),

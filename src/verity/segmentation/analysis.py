@@ -208,28 +208,47 @@ def _blocks(index: Index, pod_class: PodClass, direction: Direction) -> dict[IpB
 def _external_by_region(index: Index) -> list[Connection]:
     """Connections with the outside when AdminNetworkPolicies take part: their ordered
     rules can split an IP block, so the address space is cut at every network any rule
-    names, each piece decided on its own, and equal neighbours joined again."""
+    names and each piece decided on its own; pieces with the same ports are reported
+    together (as CIDRs, or as everything except a few CIDRs when that is shorter)."""
     result: list[Connection] = []
     for workload, class_ids in sorted(index.by_workload.items()):
         classes = [index.classes[c] for c in class_ids]
         for direction in Direction:
-            previous: tuple[int, int, int, tuple[PortSegment, ...]] | None = None
+            groups: dict[tuple[int, tuple[PortSegment, ...]], list[tuple[int, int]]] = {}
             for version, first, last, sample in elementary(networks_of(index, classes, direction)):
                 ports = _region_ports(index, classes, direction, sample)
-                if (
-                    previous
-                    and previous[0] == version
-                    and previous[2] + 1 == first
-                    and previous[3] == ports
-                ):
-                    previous = (version, previous[1], last, ports)
-                    continue
-                if previous and previous[3]:
-                    result += _region_connections(workload, direction, previous)
-                previous = (version, first, last, ports)
-            if previous and previous[3]:
-                result += _region_connections(workload, direction, previous)
+                if ports:
+                    groups.setdefault((version, ports), []).append((first, last))
+            for (version, ports), ranges in groups.items():
+                for block in _blocks_of(version, ranges):
+                    outside = External(block)
+                    if direction is Direction.INGRESS:
+                        result.append(Connection(outside, workload, ports))
+                    else:
+                        result.append(Connection(workload, outside, ports))
     return result
+
+
+def _blocks_of(version: int, ranges: list[tuple[int, int]]) -> list[IpBlock]:
+    """Address ranges as IP blocks: one CIDR each, or everything minus the gaps."""
+    make = ipaddress.IPv4Address if version == 4 else ipaddress.IPv6Address
+    everything = EVERYWHERE[0].cidr if version == 4 else EVERYWHERE[1].cidr
+
+    def cidrs(spans: list[tuple[int, int]]) -> list[IpNetwork]:
+        return [n for a, b in spans for n in ipaddress.summarize_address_range(make(a), make(b))]
+
+    inside = cidrs(ranges)
+    gaps, cursor = [], 0
+    for first, last in sorted(ranges):
+        if first > cursor:
+            gaps.append((cursor, first - 1))
+        cursor = last + 1
+    if cursor <= int(everything.broadcast_address):
+        gaps.append((cursor, int(everything.broadcast_address)))
+    outside = cidrs(gaps)
+    if len(outside) + 1 < len(inside):
+        return [IpBlock(everything, tuple(outside))]
+    return [IpBlock(network) for network in inside]
 
 
 def _region_ports(
@@ -246,23 +265,6 @@ def _region_ports(
         if segments:
             lists.append(segments)
     return combine(lists, len(classes))
-
-
-def _region_connections(
-    workload: WorkloadRef,
-    direction: Direction,
-    region: tuple[int, int, int, tuple[PortSegment, ...]],
-) -> list[Connection]:
-    version, first, last, ports = region
-    make = ipaddress.IPv4Address if version == 4 else ipaddress.IPv6Address
-    result = []
-    for network in ipaddress.summarize_address_range(make(first), make(last)):
-        outside = External(IpBlock(network))
-        if direction is Direction.INGRESS:
-            result.append(Connection(outside, workload, ports))
-        else:
-            result.append(Connection(workload, outside, ports))
-    return result
 
 
 def _summaries(index: Index) -> tuple[WorkloadSummary, ...]:

@@ -1,4 +1,4 @@
-"""Microsegmentation: what a set of Kubernetes NetworkPolicies actually allows.
+"""Microsegmentation: what Kubernetes NetworkPolicies and AdminNetworkPolicies allow.
 
 Pure analysis at the core (``analyze``, ``query`` over a ``Cluster``); the only I/O is
 ``load_manifests``, which reads YAML files and directories. See docs/segmentation.md.
@@ -6,6 +6,8 @@ Pure analysis at the core (``analyze``, ``query`` over a ``Cluster``); the only 
 
 from __future__ import annotations
 
+from .adminpolicy import Action as AdminAction
+from .adminpolicy import AdminPolicy as AdminPolicy
 from .analysis import Analysis as Analysis
 from .analysis import Connection as Connection
 from .analysis import External as External
@@ -39,6 +41,8 @@ from .query import Verdict as Verdict
 from .query import query as query
 
 __all__ = [
+    "AdminAction",
+    "AdminPolicy",
     "Analysis",
     "Cluster",
     "Connection",

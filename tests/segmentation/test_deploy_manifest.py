@@ -49,6 +49,7 @@ def test_the_deploy_policy_admits_only_the_ingress_controller(tmp_path: Path) ->
     assert allowed("default/verity", "kube-system/coredns", 53, Protocol.UDP)
     assert allowed("default/verity", "db/postgres", 5432)
     assert not allowed("default/verity", "db/postgres", 22)
-    # the rule for the identity provider has no `to`: TCP 443 to every pod and address
-    assert allowed("default/verity", "other/tool", 443)
+    # HTTPS to the identity provider outside the cluster, not to every pod on 443
+    assert not allowed("default/verity", "other/tool", 443)
     assert allowed("default/verity", "198.51.100.7", 443)
+    assert not allowed("default/verity", "10.1.2.3", 443)

@@ -17,6 +17,7 @@ from verity.model import (
     Obligation,
     ObligationKind,
     Principal,
+    parse_ip,
 )
 from verity.policy.clock import BUCKET, clock_for
 
@@ -204,14 +205,14 @@ NETWORKS = {"ip": ["10.0.0.0/8", "192.168.1.0/24", "2001:db8::/32", "203.0.113.7
 def test_client_address_holds_inside_each_range_to_its_last_address(
     address: str, allowed: bool
 ) -> None:
-    assert judge(NETWORKS, request(network=NetworkContext(address, "DE"))) is allowed
+    assert judge(NETWORKS, request(network=NetworkContext(parse_ip(address), "DE"))) is allowed
 
 
 def test_ranges_of_one_address_family_never_admit_the_other() -> None:
-    assert not judge({"ip": ["::/0"]}, request(network=NetworkContext("10.0.0.1")))
-    assert not judge({"ip": ["0.0.0.0/0"]}, request(network=NetworkContext("::1")))
-    assert judge({"ip": ["::/0"]}, request(network=NetworkContext("::1")))
-    assert judge({"ip": ["0.0.0.0/0"]}, request(network=NetworkContext("10.0.0.1")))
+    assert not judge({"ip": ["::/0"]}, request(network=NetworkContext(parse_ip("10.0.0.1"))))
+    assert not judge({"ip": ["0.0.0.0/0"]}, request(network=NetworkContext(parse_ip("::1"))))
+    assert judge({"ip": ["::/0"]}, request(network=NetworkContext(parse_ip("::1"))))
+    assert judge({"ip": ["0.0.0.0/0"]}, request(network=NetworkContext(parse_ip("10.0.0.1"))))
 
 
 def test_an_unknown_client_address_denies_with_words() -> None:
@@ -223,7 +224,9 @@ def test_an_unknown_client_address_denies_with_words() -> None:
         " (observed: (unknown address))"
     )
     assert reason.hint == "connect from the corporate network or VPN"
-    assert trace(NETWORKS, request(network=NetworkContext("8.8.8.8"))).observed == "8.8.8.8"
+    assert (
+        trace(NETWORKS, request(network=NetworkContext(parse_ip("8.8.8.8")))).observed == "8.8.8.8"
+    )
 
 
 def test_region_is_one_of_the_listed_regions() -> None:

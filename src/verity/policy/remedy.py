@@ -211,8 +211,8 @@ def deny_rule_summary(message: str | None, description: str) -> str:
 
 __all__ = [
     "ASK_ADMIN",
-    "Fix",
     "NO_GRANT",
+    "Fix",
     "alternative",
     "deny_rule_summary",
     "fixes_of",

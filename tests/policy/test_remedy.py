@@ -36,7 +36,8 @@ def test_contractor_on_admin_is_told_the_admin_role_not_the_engineer_role() -> N
     assert reason.code == "principal.roles"
     assert reason.rule == "admins-everything"
     assert reason.remedies == (Remedy("principal.roles", ("admin",)),)
-    assert "engineer" not in reason.message and "engineer" not in reason.summary
+    assert "engineer" not in reason.message
+    assert "engineer" not in reason.summary
     assert reason.summary == "This is open to people with the role admin (you have: contractor)."
 
 
@@ -78,7 +79,8 @@ def test_a_rule_with_two_failing_criteria_names_both() -> None:
     policy = {"rules": [{"name": "r", "allow": {"roles": ["admin"], "mfa": True}}]}
     reason = compile_policy(parse_policy(policy)).decide(_person("eng", "/")).reasons[0]
     assert reason.remedies == (Remedy("principal.roles", ("admin",)), Remedy("auth.mfa"))
-    assert "role admin" in reason.message and "multi-factor" in reason.message
+    assert "role admin" in reason.message
+    assert "multi-factor" in reason.message
 
 
 # --- the property -------------------------------------------------------------------

@@ -34,6 +34,9 @@ from .sessions import SessionManager
 
 log = logging.getLogger("verity.identity.oidc")
 LOGOUT_PURPOSE = "logout-csrf"
+NOTICES = frozenset({"signed_out", "session_ended"})
+"""Why a browser is at the sign-in form again, passed on to the provider (``verity_notice``:
+the embedded IdP says it in words; another provider ignores an unknown parameter)."""
 Headers = Sequence[tuple[bytes, bytes]] | Mapping[str, str]
 
 
@@ -121,15 +124,28 @@ class LoginService:
         )
 
     def login_url(
-        self, return_url: str, *, provider: str | None = None, issuers: Sequence[str] = ()
+        self,
+        return_url: str,
+        *,
+        provider: str | None = None,
+        issuers: Sequence[str] = (),
+        notice: str | None = None,
     ) -> str:
         """Where the gateway sends an unauthenticated browser (a relative URL). With a
-        route's ``issuers`` and exactly one provider among them, straight to that one."""
+        route's ``issuers`` and exactly one provider among them, straight to that one;
+        ``notice`` (``NOTICES``) is why, said on the sign-in form."""
         if provider is None and issuers:
             accepted = [p.name for p in self.config.providers if p.issuer in issuers]
             provider = accepted[0] if len(accepted) == 1 else None
         query = {"rd": return_url} | ({"provider": provider} if provider else {})
+        if notice in NOTICES:
+            query["notice"] = notice
         return f"{self.config.path_prefix}/login?{urlencode(query, quote_via=quote)}"
+
+    @property
+    def logout_url(self) -> str:
+        """The sign-out confirmation page (a relative URL)."""
+        return f"{self.config.path_prefix}/logout"
 
     def allowed_hosts(self, base: str) -> tuple[str, ...]:
         """Hosts a login may return to: the configured ones and the gateway's own."""

@@ -29,7 +29,7 @@ import httpx
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ..identity.oidc.cookies import NOTICE_COOKIE
+from ..identity.notices import NOTICE_COOKIE
 from ..model import HttpTarget, Principal
 from ..observability import GatewayMetrics, MetricsConfig, MetricsEndpoint
 from ..request_binding import canonical_request_path

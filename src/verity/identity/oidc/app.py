@@ -23,11 +23,12 @@ from ...audit.builders import authentication_event
 from ...audit.ocsf import UserType
 from ...audit.schema import UserRef
 from ...audit.sink import publish
+from ..notices import NOTICE_COOKIE, NOTICES
 from ..unavailable import EXCEPTION_HANDLERS
-from .cookies import NOTICE_COOKIE, clear_cookie, cookie_values, set_cookie
+from .cookies import clear_cookie, cookie_values, set_cookie
 from .errors import LoginError, LogoutForgeryError, LogoutTokenError
 from .redirects import safe_return_url
-from .service import NOTICES, LoginService
+from .service import LoginService
 
 log = logging.getLogger("verity.identity.oidc")
 MAX_LOGOUT_BODY = 16384

@@ -86,10 +86,6 @@ def cookie_values(cookie_header_values: list[str], name: str) -> list[str]:
     return found
 
 
-NOTICE_COOKIE = "verity_notice"
-"""Set by sign-out for a minute: the next sign-in form says the person signed out."""
-
-
 def set_cookie(name: str, value: str, *, max_age: int, secure: bool, path: str = "/") -> str:
     """A ``Set-Cookie`` value: HttpOnly, SameSite=Lax, Secure when asked, no Domain."""
     jar: SimpleCookie = SimpleCookie()

@@ -18,6 +18,7 @@ from ...audit.sink import SecurityEventSink, publish
 from ...model import Principal
 from ...store import CounterStore, KeyStore, RevocationStore, SessionStore, Stores
 from ..config import is_loopback_host
+from ..notices import NOTICES
 from .backchannel import unverified_issuer, verify_logout_token
 from .config import LoginConfig
 from .cookies import cookie_values, signer_from_store
@@ -34,9 +35,6 @@ from .sessions import SessionManager
 
 log = logging.getLogger("verity.identity.oidc")
 LOGOUT_PURPOSE = "logout-csrf"
-NOTICES = frozenset({"signed_out", "session_ended"})
-"""Why a browser is at the sign-in form again, passed on to the provider (``verity_notice``:
-the embedded IdP says it in words; another provider ignores an unknown parameter)."""
 Headers = Sequence[tuple[bytes, bytes]] | Mapping[str, str]
 
 

@@ -130,7 +130,7 @@ def test_denied_people_are_told_what_would_change_the_answer(demo: tuple[str, Pa
         assert "/admin/**" not in page  # no engine words for the person
         api = person.get("/admin/settings", headers={"Accept": "application/json"}).json()
         assert api["reason"].startswith("This is open to people with the role admin")
-        assert api["hint"] == "Ask your administrator for the role admin if your work needs it."
+        assert api["hint"] == "ask your administrator for the role admin if your work needs it"
 
 
 def test_a_deny_page_says_who_links_home_and_sign_out_and_how_to_step_up(

@@ -232,14 +232,7 @@ def public_reason(decision: Decision) -> tuple[str, str | None]:
     reason = decision.reasons[0]
     if reason.code == "internal_error":
         return INTERNAL_REASON, None
-    return reason.summary, _sentence(reason.hint)
-
-
-def _sentence(hint: str | None) -> str | None:
-    if not hint:
-        return None
-    text = hint[:1].upper() + hint[1:]
-    return text if text.endswith((".", "!", "?")) else text + "."
+    return reason.summary, reason.hint
 
 
 def denied(decision: Decision, *, html: bool, context: DenyContext | None = None) -> Response:

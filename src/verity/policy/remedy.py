@@ -1,11 +1,11 @@
 """Which reason explains a default deny, and what it tells the person denied.
 
 When no allow rule matched, the reason must be one that, satisfied, would change the
-answer. A criterion is *fixable* when the person can change it: a role or group an
+answer. A criterion is *fixable* when the person can change it: a role, group or claim an
 administrator can give, a second factor, a fresh sign-in, a device setting, the network,
 the hour, a just-in-time grant. Criteria about the request itself (its path, method,
-host, headers, resource), about *which* user or service asks, negations and CEL
-conditions are not. An allow rule that covers the request explains the deny when every
+host, headers, resource, relations), about *which* user or service asks, negations and
+CEL conditions are not. An allow rule that covers the request explains the deny when every
 criterion it fails is fixable; its reason names all of them (satisfying only the first
 would not be enough). When no rule covering the request qualifies, the reason says
 plainly that no rule grants this to anyone in the person's position.
@@ -37,11 +37,13 @@ from .leaves_context import (
 from .leaves_identity import (
     AuthenticatedCheck,
     AuthMethodsCheck,
+    ClaimCheck,
     GroupsCheck,
     MaxAgeCheck,
     MfaCheck,
     RolesCheck,
 )
+from .values import claim_path_text
 
 NO_GRANT = "no_matching_rule"
 """The reason code of a deny that no change in the person's position would lift."""
@@ -62,6 +64,9 @@ def _leaf_remedy(check: Check) -> Remedy | None:
         return Remedy(check.code) if check.node.value else None
     if isinstance(check, JitGrantCheck):
         return Remedy(check.code, (check.node.grant,))
+    if isinstance(check, ClaimCheck):  # an attribute of the account an administrator sets
+        name = claim_path_text(check.node.claim)
+        return Remedy(check.code, tuple(f"{name}={value}" for value in check.node.values))
     if isinstance(check, DeviceFlagCheck):
         return Remedy(check.code) if check.node.value else None
     if isinstance(check, (MaxAgeCheck, *_CONTEXT)):
@@ -164,6 +169,8 @@ def _sentence(check: Check, remedy: Remedy, request: AccessRequest) -> str:
         return f"This needs a sign-in with {wanted}."
     if code == "principal.authenticated":
         return "This needs you to be signed in."
+    if code == "principal.claim":
+        return f"This is open to accounts with {wanted} in their profile."
     if code == "jit.grant":
         return f"This needs an approved just-in-time grant '{wanted}', which you do not hold."
     text = check.failure_message(request)
@@ -175,6 +182,7 @@ _STEPS = {
     "principal.groups": "ask your administrator to add you to the group {} if your work needs it",
     "auth.mfa": "sign in again with your second factor",
     "principal.authenticated": "sign in",
+    "principal.claim": "ask your administrator to set {} on your account if your work needs it",
 }
 
 

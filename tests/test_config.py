@@ -215,3 +215,19 @@ def test_mask_url_hides_every_password(url: str, masked: str) -> None:
     assert mask_url(url) == masked
     assert "s3cret" not in mask_url(url)
     assert "k3y" not in mask_url(url)
+
+
+def test_the_demo_config_is_found_only_when_there_is_no_verity_yaml(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from verity.config import default_config_path
+
+    monkeypatch.chdir(tmp_path)
+    assert default_config_path() is None
+    (tmp_path / ".verity-demo").mkdir()
+    (tmp_path / ".verity-demo" / "verity.yaml").write_text("server: {port: 8090}\n")
+    assert default_config_path() == ".verity-demo/verity.yaml"
+    monkeypatch.delenv("VERITY_CONFIG", raising=False)
+    assert load_config().server.port == 8090
+    (tmp_path / "verity.yaml").write_text("server: {port: 8070}\n")
+    assert load_config().server.port == 8070  # an operator's own file always wins

@@ -25,6 +25,7 @@ from .model import ObligationKind as ObligationKind
 from .model import Principal as Principal
 from .model import PrincipalKind as PrincipalKind
 from .model import Reason as Reason
+from .model import Remedy as Remedy
 from .model import Resource as Resource
 from .policy import Engine as Engine
 from .policy import LivePolicy as LivePolicy
@@ -56,6 +57,7 @@ __all__ = [
     "PrincipalKind",
     "Problem",
     "Reason",
+    "Remedy",
     "RequestError",
     "Resource",
     "VerityError",

@@ -36,6 +36,7 @@ from .request_io import problems_of
 
 CONFIG_ENV = "VERITY_CONFIG"
 DEFAULT_FILE = "verity.yaml"
+DEMO_FILE = ".verity-demo/verity.yaml"
 # Secrets are better kept out of files: these variables, when set, replace the file's value.
 SECRET_ENV = {"VERITY_STORE_URL": ("store", "url"), "VERITY_REDIS_URL": ("store", "redis_url")}
 
@@ -199,8 +200,17 @@ def _with_env(data: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
+def default_config_path() -> str | None:
+    """``./verity.yaml`` if present, else the demo's ``./.verity-demo/verity.yaml`` (what
+    ``make run`` writes), so that ``verity audit tail`` works where ``make run`` ran."""
+    for candidate in (DEFAULT_FILE, DEMO_FILE):
+        if Path(candidate).is_file():
+            return candidate
+    return None
+
+
 def load_config(path: str | Path | None = None) -> VerityConfig:
-    """Load ``path``, else ``$VERITY_CONFIG``, else ``./verity.yaml`` if present, else defaults.
+    """Load ``path``, else ``$VERITY_CONFIG``, else ``default_config_path()``, else defaults.
 
     ``VERITY_STORE_URL`` and ``VERITY_REDIS_URL``, when set, replace ``store.url`` and
     ``store.redis_url`` (so database passwords need not be written into the file).
@@ -209,11 +219,9 @@ def load_config(path: str | Path | None = None) -> VerityConfig:
     assertion ``signing_key``, SQLite ``store.url`` and ``audit.url``) are resolved
     against its folder.
     """
-    chosen = path or os.environ.get(CONFIG_ENV)
+    chosen = path or os.environ.get(CONFIG_ENV) or default_config_path()
     if chosen is None:
-        if not Path(DEFAULT_FILE).exists():
-            return parse_config({}, source="<environment>")
-        chosen = DEFAULT_FILE
+        return parse_config({}, source="<environment>")
     source = str(chosen)
     try:
         data = yamlio.load_file(chosen)

@@ -464,11 +464,26 @@ class AccessRequest:
         return _request_from_dict(data, source=source)
 
 
+class Remedy(NamedTuple):
+    """One change in the person's position that a deny's reason asks for.
+
+    ``code`` names the criterion (``principal.roles``, ``principal.groups``, ``auth.mfa``,
+    ``jit.grant``, ``device.disk_encrypted``...); ``values`` what it accepts (any one of
+    them: the roles, groups or grant name), empty when there is nothing to choose.
+    """
+
+    code: str
+    values: tuple[str, ...] = ()
+
+
 class Reason:
     """Why a decision went the way it did, for the person and for the operator.
 
     ``code`` is stable and machine-readable (``device.disk_encrypted``); ``message`` is
-    the sentence shown to a person; ``hint`` says what would change the outcome.
+    the operator's account (the engine's words: expected and observed values); ``summary``
+    is the sentence for the person denied (``message`` when none was written);
+    ``hint`` says what would change the outcome, and ``remedies`` the changes themselves
+    (empty when no change in the person's position would).
 
     The engine may defer writing the sentence: it then keeps a pure function of the
     (immutable) request that renders it on first read, so a deny on the hot path costs no
@@ -476,7 +491,7 @@ class Reason:
     read-only.
     """
 
-    __slots__ = ("_arg", "_code", "_hint", "_message", "_render", "_rule")
+    __slots__ = ("_arg", "_code", "_hint", "_message", "_remedies", "_render", "_rule", "_summary")
 
     def __init__(
         self,
@@ -486,14 +501,20 @@ class Reason:
         hint: str | None = None,
         render: Callable[[Any], str] | None = None,
         arg: Any = None,
+        *,
+        summary: str | Callable[[], str] | None = None,
+        remedies: tuple[Remedy, ...] = (),
     ) -> None:
-        """With ``render``, ``message`` is ignored and becomes ``render(arg)`` when first read."""
+        """With ``render``, ``message`` is ignored and becomes ``render(arg)`` when first
+        read; a callable ``summary`` is likewise called once, when first read."""
         self._code = code
         self._message = message
         self._rule = rule
         self._hint = hint
         self._render = render
         self._arg = arg
+        self._summary = summary
+        self._remedies = remedies
 
     @property
     def code(self) -> str:
@@ -519,6 +540,24 @@ class Reason:
                 )
             self._render = self._arg = None
         return self._message
+
+    @property
+    def summary(self) -> str:
+        """The sentence for the person denied (``message`` when none was written)."""
+        summary = self._summary
+        if summary is None:
+            return self.message
+        if not isinstance(summary, str):
+            try:
+                summary = summary()
+            except Exception as exc:  # noqa: BLE001 - a deny stays a deny; only words are lost
+                summary = f"Access denied (the reason could not be rendered: {type(exc).__name__})."
+            self._summary = summary
+        return summary
+
+    @property
+    def remedies(self) -> tuple[Remedy, ...]:
+        return self._remedies
 
     def _key(self) -> tuple[str, str, str | None, str | None]:
         return self._code, self.message, self._rule, self._hint

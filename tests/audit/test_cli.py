@@ -124,6 +124,41 @@ def test_query_user_decision_since(logged: Backend) -> None:
     assert "event(s)" in invoke(*args).stderr
 
 
+def test_tail_text_shows_who_and_the_decision_id(logged: Backend) -> None:
+    last = invoke("tail", *db_args(logged), "-n", "2").stdout.splitlines()  # seq 29: a decision
+    event = json.loads(invoke("tail", *db_args(logged), "-n", "2", "--json").stdout.split("\n")[0])
+    decision_id = event["unmapped"]["verity"]["decision"]["decision_id"]
+    assert decision_id in last[0]  # a decision id quoted from a deny page can be found
+    assert event["actor"]["user"]["email_addr"] in last[0]
+
+
+def test_query_user_accepts_an_email_address(logged: Backend) -> None:
+    args = ("query", *db_args(logged), "--user", "Alice@Example.com", "--json")
+    result = invoke(*args)
+    assert result.exit_code == 0
+    events = [json.loads(line) for line in result.stdout.splitlines()]
+    assert events
+    assert {e["actor"]["user"]["uid"] for e in events} == {"alice"}
+
+
+def test_audit_tail_finds_the_demo_log_from_where_make_run_ran(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from verity.audit.sqlite import SQLiteStore
+    from verity.demo import prepare
+
+    setup = prepare(tmp_path / ".verity-demo", port=18099, app_port=18098)
+    log = AuditLog(SQLiteStore(setup.folder / "audit.db"))
+    log.append_many(sample_events(2))
+    log.close()
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("VERITY_CONFIG", raising=False)
+    monkeypatch.delenv("VERITY_AUDIT_DB", raising=False)
+    result = invoke("tail", "-n", "1")
+    assert result.exit_code == 0, result.output
+    assert "#2" in result.stdout
+
+
 @pytest.mark.parametrize(
     ("option", "value"), [("--decision", "maybe"), ("--since", "yesterday-ish")]
 )

@@ -83,3 +83,24 @@ def test_policy_test_runner_reports_the_authenticate_outcome(tmp_path: Path) -> 
     result = invoke("policy", "test", policy, tests)
     assert result.exit_code == 0, result.output
     assert "PASS: 2/2" in result.stdout
+
+
+def test_explain_names_a_reason_that_would_change_the_answer(tmp_path: Path) -> None:
+    from importlib import resources
+
+    policy = str(resources.files("verity.demo") / "policy.yaml")
+    request = tmp_path / "contractor-admin.yaml"
+    request.write_text(
+        'principal: {id: cora, roles: [contractor]}\ntime: "2026-11-23T10:00:00+01:00"\n'
+        "http: {method: GET, host: 127.0.0.1, path: /admin/settings}\n"
+    )
+    result = CliRunner().invoke(app, ["policy", "explain", policy, "--request", str(request)],
+                                env={"COLUMNS": "200"})  # fmt: skip
+    assert "requires role admin (you have: contractor)" in result.stdout
+    assert "requires role engineer" not in result.stdout
+    assert "This is open to people with the role admin" in result.stdout  # the person's words
+    as_json = CliRunner().invoke(
+        app, ["policy", "explain", policy, "--request", str(request), "--json"]
+    )
+    reason = json.loads(as_json.stdout)["decision"]["reasons"][0]
+    assert reason["remedies"] == [{"code": "principal.roles", "values": ["admin"]}]

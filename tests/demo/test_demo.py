@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from verity.audit import open_store, verify
+from verity.audit import Query, open_store, verify
 from verity.audit.keys import load_public_key
 
 
@@ -95,7 +95,7 @@ def test_roles_decide_and_denies_say_why(demo: tuple[str, Path]) -> None:
     contractor = sign_in(base, folder, "contractor@demo.test")
     docs = contractor.get("/docs/handbook")
     assert docs.status_code == 403
-    assert "multi-factor authentication is required" in docs.text
+    assert "This needs a sign-in with a second factor (MFA)" in docs.text
 
 
 def test_spoofed_identity_headers_and_session_cookies_never_reach_the_app(
@@ -118,3 +118,82 @@ def test_every_decision_is_in_an_intact_audit_log(demo: tuple[str, Path]) -> Non
         store.close()
     assert report.ok, report
     assert report.records > 0
+
+
+def test_denied_people_are_told_what_would_change_the_answer(demo: tuple[str, Path]) -> None:
+    base, folder = demo
+    for email in ("contractor@demo.test", "engineer@demo.test"):
+        person = sign_in(base, folder, email)
+        page = person.get("/admin/settings").text
+        assert "This is open to people with the role admin" in page, email
+        assert "role engineer" not in page  # engineers are refused /admin too
+        assert "/admin/**" not in page  # no engine words for the person
+        api = person.get("/admin/settings", headers={"Accept": "application/json"}).json()
+        assert api["reason"].startswith("This is open to people with the role admin")
+        assert api["hint"] == "ask your administrator for the role admin if your work needs it"
+
+
+def test_a_deny_page_says_who_links_home_and_sign_out_and_how_to_step_up(
+    demo: tuple[str, Path],
+) -> None:
+    base, folder = demo
+    page = sign_in(base, folder, "contractor@demo.test").get("/docs/handbook").text
+    assert "Signed in as <strong>contractor@demo.test</strong>" in page
+    assert '<a href="/">Home</a>' in page
+    assert '<a href="/verity/logout">Sign out</a>' in page
+    assert '<a href="/verity/login?rd=%2Fdocs%2Fhandbook">sign in again</a>' in page
+    assert "verity users reset-mfa contractor@demo.test --enroll" in page  # no TOTP yet
+
+
+def test_sign_in_form_names_the_app_and_sign_out_says_why(demo: tuple[str, Path]) -> None:
+    base, folder = demo
+    engineer = sign_in(base, folder, "engineer@demo.test")
+    form = engineer.get("/verity/logout").text
+    csrf = re.search(r"name='csrf' value='([^']+)'", form).group(1)  # type: ignore[union-attr]
+    after = engineer.post(
+        "/verity/logout", data={"csrf": csrf}, headers={"Origin": base}, follow_redirects=True
+    )
+    assert "You signed out. Sign in again to continue." in after.text
+    assert "continue to <strong>the Verity demo app</strong>" in after.text
+    assert "verity-gateway" not in after.text.split("<form")[0]  # not the client id
+
+
+def test_a_session_that_no_longer_authenticates_lands_on_sign_in_with_a_notice(
+    demo: tuple[str, Path],
+) -> None:
+    base, _ = demo
+    stale = {"Cookie": "verity_session=revoked-or-expired", "Accept": "text/html"}
+    response = httpx.get(f"{base}/reports", headers=stale, follow_redirects=True)
+    assert "Your session has ended" in response.text
+
+
+def test_favicon_is_not_an_audited_decision(demo: tuple[str, Path]) -> None:
+    base, folder = demo
+    assert httpx.get(f"{base}/favicon.ico").headers["content-type"] == "image/x-icon"
+    time.sleep(0.3)
+    store = open_store(f"sqlite:///{folder / 'audit.db'}", create=False)
+    try:
+        bodies = [record.body for record in store.query(Query())]
+    finally:
+        store.close()
+    assert not any(b"/favicon.ico" in body for body in bodies)
+
+
+def test_a_busy_port_says_so_and_suggests_port_before_printing_any_login(
+    tmp_path: Path,
+) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        command = [sys.executable, "-m", "verity.cli", "demo", "--dir", str(tmp_path / "d"),
+                   "--port", str(port), "--app-port", str(free_port())]  # fmt: skip
+        result = subprocess.run(  # noqa: S603
+            command, check=False, capture_output=True, text=True, timeout=120
+        )
+    assert result.returncode == 1
+    assert f"127.0.0.1:{port}" in result.stderr
+    assert "--port" in result.stderr
+    output = result.stdout + result.stderr
+    assert "Traceback" not in output
+    assert "@demo.test" not in output  # the logins are not printed for a demo that cannot run

@@ -301,3 +301,19 @@ async def test_decisions_from_the_cache_are_each_audited_and_counted(
     assert len(set(ids)) == 3
     assert ids == [seen.header("x-verity-decision-id")[0] for seen in upstream.seen]
     assert audited.verify()
+
+
+async def test_favicon_is_answered_before_enforcement_and_never_audited(
+    audited: AuditedGateway, upstream: RecordingUpstream
+) -> None:
+    async with audited.client() as c:
+        icon = await c.get("/favicon.ico")
+        assert icon.status_code == 200
+        assert icon.headers["content-type"] == "image/x-icon"
+        assert icon.content[:4] == b"\x00\x00\x01\x00"  # an ICO
+        # only that exact path: no other path becomes a way around the policy
+        for path in ("/favicon.ico/x", "/favicon.icox", "/sub/favicon.ico", "/favicon.ico/"):
+            assert (await c.get(path)).status_code == 401, path
+    paths = [event["http_request"]["url"]["path"] for event in audited.events()]
+    assert sorted(paths) == ["/favicon.ico/", "/favicon.ico/x", "/favicon.icox", "/sub/favicon.ico"]
+    assert upstream.seen == []

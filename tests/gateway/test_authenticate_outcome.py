@@ -83,7 +83,7 @@ def test_signed_in_request_denied_by_a_rule_is_403_with_the_rule_reason(
     response = _get(gateway_url, "app.test", **bearer(issuer.token("bob", ("sales",))))
     assert response.status_code == 403
     body = response.json()
-    assert body["reason"] == "requires group engineers (you have: sales)"
+    assert body["reason"] == "This is open to members of the group engineers (you have: sales)."
     assert body["hint"] == "ask for the engineers group"
     assert not seen[-1][1].requires_authentication
 

@@ -171,7 +171,7 @@ async def test_jit_grant_request_approve_use_and_expiry(
         _, denied, _ = await alice.get()
         assert denied.status_code == 403
         assert denied.json()["hint"] == "request just-in-time access 'prod-db'"
-        assert "requires an active just-in-time grant 'prod-db'" in denied.json()["reason"]
+        assert "an approved just-in-time grant 'prod-db'" in denied.json()["reason"]
 
         filed = node.cli("request", "prod-db", "--for", f"{GRANT_SECONDS}s",
                          "--reason", "INC-7 reindex", "--principal", "alice")  # fmt: skip

@@ -68,5 +68,7 @@ def test_unauthenticated_request_denied_for_its_network_is_403_not_401(url: str)
 def test_signed_in_request_denied_by_a_rule_is_403_with_the_rule_reason(url: str) -> None:
     response = _get(url, "/reports", auth(token("bob", roles=("sales",))))
     assert response.status_code == 403
-    assert response.json()["reason"] == "requires role finance (you have: sales)"
+    assert response.json()["reason"] == (
+        "This is open to people with the role finance (you have: sales)."
+    )
     assert _get(url, "/reports", auth(token("fin", roles=("finance",)))).status_code == 200

@@ -52,7 +52,10 @@ def test_non_owner_is_403_with_reason_hint_and_decision_id(client: FlaskClient) 
     body = response.json
     assert body is not None
     assert body["error"] == "access_denied"
-    assert body["hint"] == "only the invoice's owner and finance can read it"
+    # alice cannot become the owner: the reason is what would let her read it (finance)
+    assert body["hint"] == "ask your administrator for the role finance if your work needs it"
+    assert "inv-2" not in str(body)
+    assert "bob" not in str(body)
     assert body["decision_id"].startswith("d")
 
 

@@ -155,7 +155,11 @@ def test_only_a_catch_all_rule_left_says_what_it_needs(engine: Engine) -> None:
     assert decision.effect is Effect.DENY
     assert decision.rule is None
     assert decision.reasons[0].rule == "admins-everything"
-    assert decision.reason == "requires role admin (you have: contractor)"
+    # every criterion the person would have to satisfy, not only the first
+    assert decision.reason == (
+        "requires role admin (you have: contractor); requires a MFA within the last 15m"
+        " (last: never)"
+    )
 
 
 def test_no_rule_for_the_resource_is_a_default_deny() -> None:
@@ -198,7 +202,9 @@ def test_owner_relation(engine: Engine) -> None:
     missing = dataclasses.replace(base, resource=Resource("invoice", "i3"))
     assert engine.decide(own).rule == "owner-reads-invoice"
     assert engine.decide(other).effect is Effect.DENY
-    assert engine.decide(other).reason == "requires resource.owner == principal.id"
+    # bob cannot become the owner: the reason is the rule he could satisfy (admins')
+    assert engine.decide(other).reasons[0].rule == "admins-everything"
+    assert engine.decide(other).reasons[0].code == "principal.roles"
     assert "alice" not in engine.decide(other).reason  # the owner is not disclosed
     assert engine.decide(missing).effect is Effect.DENY
 

@@ -58,6 +58,8 @@ class Query:
     """Filters for ``AuditStore.query``; every field is optional (``None`` = any)."""
 
     user: str | None = None
+    person: str | None = None
+    """A user id or e-mail address (matched against each body, not a column: a scan)."""
     outcome: str | None = None
     kind: str | None = None
     since_ms: int | None = None
@@ -83,6 +85,13 @@ class Query:
                 params.append(value)
         return " and ".join(clauses), params
 
+    def _is_person(self, who: dict[str, Any]) -> bool:
+        email = who.get("email_addr")
+        person = self.person or ""
+        return who.get("uid") == person or (
+            isinstance(email, str) and email.casefold() == person.casefold()
+        )
+
     def matches(self, document: dict[str, Any]) -> bool:
         """Re-check a hit against its body (a column edited to fake a hit is ignored)."""
         verity = document.get("unmapped", {}).get("verity", {})
@@ -92,6 +101,7 @@ class Query:
         time_ms = document.get("time", 0)
         return (
             (self.user is None or who.get("uid") == self.user)
+            and (self.person is None or self._is_person(who))
             and (self.outcome is None or outcome == self.outcome)
             and (self.kind is None or verity.get("kind") == self.kind)
             and (self.since_ms is None or time_ms >= self.since_ms)

@@ -45,17 +45,21 @@ def printable(untrusted: str) -> str:
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in untrusted)
 
 
-def summary(record: StoredRecord) -> tuple[str, str, str, str, str]:
-    """``(time, seq, kind, outcome, message)`` of a record, for one line of output
-    (every field made ``printable``)."""
+def summary(record: StoredRecord) -> tuple[str, str, str, str, str, str, str]:
+    """``(time, seq, kind, outcome, who, decision id, message)`` of a record, for one line
+    of output (every field made ``printable``; ``-`` when the event has none)."""
     event: dict[str, Any] = record.event()
     verity = event.get("unmapped", {}).get("verity", {})
     decision = verity.get("decision") or {}
     outcome = decision.get("effect") or str(event.get("status", "")).lower()
+    user = event.get("user") or event.get("actor", {}).get("user") or {}
+    who = user.get("email_addr") or user.get("uid") or "-"
     return (
         iso_ms(int(event.get("time", 0))),
         str(record.seq),
         printable(str(verity.get("kind", event.get("class_name", "?")))),
         printable(str(outcome)),
+        printable(str(who)),
+        printable(str(decision.get("decision_id") or "-")),
         printable(str(event.get("message", ""))),
     )

@@ -20,7 +20,13 @@ from typing import Annotated
 import typer
 
 from ..audit import AuditError, AuditEvent, AuditLog, Receipt
-from ..config import CONFIG_ENV, DEFAULT_FILE, StoreConfig, VerityConfig, load_config
+from ..config import (
+    CONFIG_ENV,
+    StoreConfig,
+    VerityConfig,
+    default_config_path,
+    load_config,
+)
 from ..errors import VerityError
 from ..store import StoreError
 from ..store.factory import backend_of
@@ -88,9 +94,7 @@ def load(config_path: Path | None, url: str | None) -> tuple[VerityConfig, Path 
             backend_of(url)
         except ValueError as exc:
             raise usage(str(exc), "--url") from None
-    chosen = config_path or os.environ.get(CONFIG_ENV)
-    if chosen is None and Path(DEFAULT_FILE).exists():
-        chosen = DEFAULT_FILE
+    chosen = config_path or os.environ.get(CONFIG_ENV) or default_config_path()
     config = load_config(chosen)
     if url is not None:
         config = config.model_copy(update={"store": StoreConfig.model_construct(url=url)})

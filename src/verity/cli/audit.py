@@ -55,7 +55,10 @@ Schema = Annotated[
     str | None, typer.Option("--schema", envvar="VERITY_AUDIT_SCHEMA", help="PostgreSQL schema.")
 ]
 Json = Annotated[bool, typer.Option("--json", help="Machine-readable output (JSON).")]
-User = Annotated[str | None, typer.Option("--user", help="Only events about this user id.")]
+User = Annotated[
+    str | None,
+    typer.Option("--user", help="Only events about this person: user id or e-mail address."),
+]
 Effect = Annotated[
     str | None, typer.Option("--decision", help="Only decisions with this effect (allow|deny).")
 ]
@@ -92,6 +95,8 @@ def _query(
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--since") from None
     kind = "decision" if effect else None
+    if user is not None and "@" in user:  # an e-mail address, or an id that looks like one
+        return Query(person=user, outcome=effect, kind=kind, since_ms=since_ms, limit=limit)
     return Query(user=user, outcome=effect, kind=kind, since_ms=since_ms, limit=limit)
 
 
@@ -149,9 +154,12 @@ def _print_records(records: Iterable[StoredRecord], *, as_json: bool) -> int:
             sys.stdout.write(jsonl_line(record).decode("utf-8"))
             sys.stdout.flush()
             continue
-        when, seq, kind, outcome, message = summary(record)
+        when, seq, kind, outcome, who, decision_id, message = summary(record)
         style = "red" if outcome in ("deny", "failure") else "green"
-        parts = ((when, "dim"), f" #{seq} ", (kind, "cyan"), " ", (outcome, style), " ", message)
+        parts = (
+            (when, "dim"), f" #{seq} ", (kind, "cyan"), " ", (outcome, style), " ",
+            (who, "bold"), " ", (decision_id, "magenta"), " ", message,
+        )  # fmt: skip
         console.print(Text.assemble(*parts), soft_wrap=True)
     return count
 

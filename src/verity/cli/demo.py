@@ -7,7 +7,9 @@ verity demo --reset          # forget the demo's people, sessions and audit log
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
+import socket
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -67,6 +69,7 @@ def demo(
     reset: Annotated[bool, typer.Option("--reset", help="Start from an empty demo.")] = False,
 ) -> None:
     """Run the embedded default on 127.0.0.1: SQLite, the embedded IdP, a protected app."""
+    sockets = _bind_both(port, app_port)  # before anything is printed: a busy port says so
     try:
         setup = prepare(folder, port=port, app_port=app_port, reset=reset)
     except VerityError as exc:
@@ -79,13 +82,44 @@ def demo(
     configure_logging(level=logging.INFO)
     quiet_refused_handshakes()
     try:
-        asyncio.run(_serve(setup))
+        asyncio.run(_serve(setup, sockets))
     except VerityError as exc:
         render.print_error(exc, as_json=False)
         raise typer.Exit(1) from None
+    finally:
+        for sock in sockets:
+            sock.close()
 
 
-async def _serve(setup: DemoSetup) -> None:  # pragma: no cover - blocks until stopped
+def _bind_both(port: int, app_port: int) -> tuple[socket.socket, socket.socket]:
+    """Listening sockets on 127.0.0.1 for the gateway and the demo app, or a clear error
+    (exit 1) naming the port and the option that changes it: no traceback, no logins."""
+    bound: list[socket.socket] = []
+    for number, option in ((port, "--port"), (app_port, "--app-port")):
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", number))
+            sock.listen(2048)
+        except OSError as exc:
+            sock.close()
+            for other in bound:
+                other.close()
+            busy = exc.errno == errno.EADDRINUSE
+            what = "is already in use (is another demo running?)" if busy else f"({exc.strerror})"
+            render.stderr().print(
+                f"error: cannot listen on 127.0.0.1:{number}: the port {what}.\n"
+                f"Choose another with {option}, e.g. verity demo {option} {number + 10}",
+                markup=False, highlight=False, soft_wrap=True,
+            )  # fmt: skip
+            raise typer.Exit(1) from None
+        bound.append(sock)
+    return bound[0], bound[1]
+
+
+async def _serve(  # pragma: no cover - blocks until stopped
+    setup: DemoSetup, sockets: tuple[socket.socket, socket.socket]
+) -> None:
     import uvicorn  # noqa: PLC0415 - needed only to serve
 
     config = load_config(setup.config_path)
@@ -105,7 +139,9 @@ async def _serve(setup: DemoSetup) -> None:  # pragma: no cover - blocks until s
                 uvicorn.Config(upstream, host="127.0.0.1", port=setup.app_port, log_config=None)
             ),
         ]
-        await asyncio.gather(*(server.serve() for server in servers))
+        await asyncio.gather(
+            *(server.serve(sockets=[sock]) for server, sock in zip(servers, sockets, strict=True))
+        )
     finally:
         audit.close()
         if revocations is not None:

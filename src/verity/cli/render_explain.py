@@ -27,7 +27,14 @@ def decision_json(decision: Decision) -> JsonDoc:
         "decision_id": decision.decision_id,
         "policy_version": decision.policy_version,
         "reasons": [
-            {"code": r.code, "message": r.message, "rule": r.rule, "hint": r.hint}
+            {
+                "code": r.code,
+                "message": r.message,
+                "rule": r.rule,
+                "hint": r.hint,
+                "summary": r.summary,
+                "remedies": [{"code": m.code, "values": list(m.values)} for m in r.remedies],
+            }
             for r in decision.reasons
         ],
         "obligations": [{"kind": o.kind.value, "detail": o.detail} for o in decision.obligations],
@@ -94,7 +101,9 @@ def print_decision(console: Console, decision: Decision, *, policy: str) -> None
     for reason in decision.reasons:
         line(console, ("Reason:      ", "bold"), (reason.code, "yellow"), f": {reason.message}")
         if reason.rule and reason.rule != decision.rule:
-            line(console, "             ", ("closest rule: ", "dim"), reason.rule)
+            line(console, "             ", ("explained by rule: ", "dim"), reason.rule)
+        if reason.summary != reason.message:
+            line(console, "             ", ("shown to the person: ", "dim"), reason.summary)
         if reason.hint:
             line(console, "             ", ("hint: ", "cyan"), reason.hint)
     for obligation in decision.obligations:

@@ -143,6 +143,7 @@ def build_from_config(
         metrics=config.metrics,
         login=signin.login,
         mounts=signin.mounts,
+        local_users=config.identity.idp is not None,
         fact_sources=facts,
         signer=signer,
         # policy reloads (new version or failure) become audit events

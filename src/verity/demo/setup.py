@@ -71,7 +71,8 @@ def _config(folder: Path, *, port: int, app_port: int, client_secret: str) -> di
             "idp": {
                 "issuer": issuer,
                 "clients": [  # the gateway's own login client: its tokens are for the gateway
-                    {"client_id": CLIENT_ID, "client_secret": client_secret,
+                    {"client_id": CLIENT_ID, "display_name": "the Verity demo app",
+                     "client_secret": client_secret,
                      "redirect_uris": [f"{base}/verity/callback"], "audiences": ["verity"]},
                 ],
             },

@@ -29,6 +29,7 @@ import httpx
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from ..identity.notices import NOTICE_COOKIE
 from ..model import HttpTarget, Principal
 from ..observability import GatewayMetrics, MetricsConfig, MetricsEndpoint
 from ..request_binding import canonical_request_path
@@ -55,6 +56,7 @@ from .mtls import ClientCertificates
 from .pool import Upstream, UpstreamResponse
 from .proxy import BodyDeadline, UpstreamProxy, forwarding_headers, identity_pairs
 from .readiness import Readiness
+from .responses import FAVICON, FAVICON_HEADERS, FAVICON_PATH, DenyContext
 from .routing import RouteTable
 from .settings import GatewayConfig, RouteConfig
 from .tls import with_hsts
@@ -70,15 +72,36 @@ class BrowserLogin(Protocol):
     def hidden_cookies(self) -> frozenset[str]:
         """The session cookies that must never reach an upstream."""
 
-    def login_url(self, return_url: str, *, issuers: Sequence[str] = ()) -> str:
+    def login_url(
+        self, return_url: str, *, issuers: Sequence[str] = (), notice: str | None = None
+    ) -> str:
         """Where an unauthenticated browser is sent (a path on the gateway); ``issuers``
-        (a route's ``issuers:``) narrows the sign-in to the providers it accepts."""
+        (a route's ``issuers:``) narrows the sign-in to the providers it accepts;
+        ``notice`` (``signed_out``, ``session_ended``) says why on the sign-in form."""
+
+    @property
+    def logout_url(self) -> str:
+        """The sign-out page (a path on the gateway)."""
 
     async def authenticate_cookie(self, request_headers: RawHeaders) -> Principal | None:
         """The principal of the request's session cookie, or None."""
 
 
 Endpoint = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+def _notice(headers: RawHeaders, session_cookies: frozenset[str]) -> str | None:
+    """Why a browser is sent to sign in again: it signed out (``NOTICE_COOKIE``), or its
+    session cookie no longer authenticates (revoked, expired, signed out elsewhere)."""
+    names = set()
+    for name, value in headers:
+        if name.lower() == b"cookie":
+            for part in value.decode("latin-1").split(";"):
+                names.add(part.split("=", 1)[0].strip())
+    if NOTICE_COOKIE in names:
+        return "signed_out"
+    sessions = {name for name in session_cookies if not name.endswith("_login")}
+    return "session_ended" if names & sessions else None
 
 
 class Forward(NamedTuple):
@@ -107,9 +130,11 @@ class Gateway:
         metrics_config: MetricsConfig | None = None,
         login: BrowserLogin | None = None,
         mounts: Sequence[tuple[str, ASGIApp]] = (),
+        local_users: bool = False,
     ) -> None:
         self.config = config
         self.login = login
+        self.local_users = local_users  # the embedded IdP's users (deny pages say how to enrol)
         self.mounts = tuple((prefix.rstrip("/"), app) for prefix, app in mounts)
         self.resolver = resolver
         self.enforcer = enforcer
@@ -126,6 +151,7 @@ class Gateway:
             "/healthz": self._healthz,
             "/readyz": self._readyz,
             JWKS_PATH: self._jwks,
+            FAVICON_PATH: self._favicon,
         }
         self.metrics = metrics
         metrics_config = metrics_config or MetricsConfig()
@@ -162,8 +188,9 @@ class Gateway:
         elif kind == "websocket":
             await self.websockets(scope, receive, send)
 
-    def render(self, outcome: Outcome, html: bool) -> Response:
-        """The 401 or 403 response for a non-allowed outcome."""
+    def render(self, outcome: Outcome, html: bool, target: HttpTarget | None = None) -> Response:
+        """The 401 or 403 response for a non-allowed outcome (``target``: the proxied
+        request, whose deny page links home, to sign-out and to the next step)."""
         if outcome.verdict is Verdict.UNAUTHENTICATED:
             return responses.unauthenticated(
                 self.config.realm, html=html,
@@ -171,7 +198,25 @@ class Gateway:
             )  # fmt: skip
         if outcome.verdict is Verdict.UNAVAILABLE:  # allowed, but not audited: fail closed
             return responses.error(503, "The service is temporarily unavailable.", html=html)
-        return responses.denied(outcome.decision or internal_deny(), html=html)
+        context = self._deny_context(outcome, target) if html else None
+        return responses.denied(outcome.decision or internal_deny(), html=html, context=context)
+
+    def _deny_context(self, outcome: Outcome, target: HttpTarget | None) -> DenyContext:
+        principal = outcome.principal
+        if principal is None or not principal.authenticated:
+            return DenyContext()
+        who = principal.email or principal.id
+        if target is None:  # forward-auth: the page is shown on the application's host
+            return DenyContext(who=who)
+        login = self.login
+        again = None
+        if login is not None and target.method in ("GET", "HEAD"):
+            again = login.login_url(target.path)
+        return DenyContext(
+            who=who, principal_id=principal.id, method=target.method, path=target.path,
+            home="/", sign_out=login.logout_url if login else None, sign_in_again=again,
+            local_users=self.local_users,
+        )  # fmt: skip
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         path: str = scope["path"]
@@ -319,7 +364,7 @@ class Gateway:
         )
         if outcome.verdict is not Verdict.ALLOWED:
             redirect = self._login_redirect(line, inbound, outcome, host, route.issuers)
-            return redirect or self.render(outcome, inbound.html)
+            return redirect or self.render(outcome, inbound.html, target)
         added = forwarding_headers(
             chain=inbound.client.chain, proto=self._proto(line, inbound), host=host,
             upstream_host=host if route.preserve_host else None,
@@ -354,7 +399,9 @@ class Gateway:
         original = f"{self._proto(line, inbound)}://{host}{line.path}" + (
             f"?{query}" if query else ""
         )
-        return RedirectResponse(self.login.login_url(original, issuers=issuers), status_code=302)
+        notice = _notice(inbound.headers, self.login.hidden_cookies)
+        url = self.login.login_url(original, issuers=issuers, notice=notice)
+        return RedirectResponse(url, status_code=302)
 
     def _timed(self, send: Send, route: str) -> Send:
         """``send`` that observes the upstream's time to response headers, by status."""
@@ -382,6 +429,12 @@ class Gateway:
         await JSONResponse({"status": "ok"}, headers={"cache-control": "no-store"})(
             scope, receive, send
         )
+
+    async def _favicon(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """The gateway's own icon, before any decision: what every browser asks for on
+        every page is not a decision to audit. Only this exact path is answered here
+        (``_internal`` matches the whole decoded path); nothing is forwarded."""
+        await Response(FAVICON, 200, FAVICON_HEADERS)(scope, receive, send)
 
     async def _readyz(self, scope: Scope, receive: Receive, send: Send) -> None:
         ready, checks = self.readiness.check()

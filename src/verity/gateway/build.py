@@ -64,6 +64,7 @@ def build_gateway(
     login: BrowserLogin | None = None,
     mounts: Sequence[tuple[str, ASGIApp]] = (),
     security_events: SecurityEventSink | None = None,
+    local_users: bool = False,
 ) -> Gateway:
     """The gateway for ``config``.
 
@@ -142,4 +143,5 @@ def build_gateway(
         metrics_config=metrics,
         login=login,
         mounts=mounts,
+        local_users=local_users,
     )

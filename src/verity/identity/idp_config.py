@@ -46,6 +46,13 @@ class IdpClient(_Frozen):
     """A relying party allowed to log users in through this provider."""
 
     client_id: str = Field(min_length=1, max_length=128, description="The `client_id`.")
+    display_name: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=128,
+        description="What the sign-in form says a person continues to (default: the "
+        "`client_id`), e.g. `the Acme wiki`.",
+    )
     client_secret: SecretStr | None = Field(
         default=None, description="Shared secret (>= 32 bytes); none for a public client."
     )

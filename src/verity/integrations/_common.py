@@ -163,7 +163,7 @@ def denied(decision: Decision) -> Rejection:
     first = decision.reasons[0] if decision.reasons else None
     internal = first is not None and first.code == "internal_error"
     body = {"error": "access_denied", "decision_id": decision.decision_id,
-            "reason": INTERNAL_MESSAGE if internal else decision.reason,
+            "reason": INTERNAL_MESSAGE if internal else first.summary if first else "",
             "code": first.code if first else "denied",
             "hint": first.hint if first else None}  # fmt: skip
     return Rejection(403, body, {"Cache-Control": "no-store"})

@@ -14,13 +14,14 @@ deny of an anonymous caller that signing in could change is an ``authenticate`` 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from ..errors import CelError
 from ..ids import new_decision_id
 from ..model import AccessRequest, Decision, Effect, Obligation, PrincipalKind, Reason
-from . import ast
+from . import ast, remedy
 from .authn import for_anonymous, identity_deny_rules, identity_rules
 from .checks import Check, Trace
 from .compiler import PASSED, CompiledRule, Compiler, RuleShape
@@ -32,6 +33,7 @@ ALLOW = Effect.ALLOW
 ANONYMOUS = PrincipalKind.ANONYMOUS
 _new = tuple.__new__  # builds a Decision without a Python-level __new__ call
 _END = 1 << 62  # "after every table": no allow rule decided
+_UNDECIDED = "Access could not be decided: a policy condition could not be evaluated."
 
 
 @dataclass(frozen=True, slots=True)
@@ -221,20 +223,68 @@ class Engine:
             return self._evaluation_failed(failed[0].name, failed[0].shape, failed[1])
         if closest is None:
             return self._default_deny(request, None, None, closest_at)
-        return self._default_deny(request, closest.name, closest.shape, closest_at)
+        fixes = remedy.rule_fixes(closest.shape.checks, request)
+        if not fixes:  # the person cannot satisfy it: a rule they can satisfy, if any
+            found = remedy.alternative(slot.allows, request)
+            if found is None:
+                return self._nobody(request, closest, closest_at)
+            closest, fixes = found
+        return self._remedied(request, closest, fixes)
+
+    def _remedied(
+        self, request: AccessRequest, rule: CompiledRule, fixes: Sequence[remedy.Fix]
+    ) -> Decision:
+        """Default deny explained by ``rule``, whose failing criteria ``fixes`` the person
+        can all satisfy: the reason names every one (``verity.policy.remedy``)."""
+        shape = rule.shape
+        code = fixes[0][1].code
+        hint = remedy.hint_of(fixes, shape.hint)
+        remedies = tuple(dict.fromkeys(fix for _, fix in fixes))
+        if shape.message:
+            reason = Reason(code, shape.message, rule.name, hint, remedies=remedies)
+        else:
+            reason = Reason(
+                code, "", rule.name, hint, functools.partial(remedy.operator_message, fixes),
+                request, summary=remedy.summary(fixes, request), remedies=remedies,
+            )  # fmt: skip
+        kinds = {check.obligation for check, _ in fixes}
+        kind = kinds.pop() if len(kinds) == 1 else None
+        obligations = (Obligation(kind, rule.name),) if kind is not None else ()
+        return Decision(Effect.DENY, None, new_decision_id(), self.version, (reason,), obligations)
+
+    def _nobody(self, request: AccessRequest, closest: CompiledRule, at: int) -> Decision:
+        """Default deny that no change in the person's position would lift: said plainly;
+        the operator's message keeps the closest rule's failing criterion."""
+        target = _describe(request)
+        failing = closest.shape.checks[at] if 0 <= at < len(closest.shape.checks) else None
+
+        def render(request: AccessRequest) -> str:
+            detail = "" if failing is None else f": {failing.failure_message(request)}"
+            return (
+                f"no policy rule grants {target} to anyone in this caller's position "
+                f"(closest rule '{closest.name}'{detail})"
+            )
+
+        reason = Reason(
+            remedy.NO_GRANT, "", closest.name, remedy.ASK_ADMIN, render, request,
+            summary=remedy.nobody_summary(request, _person_target(request)),
+        )  # fmt: skip
+        return Decision(Effect.DENY, None, new_decision_id(), self.version, (reason,))
 
     def _denied_by(
         self, rule: CompiledRule, request: AccessRequest, cel_error: CelError | None = None
     ) -> Decision:
         if cel_error is not None:
             message = f"denied: policy rule '{rule.name}' could not be evaluated"
-            reason = Reason("rule.error", message, rule.name)
+            reason = Reason("rule.error", message, rule.name, remedy.ASK_ADMIN, summary=_UNDECIDED)
         elif rule.rule.message:
             reason = Reason("rule.deny", rule.rule.message, rule.name, rule.rule.hint)
         else:
             reason = Reason(
-                "rule.deny", "", rule.name, rule.rule.hint, _deny_message(rule), request
-            )
+                "rule.deny", "", rule.name, rule.rule.hint or remedy.ASK_ADMIN,
+                _deny_message(rule), request,
+                summary=remedy.deny_rule_summary(None, rule.rule.description),
+            )  # fmt: skip
         return Decision(Effect.DENY, rule.name, new_decision_id(), self.version, (reason,))
 
     def _default_deny(
@@ -245,7 +295,8 @@ class Engine:
                 "no_matching_rule",
                 f"no policy rule grants access to {_describe(request)}",
                 None,
-                "request access from an administrator",
+                remedy.ASK_ADMIN,
+                summary=remedy.nobody_summary(request, _person_target(request)),
             )
             return Decision(Effect.DENY, None, new_decision_id(), self.version, (reason,))
         failing = shape.checks[at]
@@ -254,22 +305,32 @@ class Engine:
         except CelError as exc:
             return self._evaluation_failed(name, shape, exc)
         hint = shape.hint or leaf.hint
+        fixes = remedy.fixes_of(failing, request)
+        remedies = tuple(fix for _, fix in fixes or ())
         if shape.message:
-            reason = Reason(leaf.code, shape.message, name, hint)
+            reason = Reason(leaf.code, shape.message, name, hint, remedies=remedies)
         else:
-            reason = Reason(leaf.code, "", name, hint, failing.failure_message, request)
+            summary = remedy.summary(fixes, request) if fixes else None
+            reason = Reason(
+                leaf.code, "", name, hint, failing.failure_message, request,
+                summary=summary, remedies=remedies,
+            )  # fmt: skip
         obligations = (Obligation(leaf.obligation, name),) if leaf.obligation else ()
         return Decision(Effect.DENY, None, new_decision_id(), self.version, (reason,), obligations)
 
     def _evaluation_failed(self, name: str, shape: RuleShape, error: CelError) -> Decision:
         """Default deny explained by an allow rule whose CEL condition raised an error."""
         message = f"a condition of rule '{name}' could not be evaluated: {error.message}"
-        reason = Reason("rule.error", message, name, shape.hint)
+        reason = Reason("rule.error", message, name, shape.hint or remedy.ASK_ADMIN,
+                        summary=_UNDECIDED)  # fmt: skip
         return Decision(Effect.DENY, None, new_decision_id(), self.version, (reason,))
 
     def _internal_error(self, exc: Exception) -> Decision:
         reason = Reason(
-            "internal_error", f"access denied: internal error while deciding ({type(exc).__name__})"
+            "internal_error",
+            f"access denied: internal error while deciding ({type(exc).__name__})",
+            hint="try again; if it keeps happening, tell your administrator the decision id",
+            summary="Access could not be decided because of an internal error.",
         )
         return Decision(Effect.DENY, None, new_decision_id(), self.version, (reason,))
 
@@ -420,6 +481,15 @@ def _deny_message(rule: CompiledRule) -> Callable[[AccessRequest], str]:
         return f"denied by policy rule '{rule.name}'" + (f": {held}" if held else "")
 
     return render
+
+
+def _person_target(request: AccessRequest) -> str:
+    """What was asked for, in a person's words."""
+    if request.http is not None:
+        return f"access to {request.http.path}"
+    if request.resource.type is not None:
+        return f"{request.action or 'access'} on this {request.resource.type}"
+    return "access to this resource"
 
 
 def _describe(request: AccessRequest) -> str:

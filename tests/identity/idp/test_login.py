@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from typing import Any
@@ -10,6 +11,7 @@ import httpx
 import jwt
 import pytest
 
+from verity.audit import AuditEvent
 from verity.identity.idp import LockoutPolicy
 from verity.identity.idp.totp import code_at
 from verity.store.errors import StoreUnavailableError
@@ -255,3 +257,32 @@ def test_sign_ins_during_a_user_store_outage_do_not_lock_the_account_out(
     login = Login(idp)
     login.authorize()
     assert login.password(email).status_code == 303  # back up: signs in
+
+
+class _Collected:
+    """A security-event sink that keeps what it is given."""
+
+    def __init__(self) -> None:
+        self.events: list[AuditEvent] = []
+
+    def emit(self, event: AuditEvent) -> None:
+        self.events.append(event)
+
+
+def test_failed_password_sign_ins_are_audit_events_without_the_password(idp: Idp) -> None:
+    idp.add_user("aud@example.com")
+    sink = _Collected()
+    idp.provider.events = sink
+    login = Login(idp)
+    login.authorize()
+    assert login.password("aud@example.com", "hunter2hunter2hunter2").status_code == 401
+    assert login.password("hunter3hunter3@example.com", "x").status_code == 401
+    documents = [event.to_ocsf() for event in sink.events]
+    assert [d["status_detail"] for d in documents] == ["bad_password", "unknown_account"]
+    assert all(d["class_uid"] == 3002 and d["status"] == "Failure" for d in documents)
+    assert documents[0]["user"]["email_addr"] == "aud@example.com"
+    # an unknown account appears as its keyed hash: what was typed may be a password
+    assert documents[1]["user"]["uid"].startswith("account:")
+    text = json.dumps(documents)
+    assert "hunter2" not in text
+    assert "hunter3" not in text

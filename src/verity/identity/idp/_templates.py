@@ -14,6 +14,7 @@ main{max-width:22rem;margin:10vh auto;background:#fff;padding:2rem;border-radius
 box-shadow:0 1px 4px rgba(0,0,0,.15)}
 label{display:block;margin:.8rem 0 .2rem}input{width:100%;padding:.5rem;box-sizing:border-box}
 button{margin-top:1.2rem;width:100%;padding:.6rem}.error{color:#b00020}
+.notice{background:#eef4fb;padding:.6rem .8rem;border-radius:6px}
 </style></head>
 <body><main><h1>{{ title }}</h1>
 {% if error %}<p class="error" role="alert">{{ error }}</p>{% endif %}
@@ -21,7 +22,8 @@ button{margin-top:1.2rem;width:100%;padding:.6rem}.error{color:#b00020}
 </main></body></html>"""
 
 _LOGIN = """{% extends "base.html" %}{% block body %}
-<p>Sign in to continue to <strong>{{ client_id }}</strong>.</p>
+{% if notice %}<p class="notice" role="status">{{ notice }}</p>{% endif %}
+<p>Sign in to continue to <strong>{{ client_name }}</strong>.</p>
 <form method="post" action="{{ action }}">
 <input type="hidden" name="tx" value="{{ tx }}">
 <input type="hidden" name="csrf" value="{{ csrf }}">

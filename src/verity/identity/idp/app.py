@@ -80,6 +80,13 @@ async def read_form(request: Request, limit: int) -> dict[str, str]:
     return _single(pairs)
 
 
+_NOTICES = {  # fixed sentences: the parameter only chooses one (``verity_notice``)
+    "signed_out": "You signed out. Sign in again to continue.",
+    "session_ended": "Your session has ended (it was signed out elsewhere, revoked or expired). "
+    "Sign in again to continue.",
+}
+
+
 def _page(name: str, status: int = 200, **context: Any) -> HTMLResponse:
     return HTMLResponse(render(name, **context), status_code=status, headers=_PAGE_HEADERS)
 
@@ -146,6 +153,11 @@ class IdpApp:
         cache = f"public, max-age={max_age}" if max_age > 0 else "no-cache"
         return JSONResponse(document, headers={"Cache-Control": cache})
 
+    def _name(self, client_id: str) -> str:
+        """What the sign-in form calls the client: its display name, else its id."""
+        client = self.config.client(client_id)
+        return (client.display_name or client_id) if client is not None else client_id
+
     def _form_page(self, name: str, tx_id: str, csrf: str, **context: Any) -> HTMLResponse:
         status = int(context.pop("status", 200))
         action = f"{self.base}/login" + ("/otp" if name == "otp.html" else "")
@@ -165,8 +177,9 @@ class IdpApp:
         except OAuthError as exc:
             return _error_page(exc.description)
         response = self._form_page(
-            "login.html", tx.id, tx.csrf, title="Sign in", client_id=tx.client_id, email=""
-        )
+            "login.html", tx.id, tx.csrf, title="Sign in", client_name=self._name(tx.client_id),
+            email="", notice=_NOTICES.get(params.get("verity_notice", "")),
+        )  # fmt: skip
         response.set_cookie(
             BROWSER_COOKIE,
             tx.browser,
@@ -205,7 +218,7 @@ class IdpApp:
         if step.status == 400:
             return _error_page(step.error or EXPIRED)
         return self._form_page(
-            "login.html", tx.id, tx.csrf, title="Sign in", client_id=tx.client_id,
+            "login.html", tx.id, tx.csrf, title="Sign in", client_name=self._name(tx.client_id),
             email=email, error=step.error, status=step.status,
         )  # fmt: skip
 

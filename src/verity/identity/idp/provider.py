@@ -151,9 +151,12 @@ class IdentityProvider:
                 else:  # same cost as a real check; a disabled account never logs in
                     verify_password(user.password_hash, password)
                 self.guard.failed(email, ip, reason="unknown or disabled account", now=now)
+                who = _ref(user) if user else UserRef(uid=f"account:{account_key(email)}")
+                self._bad_password(who, ip, "unknown_account" if user is None else "disabled")
                 return LoginStep(error=INVALID_CREDENTIALS, status=401)
             if not verify_password(user.password_hash, password):
                 self.guard.failed(email, ip, reason="password", now=now)
+                self._bad_password(_ref(user), ip, "bad_password")
                 return LoginStep(error=INVALID_CREDENTIALS, status=401)
             if needs_rehash(user.password_hash):
                 self.users.set_password(user.id, hash_password(password), now=now)
@@ -195,6 +198,16 @@ class IdentityProvider:
             )  # fmt: skip
             publish_sync(self.events, event, name="idp.throttled", level="warning")
         return wait
+
+    def _bad_password(self, who: UserRef, ip: str, detail: str) -> None:
+        """A failed password sign-in as a security event: who (an unknown account only as
+        its keyed hash, never the text typed, which may be a password), from where, why;
+        never the password."""
+        event = authentication_event(
+            who, success=False, src_ip=ip, status_detail=detail,
+            message=f"password sign-in failed ({detail}): {who.uid}",
+        )  # fmt: skip
+        publish_sync(self.events, event, name="idp.login_failed", level="warning")
 
     def _locked_out(self, who: UserRef, ip: str) -> None:
         event = authentication_event(

@@ -23,6 +23,7 @@ from ...audit.builders import authentication_event
 from ...audit.ocsf import UserType
 from ...audit.schema import UserRef
 from ...audit.sink import publish
+from ..notices import NOTICE_COOKIE, NOTICES
 from ..unavailable import EXCEPTION_HANDLERS
 from .cookies import clear_cookie, cookie_values, set_cookie
 from .errors import LoginError, LogoutForgeryError, LogoutTokenError
@@ -150,9 +151,16 @@ class _Routes:
         except LoginError as exc:
             log.warning("login start failed: %s", exc)
             return self.failed(exc)
+        notice = request.query_params.get("notice")
+        if notice in NOTICES:  # a fixed word, never text from the request
+            url += ("&" if "?" in url else "?") + f"verity_notice={notice}"
         max_age = int(self.config.login_timeout_seconds)
         name = service.cookie_name(base, login=True)
-        return _redirect(url, set_cookie(name, tx, max_age=max_age, secure=service.secure(base)))
+        secure = service.secure(base)
+        return _redirect(
+            url, set_cookie(name, tx, max_age=max_age, secure=secure),
+            clear_cookie(NOTICE_COOKIE, secure=secure),
+        )  # fmt: skip
 
     async def callback(self, request: Request) -> Response:
         service, base = self.service, self.base_of(request)
@@ -216,7 +224,9 @@ class _Routes:
             again = html.escape(f"{self.config.path_prefix}/logout")
             body = f"<p>{html.escape(exc.public_message)}</p><p><a href='{again}'>Sign out</a></p>"
             return _page("Sign-out refused", body, exc.status)
-        return _redirect(location, clear_cookie(name, secure=service.secure(base)), status=303)
+        secure = service.secure(base)
+        said = set_cookie(NOTICE_COOKIE, "1", max_age=60, secure=secure)  # "you signed out"
+        return _redirect(location, clear_cookie(name, secure=secure), said, status=303)
 
     async def backchannel(self, request: Request) -> Response:
         headers = {"Cache-Control": "no-store"}

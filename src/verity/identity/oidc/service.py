@@ -18,6 +18,7 @@ from ...audit.sink import SecurityEventSink, publish
 from ...model import Principal
 from ...store import CounterStore, KeyStore, RevocationStore, SessionStore, Stores
 from ..config import is_loopback_host
+from ..notices import NOTICES
 from .backchannel import unverified_issuer, verify_logout_token
 from .config import LoginConfig
 from .cookies import cookie_values, signer_from_store
@@ -121,15 +122,28 @@ class LoginService:
         )
 
     def login_url(
-        self, return_url: str, *, provider: str | None = None, issuers: Sequence[str] = ()
+        self,
+        return_url: str,
+        *,
+        provider: str | None = None,
+        issuers: Sequence[str] = (),
+        notice: str | None = None,
     ) -> str:
         """Where the gateway sends an unauthenticated browser (a relative URL). With a
-        route's ``issuers`` and exactly one provider among them, straight to that one."""
+        route's ``issuers`` and exactly one provider among them, straight to that one;
+        ``notice`` (``NOTICES``) is why, said on the sign-in form."""
         if provider is None and issuers:
             accepted = [p.name for p in self.config.providers if p.issuer in issuers]
             provider = accepted[0] if len(accepted) == 1 else None
         query = {"rd": return_url} | ({"provider": provider} if provider else {})
+        if notice in NOTICES:
+            query["notice"] = notice
         return f"{self.config.path_prefix}/login?{urlencode(query, quote_via=quote)}"
+
+    @property
+    def logout_url(self) -> str:
+        """The sign-out confirmation page (a relative URL)."""
+        return f"{self.config.path_prefix}/logout"
 
     def allowed_hosts(self, base: str) -> tuple[str, ...]:
         """Hosts a login may return to: the configured ones and the gateway's own."""

@@ -72,3 +72,15 @@ def denial(criteria: dict[str, Any], request: AccessRequest) -> Decision:
     decision = allow_rule(criteria).decide(request)
     assert decision.effect is Effect.DENY
     return decision
+
+
+def no_rule(closest: str) -> str:
+    """The reason a person gets when no rule grants the request to anyone in their position
+    (a criterion they cannot change failed): the closest rule's own words, kept for operators."""
+    return (
+        "no policy rule grants this resource to anyone in this caller's position"
+        f" (closest rule 'rule': {closest})"
+    )
+
+
+NO_RULE_HINT = "if your work needs it, ask your administrator and quote the decision id"

@@ -21,7 +21,7 @@ from verity.model import (
 )
 from verity.policy.clock import BUCKET, clock_for
 
-from .leaves import denial, judge, trace
+from .leaves import NO_RULE_HINT, denial, judge, no_rule, trace
 
 T = datetime.fromisoformat("2025-11-24T10:00:00+00:00").timestamp()  # a Monday
 USER = Principal(id="u1")
@@ -95,8 +95,8 @@ def test_a_required_device_flag_tells_the_person_what_is_wrong_and_what_to_do(fl
 def test_a_forbidden_device_flag_says_when_the_rule_applies(flag: str) -> None:
     expected = FLAG_WORDS[flag][0]
     (reason,) = denial({"device": {flag: False}}, on(device_with(**{flag: True}))).reasons
-    assert reason.message == f"this rule applies only when not {expected}"
-    assert reason.hint is None
+    assert reason.message == no_rule(f"this rule applies only when not {expected}")
+    assert reason.hint == NO_RULE_HINT
     seen = trace({"device": {flag: False}}, on(device_with(**{flag: True})))
     assert (seen.expected, seen.observed) == (f"not {expected}", "True")
 
@@ -104,7 +104,9 @@ def test_a_forbidden_device_flag_says_when_the_rule_applies(flag: str) -> None:
 @pytest.mark.parametrize("want", [True, False])
 def test_no_known_device_is_named_as_the_reason(want: bool) -> None:
     (reason,) = denial({"device": {"managed": want}}, on(None)).reasons
-    assert reason.message == ("no known device: this request did not come from an enrolled device")
+    words = "no known device: this request did not come from an enrolled device"
+    # a device can be enrolled; a rule for requests without a managed device cannot be met
+    assert reason.message == (words if want else no_rule(words))
 
 
 # --- operating system ---------------------------------------------------------------

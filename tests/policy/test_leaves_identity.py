@@ -11,7 +11,7 @@ import pytest
 
 from verity.model import AccessRequest, Obligation, ObligationKind, Principal, PrincipalKind
 
-from .leaves import denial, judge, trace
+from .leaves import NO_RULE_HINT, denial, judge, no_rule, trace
 
 T = datetime.fromisoformat("2025-11-24T10:00:00+00:00").timestamp()
 ANONYMOUS = Principal(id="", kind=PrincipalKind.ANONYMOUS)
@@ -57,7 +57,7 @@ def test_authenticated_words() -> None:
     seen = trace({"authenticated": False}, who(email="ada@example.com"))
     assert (seen.expected, seen.observed) == ("an anonymous caller", "ada@example.com")
     assert trace({"authenticated": False}, who()).observed == "u1"
-    assert the_reason({"authenticated": False}, who()).message == (
+    assert the_reason({"authenticated": False}, who()).message == no_rule(
         "requires an anonymous caller (observed: u1)"
     )
 
@@ -66,8 +66,10 @@ def test_authenticated_words() -> None:
 
 MEMBERSHIP = [
     # (criterion, principal attribute, noun, code, hint)
-    ("groups", "groups", "group", "principal.groups", "request access"),
-    ("roles", "roles", "role", "principal.roles", "request access"),
+    ("groups", "groups", "group", "principal.groups",
+     "ask your administrator to add you to the group eng or ops if your work needs it"),
+    ("roles", "roles", "role", "principal.roles",
+     "ask your administrator for the role eng or ops if your work needs it"),
     ("auth_methods", "auth_methods", "sign-in method", "auth.methods",
      "sign in again with an accepted method"),
 ]  # fmt: skip
@@ -120,12 +122,14 @@ def test_users_match_the_id_or_the_email() -> None:
 
 def test_users_words() -> None:
     reason = the_reason(USERS, who(id="c-1", email="carol@example.com"))
-    assert reason.code == "principal.user"
-    assert reason.message == "carol@example.com is not among the users this rule allows"
-    assert reason.hint == "request access"
+    assert reason.code == "no_matching_rule"  # a person cannot change who they are
+    assert reason.message == no_rule("carol@example.com is not among the users this rule allows")
+    assert reason.hint == NO_RULE_HINT
     seen = trace(USERS, who(id="c-1"))
     assert (seen.expected, seen.observed) == ("user alice or bob@example.com", "c-1")
-    assert the_reason(USERS, who(id="c-1")).message == "c-1 is not among the users this rule allows"
+    assert the_reason(USERS, who(id="c-1")).message == no_rule(
+        "c-1 is not among the users this rule allows"
+    )
 
 
 SERVICES = {"services": ["spiffe://corp/ns/*/sa/web", "spiffe://corp/jobs/**"]}
@@ -158,12 +162,12 @@ def test_service_identity_matches_one_of_the_patterns_whole(
 
 def test_service_words() -> None:
     reason = the_reason(SERVICES, who(kind=PrincipalKind.SERVICE, spiffe_id="spiffe://x/y"))
-    assert reason.code == "principal.service"
-    assert reason.message == (
+    assert reason.code == "no_matching_rule"
+    assert reason.message == no_rule(
         "requires service identity spiffe://corp/ns/*/sa/web or spiffe://corp/jobs/**"
         " (observed: spiffe://x/y)"
     )
-    assert reason.hint is None
+    assert reason.hint == NO_RULE_HINT
     assert trace(SERVICES, who()).observed == "(no service identity)"
 
 
@@ -213,7 +217,9 @@ def test_claim_words() -> None:
     reason = the_reason(CLAIM, who(claims={"dept": "fin"}))
     assert reason.code == "principal.claim"
     assert reason.message == "requires claim dept = eng or 7 (observed: fin)"
-    assert reason.hint is None
+    assert reason.hint == (
+        "ask your administrator to set dept=eng or dept=7 on your account if your work needs it"
+    )
     assert trace(CLAIM, who()).observed == "(absent)"
     assert trace({"claims": {"org.unit": "red"}}, who()).expected == "claim org.unit = red"
 
@@ -243,8 +249,8 @@ def test_missing_mfa_asks_for_the_second_factor() -> None:
 def test_a_rule_for_sign_ins_without_mfa_asks_for_nothing() -> None:
     decision = denial({"mfa": False}, who(mfa=True))
     (reason,) = decision.reasons
-    assert reason.message == "this rule applies only to sign-ins without MFA"
-    assert reason.hint is None
+    assert reason.message == no_rule("this rule applies only to sign-ins without MFA")
+    assert reason.hint == NO_RULE_HINT
     assert decision.obligations == ()
     seen = trace({"mfa": False}, who(mfa=True))
     assert (seen.expected, seen.observed) == ("a sign-in without MFA", "MFA")

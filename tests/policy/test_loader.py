@@ -224,3 +224,18 @@ def test_policy_version_is_the_hash_of_the_canonical_json(document: dict[str, An
     version as hashing ``json.dumps(document, sort_keys=True)`` at once."""
     whole = json.dumps(document, sort_keys=True, default=str).encode()
     assert _digest(document) == hashlib.sha256(whole).hexdigest()
+
+
+@pytest.mark.parametrize(
+    ("criterion", "where"),
+    [
+        ('roles: ""', "rules[0].allow.roles"),
+        ("groups: [eng, '  ']", "rules[0].allow.groups[1]"),
+        ('auth_methods: [""]', "rules[0].allow.auth_methods[0]"),
+    ],
+)
+def test_an_empty_name_is_a_typo_not_a_role_named_by_the_empty_string(
+    criterion: str, where: str
+) -> None:
+    found = problems(f"rules: [{{name: a, allow: {{{criterion}}}}}]")
+    assert found == {where: "must not be an empty string"}

@@ -58,10 +58,15 @@ def strings(
             where = join(path, i) if isinstance(value, list) else path
             ctx.problem(where, f"expected a string, got {type(item).__name__}")
             continue
+        where = join(path, i) if isinstance(value, list) else path
+        if isinstance(item, str) and not item.strip():
+            # `roles: ""` would require a role named by the empty string: a typo, not a rule
+            ctx.problem(where, "must not be an empty string")
+            continue
         try:
             out.append(convert(item))
         except ValueError as exc:
-            ctx.problem(join(path, i) if isinstance(value, list) else path, str(exc))
+            ctx.problem(where, str(exc))
     return out
 
 

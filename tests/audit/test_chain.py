@@ -6,6 +6,7 @@ reason the verifier reports; rows are fed in several batches, as ``verify`` stre
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from typing import Any
 
@@ -87,6 +88,17 @@ def test_finding_str_names_seq_kind_and_reason() -> None:
     assert str(Finding(3, Tamper.EDITED, "why")) == "seq 3: edited: why"
 
 
+def test_finding_cannot_be_altered() -> None:
+    finding = Finding(3, Tamper.EDITED, "why")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        finding.kind = Tamper.MALFORMED  # type: ignore[misc]
+
+
+def test_genesis_is_32_zero_bytes() -> None:
+    """The first record's prev_hash in every existing log: changing it breaks them all."""
+    assert GENESIS == b"\x00" * 32
+
+
 def test_new_verifier_starts_at_the_genesis() -> None:
     verifier = ChainVerifier()
     assert (verifier.next_seq, verifier.prev_hash, verifier.records) == (1, GENESIS, 0)
@@ -134,6 +146,12 @@ def test_deleted_record_is_missing() -> None:
     assert finding == Finding(3, Tamper.MISSING, "seq 3 missing: records were deleted")
 
 
+def test_two_deleted_records_are_missing_as_a_range() -> None:
+    rows = _rows(6)
+    finding = _finding(rows[:2] + rows[4:])
+    assert finding == Finding(3, Tamper.MISSING, "seq 3..4 missing: records were deleted")
+
+
 def test_deleted_records_are_missing_as_a_range() -> None:
     rows = _rows(8)
     finding = _finding(rows[:2] + rows[5:])
@@ -167,9 +185,11 @@ def test_non_integer_seq_is_out_of_order() -> None:
 def test_edited_prev_hash_is_a_broken_link() -> None:
     rows = _rows(4)
     rows[2] = (3, b"\x01" * 32, rows[2][2], rows[2][3])
-    finding = _finding(rows)
-    assert (finding.seq, finding.kind) == (3, Tamper.BROKEN_LINK)
-    assert "prev_hash does not match the record before" in finding.reason
+    assert _finding(rows) == Finding(
+        3,
+        Tamper.BROKEN_LINK,
+        "prev_hash does not match the record before: a record was inserted or removed",
+    )
 
 
 def test_edited_body_is_edited() -> None:
@@ -217,7 +237,10 @@ def test_malformed_row_is_malformed(damage: str) -> None:
     rows: list[Any] = _rows(3)
     seq, prev, digest, _ = rows[2]
     rows[2] = {"text body": (seq, prev, digest, "text"), "short row": rows[2][:3]}.get(damage)
-    assert _finding(rows) == Finding(3, Tamper.MALFORMED, "a column has the wrong type")
+    verifier = ChainVerifier()
+    assert verifier.feed(rows) is False
+    assert verifier.finding == Finding(3, Tamper.MALFORMED, "a column has the wrong type")
+    assert verifier.records == 2
 
 
 def test_float_seq_is_malformed() -> None:

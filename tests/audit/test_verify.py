@@ -7,19 +7,25 @@ dozen records; the attacker edits the database directly (append-only triggers dr
 
 from __future__ import annotations
 
+import dataclasses
+import importlib
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from verity.audit import AuditLog, AuditTamperedError, CheckpointSigner, EncodedEvent
-from verity.audit.chain import Finding, Tamper, record_hash
+from verity.audit.chain import Finding, Row, Tamper, record_hash
 from verity.audit.keys import Checkpoint
 from verity.audit.sqlite import SQLiteStore
-from verity.audit.verify import BATCH_SIZE, VerifyReport, check_signatures, verify, verify_tail
+from verity.audit.verify import VerifyReport, check_signatures, verify, verify_tail
 
 from .conftest import Backend
 
+VERIFY_MODULE = importlib.import_module(
+    "verity.audit.verify"
+)  # ``verity.audit.verify`` is the function
 OTHER = CheckpointSigner(Ed25519PrivateKey.generate())
 
 
@@ -94,10 +100,6 @@ def _rewrite_from(log: Backend, seq: int) -> None:
         prev = digest
 
 
-def test_production_batch_size_is_unchanged() -> None:
-    assert BATCH_SIZE == 20_000
-
-
 def test_verify_reads_every_batch(tmp_path: Path, signer: CheckpointSigner) -> None:
     log = _log(tmp_path, signer, 10, 10)
     log = _log(tmp_path, None, 5)  # five unsigned records after the checkpoint at 20
@@ -126,12 +128,56 @@ def test_tamper_in_a_later_batch_is_found(tmp_path: Path) -> None:
     assert not report.signatures_checked
 
 
+def test_malformed_record_is_reported_after_the_records_before_it(tmp_path: Path) -> None:
+    log = _log(tmp_path, None, 9)
+    log.raw("update audit_log set body = 'text, not bytes' where seq = 6")
+    seen: list[int] = []
+    report = _verify(log, batch_size=4, progress=seen.append)
+    assert report.finding == Finding(6, Tamper.MALFORMED, "a column has the wrong type")
+    assert (report.records, seen) == (5, [4, 5])
+
+
 def test_checkpoint_at_the_head_leaves_no_unsigned_tail(
     tmp_path: Path, signer: CheckpointSigner
 ) -> None:
     report = _verify(_log(tmp_path, signer, 3, 4), signer.public_key, batch_size=2)
     assert report.ok
     assert (report.records, report.last_checkpoint_seq, report.unsigned_tail) == (7, 7, 0)
+
+
+def test_report_times_the_verification(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    log = _log(tmp_path, None, 3)
+    clock = iter([100.0, 102.5])
+
+    class _Time:
+        @staticmethod
+        def perf_counter() -> float:
+            return next(clock)
+
+    monkeypatch.setattr(VERIFY_MODULE, "time", _Time)
+    assert _verify(log).seconds == 2.5
+
+
+def test_keys_by_keyword_batch_size_and_progress_by_keyword_only(
+    tmp_path: Path, signer: CheckpointSigner
+) -> None:
+    log = _log(tmp_path, signer, 3)
+    store = log.open()
+    try:
+        assert verify(store=store, public_key=signer.public_key).ok
+        assert verify_tail(store=store, public_key=signer.public_key) is None
+        with pytest.raises(TypeError):
+            verify(store, signer.public_key, print)  # type: ignore[misc]
+        with pytest.raises(TypeError):
+            verify_tail(store, signer.public_key, 4)  # type: ignore[misc]
+    finally:
+        store.close()
+
+
+def test_report_cannot_be_altered() -> None:
+    report = VerifyReport(False, 6, 2, 5, 1, True, None, 1.0)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        report.ok = True  # type: ignore[misc]
 
 
 def test_report_as_json() -> None:
@@ -299,6 +345,34 @@ def test_tail_check_after_a_checkpoint_reads_every_batch(
     finding = _tail(log, signer)
     assert finding is not None
     assert (finding.seq, finding.kind) == (23, Tamper.EDITED)
+
+
+class _CountingStore(SQLiteStore):
+    """Counts the batches read."""
+
+    batches = 0
+
+    def iter_rows(self, *, after_seq: int = 0, batch_size: int = 20_000) -> Iterator[list[Row]]:
+        for rows in super().iter_rows(after_seq=after_seq, batch_size=batch_size):
+            self.batches += 1
+            yield rows
+
+
+@pytest.mark.parametrize("signed", [0, 3])
+def test_tail_check_stops_reading_at_the_first_bad_batch(
+    tmp_path: Path, signer: CheckpointSigner, signed: int
+) -> None:
+    log = _log(tmp_path, signer, signed) if signed else _log(tmp_path, None)
+    log = _log(tmp_path, None, 25 - signed)
+    _edit_body(log, 9)
+    store = _CountingStore(tmp_path / "audit.db")
+    try:
+        finding = verify_tail(store, signer.public_key, batch_size=4)
+    finally:
+        store.close()
+    assert finding is not None
+    assert (finding.seq, finding.kind) == (9, Tamper.EDITED)
+    assert store.batches == (3 if signed == 0 else 2)  # 1-4, 5-8, 9-12 or 3-6, 7-10
 
 
 def test_tail_check_of_an_intact_log_signed_at_its_head(

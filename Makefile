@@ -69,6 +69,7 @@ bench: $(BENCH_STAMP)
 	$(BIN)/python benchmarks/scale.py
 	$(BIN)/python benchmarks/workers.py
 	$(BIN)/python benchmarks/cel_libraries.py
+	$(BIN)/python benchmarks/segmentation.py
 
 # Mutation testing of the security core (tools/mutation/config.toml; docs/testing.md). Not part
 # of `make test`: ~20 min for the default sample. MODULES="src/verity/x.py ..." narrows it,

@@ -60,3 +60,30 @@ def test_unreadable_files(tmp_path: Path) -> None:
     binary.write_bytes(b"\xff\xfe\x00")
     with pytest.raises(yamlio.YamlProblem, match="cannot read file"):
         yamlio.load_file(binary)
+
+
+def test_loads_all_reads_every_document_with_the_same_strict_rules() -> None:
+    text = "a: [yes, NO, 08:00, 0o17, 12, 1.5, ~]\n---\n---\nb: {c: true}\n"
+    assert list(yamlio.loads_all(text)) == [
+        {"a": ["yes", "NO", "08:00", "0o17", 12, 1.5, None]},
+        None,
+        {"b": {"c": True}},
+    ]
+    assert list(yamlio.loads_all(text)) == [yamlio.loads(t) for t in text.split("---\n")]
+
+
+def test_loads_all_rejects_duplicate_keys_with_their_lines() -> None:
+    documents = yamlio.loads_all("a: 1\n---\nallow: x\nallow: y\n")
+    assert next(documents) == {"a": 1}
+    with pytest.raises(yamlio.YamlProblem) as caught:
+        next(documents)
+    assert caught.value.problem.path == "line 4, column 1"
+    assert "duplicate key 'allow' (first on line 3)" in caught.value.problem.message
+
+
+def test_loads_all_reports_a_syntax_error_after_the_documents_before_it() -> None:
+    documents = yamlio.loads_all("a: 1\n---\nb: [\n")
+    assert next(documents) == {"a": 1}
+    with pytest.raises(yamlio.YamlProblem) as caught:
+        next(documents)
+    assert caught.value.problem.path.startswith("line 4")

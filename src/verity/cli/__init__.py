@@ -3,6 +3,7 @@ migrate|status``, ``verity token mint|verify``, ``verity serve``, ``verity audit
 verify|tail|query|export|keygen``, ``verity users``, ``verity identity ca init|issue-svid|
 issue-jwt-svid|verify-svid``, ``verity revoke session|subject|token|jti|list``,
 ``verity grants request|approve|deny|list|expire``, ``verity devices register|report|list``,
+``verity segment analyze|query``,
 ``verity version``.
 
 Exit codes: 0 success, 1 invalid input or failed tests, 2 usage error. Human output is
@@ -27,6 +28,7 @@ from .grants import app as grants_app
 from .identity import app as identity_app
 from .policy import policy_app
 from .revoke import app as revoke_app
+from .segment import app as segment_app
 from .serve import app as serve_app
 from .token import app as token_app
 from .users import app as users_app
@@ -49,6 +51,7 @@ app.add_typer(demo_app, name="demo")
 app.add_typer(revoke_app, name="revoke")
 app.add_typer(grants_app, name="grants")
 app.add_typer(devices_app, name="devices")
+app.add_typer(segment_app, name="segment")
 
 
 def package_version() -> str:

@@ -23,9 +23,10 @@ from ..errors import (
 )
 from ..policy import Engine
 from ..policy.testing import CaseResult, TestReport
+from ..segmentation.errors import ManifestError
 
 JsonDoc = dict[str, Any]
-_ProblemErrors = (ConfigError, PolicyLoadError, PolicyTestError, RequestError)
+_ProblemErrors = (ConfigError, PolicyLoadError, PolicyTestError, RequestError, ManifestError)
 
 
 def stdout() -> Console:

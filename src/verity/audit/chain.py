@@ -109,6 +109,7 @@ class ChainVerifier:
                 self.next_seq, self.prev_hash = expected, prev
                 return True
         except (TypeError, ValueError, OverflowError, AttributeError):
+            self.next_seq, self.prev_hash = expected, prev
             self.finding = Finding(expected, Tamper.MALFORMED, "a column has the wrong type")
             return False
         self.next_seq, self.prev_hash = expected, prev

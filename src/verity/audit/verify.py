@@ -24,6 +24,9 @@ from .store import AuditStore
 PublicKeys = Ed25519PublicKey | Sequence[Ed25519PublicKey]
 Progress = Callable[[int], None]
 
+BATCH_SIZE = 20_000
+"""Rows read per batch: bounds memory, never changes a result (tests lower it)."""
+
 
 @dataclass(frozen=True, slots=True)
 class VerifyReport:
@@ -86,7 +89,7 @@ def verify(
     public_key: PublicKeys | None = None,
     *,
     progress: Progress | None = None,
-    batch_size: int = 20_000,
+    batch_size: int = BATCH_SIZE,
 ) -> VerifyReport:
     """Verify the chain and the checkpoints of ``store``.
 
@@ -122,18 +125,21 @@ def verify(
     )
 
 
-def verify_tail(store: AuditStore, public_key: Ed25519PublicKey) -> Finding | None:
+def verify_tail(
+    store: AuditStore, public_key: Ed25519PublicKey, *, batch_size: int = BATCH_SIZE
+) -> Finding | None:
     """Verify the records after the last validly signed checkpoint (what a writer does on
-    open before it signs them). None when they are intact."""
+    open before it signs them), or every record when no checkpoint verifies under
+    ``public_key``. None when they are intact."""
     trusted, _ = check_signatures(store.checkpoints(), _keys_by_id(public_key))
     if not trusted:
         verifier = ChainVerifier()
-        for rows in store.iter_rows():
+        for rows in store.iter_rows(batch_size=batch_size):
             if not verifier.feed(rows):
                 break
-        return verifier.finish(0)
+        return verifier.finding  # no checkpoint that the end of the log could fall short of
     last = max(trusted)
-    batches = store.iter_rows(after_seq=last - 1)
+    batches = store.iter_rows(after_seq=last - 1, batch_size=batch_size)
     first = next(batches, [])
     if not first or first[0][0] != last:
         reason = "the record signed by the last checkpoint is gone: the tail was cut off"

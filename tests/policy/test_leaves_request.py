@@ -5,7 +5,7 @@ runs each check's own test) must agree with ``decide`` (which runs the compiled 
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 from typing import Any
 
 import pytest
@@ -17,7 +17,7 @@ from verity.policy.checks import Trace
 NOW = 1_790_000_000.0
 
 
-@lru_cache(maxsize=None)
+@cache
 def engine_for(condition: str, resources: str = "") -> Engine:
     selector = f"    resources: {resources}\n" if resources else ""
     return compile_policy(load_policy(f"rules:\n  - name: r\n{selector}    allow: {condition}\n"))

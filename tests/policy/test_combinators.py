@@ -10,8 +10,9 @@ from functools import cache
 import pytest
 
 from verity.model import AccessRequest, NetworkContext, ObligationKind, Principal, parse_ip
-from verity.policy import Engine, compile_policy, load_policy
-from verity.policy.checks import Trace
+from verity.policy import Engine, cel_runtime, compile_policy, load_policy
+from verity.policy.checks import Check, Failure, Trace
+from verity.policy.compiler import Compiler
 
 LEVELS = """
 access_levels:
@@ -235,3 +236,45 @@ def test_the_second_level_is_checked_when_the_first_holds() -> None:
     engine = engine_for("{levels: [office, corp]}")
     decision = engine.decide(request(ip="10.0.0.1"))
     assert decision.reasons[0].message.endswith("[access level corp]")
+
+
+# --- the checks' own answers where no rule's deny reaches them ----------------------------
+
+
+def checks_of(condition: str) -> tuple[Check, ...]:
+    policy = load_policy(f"{LEVELS}rules: [{{name: r, allow: {condition}}}]")
+    return Compiler(policy, cel_runtime()).checks(policy.rules[0].condition)
+
+
+def test_a_block_that_holds_says_so_and_its_leaf_is_its_first_criterion() -> None:
+    (block,) = checks_of("{all: [{groups: [admins]}, {mfa: true}]}")
+    admin = request(("admins",), mfa=True)
+    assert block.failure(admin) == Failure("all", "all conditions hold")
+    assert block.leaf(admin).code == "principal.groups"  # down the first child
+    assert block.leaf(request(("admins",))).code == "auth.mfa"  # the failing one
+    (empty,) = checks_of("{all: [{}]}")
+    inner = empty.leaf(request())
+    assert inner.code == "all"  # an empty block is its own leaf
+    assert inner.leaf(request()) is inner
+
+
+def test_the_leaf_of_any_is_its_first_alternatives() -> None:
+    (alternatives,) = checks_of("{any: [{mfa: true}, {groups: [admins]}]}")
+    assert alternatives.leaf(request(("admins",))).code == "auth.mfa"
+    assert alternatives.leaf(request()).code == "auth.mfa"
+
+
+def test_a_level_reference_explains_with_the_levels_words() -> None:
+    (level,) = checks_of("{levels: [corp]}")
+    inside = request(mfa=True, ip="10.0.0.1")
+    assert level.test(inside) is True
+    assert level.test(request(mfa=True)) is False
+    assert level.observed(inside) == "all hold"
+    assert level.leaf(request(ip="10.0.0.1")).code == "auth.mfa"
+    failure = level.failure(request(ip="10.0.0.1"))
+    assert failure == Failure(
+        "auth.mfa",
+        "multi-factor authentication is required [access level corp]",
+        "sign in again with your second factor",
+        ObligationKind.STEP_UP_MFA,
+    )

@@ -782,3 +782,17 @@ def test_explain_lists_a_table_written_after_every_rule_last() -> None:
     assert explanation.decision.rule == "last"
     paths = [r.path for r in explanation.rules]
     assert paths == ["rules[0]", "rules[1]", "rules[2].table.rows[0]", "rules[2].table.rows[1]"]
+
+
+@pytest.mark.parametrize("text", [TABLE_POLICY, TABLE_LAST])
+def test_no_grant_in_a_table_says_which_roles_would_grant(text: str) -> None:
+    engine = compile_policy(load_policy(text))
+    decision = engine.decide(table_request("guest", action="write"))
+    assert (decision.effect, decision.rule, decision.obligations) == (Effect.DENY, None, ())
+    (reason,) = decision.reasons
+    assert (reason.code, reason.rule, reason.hint) == (
+        "no_matching_rule", None, "request access from an administrator",
+    )  # fmt: skip
+    assert reason.message == (
+        "role editor grants write on doc (table 'grants'); you have roles: guest"
+    )

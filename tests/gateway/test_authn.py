@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
+from verity.gateway import authn
 from verity.gateway.authn import (
     Authenticator,
     MalformedCredentialsError,
@@ -303,3 +304,24 @@ async def test_a_session_from_an_issuer_the_route_leaves_out_is_refused_naming_i
     issuer = claims.get("iss")
     assert caught.value.issuer == (issuer if isinstance(issuer, str) else None)
     assert not isinstance(caught.value, TokenError)  # a 403 with a hint, not a 401
+
+
+def test_the_session_authenticator_is_a_keyword_argument_only(corp: Idp) -> None:
+    async def session(_raw: Any) -> None:
+        return None
+
+    with pytest.raises(TypeError):
+        Authenticator([corp.verifier], session)  # type: ignore[misc]
+    assert Authenticator([corp.verifier], sessions=session).sessions is session
+
+
+def test_a_refused_session_says_which_issuer() -> None:
+    error = SessionIssuerNotAcceptedError(Principal(id="alice"), "https://partner.test")
+    assert str(error) == "session issuer 'https://partner.test' is not accepted on this route"
+
+
+def test_all_names_the_modules_public_namespace() -> None:
+    public = {name for name in vars(authn) if not name.startswith("_")}
+    assert set(authn.__all__) <= public
+    assert {"Authenticator", "MalformedCredentialsError", "SessionAuthenticator",
+            "SessionIssuerNotAcceptedError", "TokenError", "bearer_token"} == set(authn.__all__)  # fmt: skip

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import ipaddress
 import json
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -698,3 +699,29 @@ async def test_a_denied_path_is_not_decided_again_in_lower_case(
     outcome = await enforcer.authorize(subject("/ENG/x", route=route_with_case("consistent")))
     assert outcome.verdict is Verdict.DENIED
     assert len(counting.seen) == 1
+
+
+# --- what the operator's log says ---------------------------------------------------------
+
+
+async def test_each_refusal_is_logged_for_the_operator(
+    signer: AssertionSigner, engine: Engine, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="verity.gateway")
+    enforcer, _, _ = make(signer, engine, InvalidIssuerError("iss 'x' unknown"))
+    await enforcer.authorize(subject())
+    enforcer, _, _ = make(signer, engine, SessionIssuerNotAcceptedError(CAROL, "https://p"))
+    refused = await enforcer.authorize(subject())
+    enforcer, _, _ = make(signer, Raising())
+    failed = await enforcer.authorize(subject())
+    assert refused.decision is not None
+    assert failed.decision is not None
+    records = [(r.name, r.levelname, r.getMessage()) for r in caplog.records]
+    assert records == [
+        ("verity.gateway", "INFO", "401 route=app: token rejected (bad_issuer): iss 'x' unknown"),
+        ("verity.gateway", "INFO",
+         f"403 route=app: session.issuer_not_accepted (decision {refused.decision.decision_id})"),
+        ("verity.gateway", "ERROR",
+         f"fail closed: decision error on route app (decision {failed.decision.decision_id})"),
+    ]  # fmt: skip
+    assert caplog.records[-1].exc_info is not None  # with the exception's traceback

@@ -796,3 +796,12 @@ def test_no_grant_in_a_table_says_which_roles_would_grant(text: str) -> None:
     assert reason.message == (
         "role editor grants write on doc (table 'grants'); you have roles: guest"
     )
+
+
+def test_candidates_include_every_rule_of_the_probed_groups() -> None:
+    with index_limits(0, 0, 0):
+        engine = compile_policy(load_policy(ORDER_POLICY))
+    assert engine.candidates(ordered("ab")) >= {0, 1}
+    assert not engine.candidates(ordered("ab")) & {2, 3, 4}  # other roles' rules: skipped
+    linear = compile_policy(load_policy(ORDER_POLICY), linear=True)
+    assert linear.candidates(ordered("")) == frozenset(range(len(linear.rules)))

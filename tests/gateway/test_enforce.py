@@ -7,6 +7,7 @@ an allow the audit log did not acknowledge is 503 when the observer fails closed
 from __future__ import annotations
 
 import base64
+import dataclasses
 import ipaddress
 import json
 import logging
@@ -725,3 +726,26 @@ async def test_each_refusal_is_logged_for_the_operator(
          f"fail closed: decision error on route app (decision {failed.decision.decision_id})"),
     ]  # fmt: skip
     assert caplog.records[-1].exc_info is not None  # with the exception's traceback
+
+
+async def test_an_outcome_cannot_be_changed_after_the_decision(
+    signer: AssertionSigner, engine: Engine
+) -> None:
+    enforcer, _, _ = make(signer, engine, MALLORY)
+    outcome = await enforcer.authorize(subject())
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        outcome.verdict = Verdict.ALLOWED  # type: ignore[misc]
+
+
+async def test_an_error_after_a_certificate_identified_the_caller_is_logged(
+    signer: AssertionSigner, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="verity.gateway")
+    enforcer, _, _ = make(signer, Raising())
+    outcome = await enforcer.authorize(
+        subject(route=MTLS_REQUIRED, peer=PeerCertificate(principal=WORKLOAD))
+    )
+    assert outcome.decision is not None
+    assert [r.getMessage() for r in caplog.records] == [
+        f"fail closed: decision error on route app (decision {outcome.decision.decision_id})"
+    ]

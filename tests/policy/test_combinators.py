@@ -278,3 +278,14 @@ def test_a_level_reference_explains_with_the_levels_words() -> None:
         "sign in again with your second factor",
         ObligationKind.STEP_UP_MFA,
     )
+
+
+def test_any_fails_with_its_first_alternatives_code_hint_and_obligation() -> None:
+    (alternatives,) = checks_of("{any: [{mfa: true}, {groups: [admins]}]}")
+    assert alternatives.failure(request(("staff",))) == Failure(
+        "auth.mfa",
+        "none of the alternatives holds: multi-factor authentication is required; "
+        "or requires group admins (you have: staff)",
+        "sign in again with your second factor",
+        ObligationKind.STEP_UP_MFA,
+    )

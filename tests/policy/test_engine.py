@@ -805,3 +805,66 @@ def test_candidates_include_every_rule_of_the_probed_groups() -> None:
     assert not engine.candidates(ordered("ab")) & {2, 3, 4}  # other roles' rules: skipped
     linear = compile_policy(load_policy(ORDER_POLICY), linear=True)
     assert linear.candidates(ordered("")) == frozenset(range(len(linear.rules)))
+
+
+def test_two_raising_allow_rules_explain_with_the_first_in_policy_order() -> None:
+    text = "rules:\n" + "".join(
+        f"  - {{name: h{i}, allow: {{roles: [h{i}], when: 'resource.x == 1'}}}}\n" for i in (1, 2)
+    )
+    for limits in INDEX_LIMITS:
+        with index_limits(*limits):
+            engine = compile_policy(load_policy(text))
+        request = dataclasses.replace(
+            ordered(""), principal=Principal(id="u", roles=frozenset({"h1", "h2"}))
+        )
+        decision = engine.decide(request)
+        assert (decision.effect, decision.rule) == (Effect.DENY, None)
+        assert (decision.reasons[0].code, decision.reasons[0].rule) == ("rule.error", "h1")
+
+
+def test_an_allow_rule_that_got_past_its_first_criterion_explains_before_a_table() -> None:
+    engine = compile_policy(
+        load_policy(
+            "rules:\n"
+            "  - {name: r1, resources: [{type: doc, actions: [read]}],"
+            " allow: {roles: [reader], mfa: true}}\n"
+            "  - name: grants\n    table:\n"
+            "      rows: [{role: editor, type: doc, actions: [read, write]}]\n"
+        )
+    )
+    decision = engine.decide(table_request("reader", mfa=False))
+    (reason,) = decision.reasons
+    assert (reason.code, reason.rule) == ("auth.mfa", "r1")
+    assert decision.obligations == (Obligation(ObligationKind.STEP_UP_MFA, "r1"),)
+
+
+def test_with_two_tables_the_first_one_about_the_request_explains() -> None:
+    engine = compile_policy(
+        load_policy(
+            "rules:\n"
+            "  - name: first-table\n    table:\n"
+            "      rows: [{role: editor, type: doc, actions: [read]}]\n"
+            "  - name: second-table\n    table:\n"
+            "      rows: [{role: owner, type: doc, actions: [read]}]\n"
+        )
+    )
+    decision = engine.decide(table_request("guest"))
+    assert decision.reason == (
+        "role editor grants read on doc (table 'first-table'); you have roles: guest"
+    )
+
+
+def test_explain_marks_a_table_condition_that_raised_as_failed() -> None:
+    engine = compile_policy(
+        load_policy(
+            "rules:\n  - name: grants\n    table:\n"
+            '      roles: {editor: {when: "principal.claims.level > 2"}}\n'
+            "      rows: [{role: editor, type: doc, actions: [read]}]\n"
+        )
+    )
+    (row,) = engine.explain(table_request("editor")).rules
+    assert (row.name, row.matched) == ("grants[editor,doc]", False)
+    assert row.error is not None
+    role, condition = row.criteria
+    assert (role.passed, condition.passed, condition.observed) == (True, False, "(error)")
+    assert condition.error == row.error

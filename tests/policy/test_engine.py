@@ -868,3 +868,23 @@ def test_explain_marks_a_table_condition_that_raised_as_failed() -> None:
     role, condition = row.criteria
     assert (role.passed, condition.passed, condition.observed) == (True, False, "(error)")
     assert condition.error == row.error
+
+
+def test_a_tie_between_groups_is_explained_by_the_rule_written_first() -> None:
+    """The group of ``late`` (keyed by group, the index's first dimension here) is probed
+    before the group of ``early`` (keyed by role): both stop at MFA, and the rule written
+    first explains, whatever the probing order."""
+    text = (
+        "rules:\n"
+        "  - {name: filler, allow: {groups: [zz]}}\n"
+        "  - {name: early, allow: {roles: [l], mfa: true}}\n"
+        "  - {name: late, allow: {groups: [h], mfa: true}}\n"
+    )
+    request = AccessRequest(
+        principal=Principal(id="u", roles=frozenset({"l"}), groups=frozenset({"h"})), time=0
+    )
+    for limits in INDEX_LIMITS:
+        with index_limits(*limits):
+            engine = compile_policy(load_policy(text))
+        (reason,) = engine.decide(request).reasons
+        assert (reason.rule, reason.code) == ("early", "auth.mfa"), limits

@@ -289,3 +289,18 @@ def test_any_fails_with_its_first_alternatives_code_hint_and_obligation() -> Non
         "sign in again with your second factor",
         ObligationKind.STEP_UP_MFA,
     )
+
+
+def test_a_negated_criterion_inside_a_level_explains_the_deny() -> None:
+    engine = compile_policy(
+        load_policy(
+            "access_levels: {staff_only: {groups: [staff], not: {groups: [contractors]}}}\n"
+            "rules: [{name: r, allow: {levels: [staff_only]}}]\n"
+        )
+    )
+    decision = engine.decide(request(("staff", "contractors")))
+    assert decision.reasons[0].code == "not.principal.groups"
+    assert decision.reasons[0].message == (
+        "must not match: group contractors (observed: contractors, staff) [access level staff_only]"
+    )
+    assert allowed(engine, request(("staff",))) is True

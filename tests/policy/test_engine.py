@@ -2,24 +2,30 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import itertools
+from collections.abc import Iterator
 from datetime import datetime
+from unittest import mock
 
 import pytest
 
 from verity.model import (
     AccessRequest,
+    Decision,
     Device,
     Effect,
     HttpTarget,
     NetworkContext,
+    Obligation,
     ObligationKind,
     Principal,
     PrincipalKind,
     Resource,
     parse_ip,
 )
-from verity.policy import Engine, compile_policy, load_policy
+from verity.policy import Engine, compile_policy, index, load_policy
 
 MONDAY_10_BERLIN = datetime.fromisoformat("2026-11-23T10:00:00+01:00").timestamp()
 SATURDAY_10_BERLIN = datetime.fromisoformat("2026-11-28T10:00:00+01:00").timestamp()
@@ -391,3 +397,500 @@ def test_rules_differing_only_in_bool_versus_int_do_not_share_code() -> None:
     assert engine.decide(request).rule == "yes"
     numeric = AccessRequest(principal=Principal(id="u", claims={"dept": 1}), time=0)
     assert engine.decide(numeric).rule == "one"
+
+
+# --- deny overrides and first match, whichever groups of the rule index hold the rules ----
+
+ORDER_POLICY = """
+rules:
+  - {name: a-allow, allow: {roles: [a]}}
+  - {name: b-deny, hint: appeal to security, deny: {roles: [b], mfa: false}}
+  - {name: c-allow, allow: {roles: [c]}}
+  - {name: d-deny, message: D is blocked., deny: {roles: [d]}}
+  - {name: e-allow, allow: {roles: [e], mfa: true}}
+  - {name: f-allow, allow: {roles: [f], mfa: true, regions: [DE]}}
+  - {name: g-deny, deny: {roles: [g], when: "resource.x == 1"}}
+  - {name: h-allow, hint: ask the h team, allow: {roles: [h], when: "resource.x == 1"}}
+  - {name: i-allow, allow: {roles: [i], regions: [DE]}}
+  - {name: j-allow, message: J needs MFA., allow: {roles: [j], mfa: true}}
+  - {name: k-deny, deny: {roles: [k]}}
+"""
+ROLES = "abcdefghijk"
+# Index thresholds: the defaults (one catch-all group here), every rule in its own group,
+# and every rule keyed with the catch-all folded into each group.
+INDEX_LIMITS = [(16, 8, 32), (0, 0, 0), (0, 0, 1000)]
+
+
+@contextlib.contextmanager
+def index_limits(small: int, dimension: int, folded: int) -> Iterator[None]:
+    with (
+        mock.patch.object(index, "_SMALL_SLOT", small),
+        mock.patch.object(index, "_MIN_DIMENSION", dimension),
+        mock.patch.object(index, "_MAX_FOLDED", folded),
+    ):
+        yield
+
+
+@pytest.fixture(scope="module", params=INDEX_LIMITS, ids=["default", "keyed", "folded"])
+def order_engine(request: pytest.FixtureRequest) -> Engine:
+    with index_limits(*request.param):
+        return compile_policy(load_policy(ORDER_POLICY))
+
+
+def ordered(
+    roles: str, *, mfa: bool = False, region: str = "FR", **attributes: object
+) -> AccessRequest:
+    return AccessRequest(
+        principal=Principal(id="u", roles=frozenset(roles), mfa=mfa),
+        time=MONDAY_10_BERLIN,
+        network=NetworkContext(parse_ip("10.0.0.1"), region),
+        resource=Resource("doc", "d1", attributes),
+    )
+
+
+def seen(decision: Decision) -> tuple[object, ...]:
+    """All of a decision but its id."""
+    return (decision.effect, decision.rule, decision.reasons, decision.obligations,
+            decision.policy_version)  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("roles", "rule"),
+    [
+        ("ab", "b-deny"),  # a deny overrides an allow written before it
+        ("ba", "b-deny"),
+        ("bd", "b-deny"),  # the first deny in policy order decides
+        ("dk", "d-deny"),
+        ("bdk", "b-deny"),
+        ("kdb", "b-deny"),
+        ("dg", "d-deny"),  # a matching deny before one that raises
+        ("gk", "g-deny"),  # a raising deny before one that matches
+        ("ck", "k-deny"),
+    ],
+)
+def test_the_first_deny_rule_in_policy_order_decides(
+    order_engine: Engine, roles: str, rule: str
+) -> None:
+    decision = order_engine.decide(ordered(roles))
+    assert decision.effect is Effect.DENY
+    assert decision.rule == rule
+    assert decision.reasons[0].rule == rule
+
+
+@pytest.mark.parametrize(
+    ("roles", "rule"),
+    [("ac", "a-allow"), ("ca", "a-allow"), ("ce", "c-allow"), ("eac", "a-allow"),
+     ("ec", "c-allow"), ("ei", "e-allow"), ("ie", "e-allow")],
+)  # fmt: skip
+def test_the_first_allow_rule_in_policy_order_names_the_allow(
+    order_engine: Engine, roles: str, rule: str
+) -> None:
+    decision = order_engine.decide(ordered(roles, mfa=True, region="DE"))
+    assert (decision.effect, decision.rule) == (Effect.ALLOW, rule)
+    assert (decision.reasons, decision.obligations) == ((), ())
+    assert decision.policy_version == order_engine.version
+
+
+def test_a_deny_rules_reason_lists_what_held(order_engine: Engine) -> None:
+    decision = order_engine.decide(ordered("ab"))
+    (reason,) = decision.reasons
+    assert reason.code == "rule.deny"
+    assert reason.message == (
+        "denied by policy rule 'b-deny': role b (observed: a, b); "
+        "a sign-in without MFA (observed: no MFA)"
+    )
+    assert reason.hint == "appeal to security"
+    assert decision.obligations == ()
+
+
+def test_a_deny_rules_own_message_is_shown(order_engine: Engine) -> None:
+    (reason,) = order_engine.decide(ordered("d")).reasons
+    assert (reason.code, reason.message, reason.rule, reason.hint) == (
+        "rule.deny", "D is blocked.", "d-deny", None,
+    )  # fmt: skip
+
+
+def test_a_deny_rule_that_raises_denies_saying_it_could_not_be_evaluated(
+    order_engine: Engine,
+) -> None:
+    decision = order_engine.decide(ordered("ga"))
+    assert (decision.effect, decision.rule) == (Effect.DENY, "g-deny")
+    (reason,) = decision.reasons
+    assert (reason.code, reason.rule, reason.hint) == ("rule.error", "g-deny", None)
+    assert reason.message == "denied: policy rule 'g-deny' could not be evaluated"
+    assert order_engine.decide(ordered("ga", x=2)).rule == "a-allow"  # evaluated: no match
+
+
+def test_a_deny_rule_without_criteria_says_only_its_name() -> None:
+    engine = compile_policy(load_policy("rules: [{name: closed, deny: {}}, {name: o, allow: {}}]"))
+    decision = engine.decide(ordered(""))
+    assert decision.rule == "closed"
+    assert decision.reason == "denied by policy rule 'closed'"
+
+
+@pytest.mark.parametrize(
+    ("roles", "mfa", "rule", "code"),
+    [
+        ("ef", False, "e-allow", "auth.mfa"),  # a tie: the first in policy order
+        ("fe", False, "e-allow", "auth.mfa"),
+        ("if", True, "f-allow", "network.region"),  # f got further (its third criterion)
+        ("fi", True, "f-allow", "network.region"),
+        ("i", True, "i-allow", "network.region"),
+        ("ie", False, "e-allow", "auth.mfa"),  # both stop at their second; e is first
+    ],
+)
+def test_a_default_deny_is_explained_by_the_allow_rule_that_came_closest(
+    order_engine: Engine, roles: str, mfa: bool, rule: str, code: str
+) -> None:
+    decision = order_engine.decide(ordered(roles, mfa=mfa))
+    assert (decision.effect, decision.rule) == (Effect.DENY, None)
+    (reason,) = decision.reasons
+    assert (reason.rule, reason.code) == (rule, code)
+
+
+def test_a_closest_rule_passes_on_its_obligation_and_hint(order_engine: Engine) -> None:
+    decision = order_engine.decide(ordered("e"))
+    assert decision.obligations == (Obligation(ObligationKind.STEP_UP_MFA, "e-allow"),)
+    assert decision.reasons[0].hint == "sign in again with your second factor"
+    assert decision.reasons[0].message == "multi-factor authentication is required"
+    region = order_engine.decide(ordered("i", mfa=True))
+    assert region.obligations == ()
+
+
+def test_an_allow_rules_own_message_replaces_the_criterions_words(order_engine: Engine) -> None:
+    decision = order_engine.decide(ordered("j"))
+    (reason,) = decision.reasons
+    assert (reason.code, reason.message, reason.rule) == ("auth.mfa", "J needs MFA.", "j-allow")
+    assert reason.hint == "sign in again with your second factor"
+    assert decision.obligations == (Obligation(ObligationKind.STEP_UP_MFA, "j-allow"),)
+
+
+def test_an_allow_rule_that_raises_explains_the_deny_when_no_rule_came_closer() -> None:
+    engine = compile_policy(
+        load_policy(
+            "rules: [{name: h-allow, hint: ask the h team,"
+            " allow: {roles: [h], when: 'resource.x == 1'}}]"
+        )
+    )
+    decision = engine.decide(ordered("h"))
+    assert (decision.effect, decision.rule) == (Effect.DENY, None)
+    (reason,) = decision.reasons
+    assert (reason.code, reason.rule, reason.hint) == ("rule.error", "h-allow", "ask the h team")
+    assert reason.message.startswith("a condition of rule 'h-allow' could not be evaluated: ")
+    assert "NOT_FOUND" in reason.message  # the CEL error's own words
+    assert engine.decide(ordered("h", x=1)).rule == "h-allow"
+
+
+def test_an_allow_rule_that_raises_never_allows(order_engine: Engine) -> None:
+    decision = order_engine.decide(ordered("h"))
+    assert (decision.effect, decision.rule) == (Effect.DENY, None)
+    assert order_engine.decide(ordered("h", x=1)).rule == "h-allow"
+    assert order_engine.decide(ordered("ha")).rule == "a-allow"
+
+
+def test_the_indexed_engine_decides_every_small_role_set_as_a_linear_scan() -> None:
+    linear = compile_policy(load_policy(ORDER_POLICY), linear=True)
+    engines = []
+    for limits in INDEX_LIMITS:
+        with index_limits(*limits):
+            engines.append(compile_policy(load_policy(ORDER_POLICY)))
+    role_sets = ["", *ROLES, *("".join(p) for p in itertools.combinations(ROLES, 2))]
+    for roles in role_sets:
+        for mfa, region, x in itertools.product([False, True], ["DE", "FR"], [None, 1]):
+            attributes = {} if x is None else {"x": x}
+            req = ordered(roles, mfa=mfa, region=region, **attributes)
+            expected = seen(linear.decide(req))
+            for engine in engines:
+                assert seen(engine.decide(req)) == expected, (roles, mfa, region, x)
+
+
+def test_an_anonymous_caller_is_asked_to_sign_in_whichever_path_decided() -> None:
+    text = ORDER_POLICY + "  - {name: members, allow: {authenticated: true}}\n"
+    for limits in INDEX_LIMITS:
+        with index_limits(*limits):
+            engine = compile_policy(load_policy(text))
+        anonymous = dataclasses.replace(ordered(""), principal=Principal.anonymous())
+        assert engine.decide(anonymous).requires_authentication
+        signed_in = engine.decide(ordered(""))
+        assert signed_in.allowed
+
+
+# --- what a deny without any rule says, and internal errors --------------------------------
+
+
+@pytest.mark.parametrize(
+    ("changes", "words"),
+    [
+        ({"http": HttpTarget("payroll.internal", "POST", "/run")}, "POST payroll.internal/run"),
+        ({"action": "read", "resource": Resource("invoice", "i-7")}, "read on invoice i-7"),
+        ({"resource": Resource("invoice")}, "access on invoice"),
+        ({"action": "export"}, "action export"),
+        ({"http": HttpTarget("h.test", "GET", "/x"), "action": "read",
+          "resource": Resource("doc", "d")}, "GET h.test/x / read on doc d"),
+        ({}, "this resource"),
+    ],
+)  # fmt: skip
+def test_no_rule_for_the_request_names_what_was_asked(
+    changes: dict[str, object], words: str
+) -> None:
+    engine = compile_policy(
+        load_policy("rules: [{name: wiki, resources: [{host: wiki.internal}], allow: {}}]")
+    )
+    request = AccessRequest(principal=Principal(id="u"), time=MONDAY_10_BERLIN, **changes)  # type: ignore[arg-type]
+    decision = engine.decide(request)
+    assert (decision.effect, decision.rule, decision.obligations) == (Effect.DENY, None, ())
+    (reason,) = decision.reasons
+    assert (reason.code, reason.rule) == ("no_matching_rule", None)
+    assert reason.message == f"no policy rule grants access to {words}"
+    assert reason.hint == "request access from an administrator"
+
+
+def test_an_internal_error_names_only_the_exception_class(engine: Engine) -> None:
+    principal = Principal(id="carol", mfa=True)
+    object.__setattr__(principal, "roles", ExplodingRoles({"contractor"}))
+    decision = engine.decide(contractor(principal=principal))
+    assert decision.reason == "access denied: internal error while deciding (RuntimeError)"
+    assert decision.policy_version == engine.version
+    assert decision.obligations == ()
+
+
+def test_an_internal_error_with_tables_is_a_deny() -> None:
+    engine = compile_policy(
+        load_policy(
+            "rules:\n  - name: t\n    table:\n      rows: [{role: r, type: doc, actions: [read]}]\n"
+        )
+    )
+    decision = engine.decide(None)  # type: ignore[arg-type]
+    assert (decision.effect, decision.rule) == (Effect.DENY, None)
+    assert decision.reason == "access denied: internal error while deciding (AttributeError)"
+
+
+# --- explain ------------------------------------------------------------------------------
+
+
+def test_explain_agrees_with_decide_for_every_rule(order_engine: Engine) -> None:
+    for roles, mfa in [("ab", False), ("ce", True), ("e", False), ("h", True), ("gk", True)]:
+        request = ordered(roles, mfa=mfa, region="DE", x=2)
+        decision = order_engine.decide(request)
+        explanation = order_engine.explain(request)
+        assert seen(explanation.decision)[:4] == seen(decision)[:4]
+        by_name = {rule.name: rule for rule in explanation.rules}
+        assert list(by_name) == [r.name for r in order_engine.rules]  # all apply, in order
+        for rule in explanation.rules:
+            holds = all(t.passed for t in rule.criteria) and rule.error is None
+            assert rule.matched is (
+                holds or (rule.error is not None and rule.effect is Effect.DENY)
+            )
+        if decision.rule is not None:
+            assert by_name[decision.rule].matched
+
+
+def test_explain_describes_each_rule_and_a_raising_deny_rule() -> None:
+    engine = compile_policy(load_policy(ORDER_POLICY))
+    explanation = engine.explain(ordered("g"))
+    g = next(r for r in explanation.rules if r.name == "g-deny")
+    assert (g.effect, g.applicable, g.matched, g.index, g.path) == (
+        Effect.DENY, True, True, 6, "rules[6]",
+    )  # fmt: skip
+    assert g.error is not None
+    cel = g.criteria[-1]
+    assert (cel.passed, cel.observed, cel.error) == (False, "(error)", g.error)
+    assert cel.expected != ""
+    h = next(r for r in engine.explain(ordered("h")).rules if r.name == "h-allow")
+    assert (h.matched, h.effect) == (False, Effect.ALLOW)
+    assert h.error is not None
+
+
+def test_explain_lists_only_applicable_rules_unless_asked_for_all() -> None:
+    engine = compile_policy(
+        load_policy(
+            "rules:\n"
+            "  - {name: wiki, description: the wiki, resources: [{host: wiki.test}], allow: {}}\n"
+            "  - {name: other, resources: [{host: other.test}], allow: {}}\n"
+        )
+    )
+    request = AccessRequest(principal=Principal(id="u"), time=0, http=HttpTarget("other.test"))
+    assert [r.name for r in engine.explain(request).rules] == ["other"]
+    every = engine.explain(request, all_rules=True).rules
+    assert [(r.name, r.applicable, r.matched) for r in every] == [
+        ("wiki", False, False), ("other", True, True),
+    ]  # fmt: skip
+    assert (every[0].description, every[0].index) == ("the wiki", 0)
+
+
+TABLE_POLICY = """
+rules:
+  - {name: first, resources: [{type: doc, actions: [read]}], allow: {roles: [reader]}}
+  - name: grants
+    description: role grants
+    table:
+      allow: {mfa: true}
+      rows:
+        - {role: editor, type: doc, actions: [read, write]}
+        - {role: reader, type: doc, actions: [read]}
+  - {name: last, resources: [{type: doc}], allow: {roles: [editor]}}
+"""
+
+
+def table_request(*roles: str, action: str = "read", mfa: bool = True) -> AccessRequest:
+    return AccessRequest(
+        principal=Principal(id="u", roles=frozenset(roles), mfa=mfa),
+        time=0, action=action, resource=Resource("doc", "d1"),
+    )  # fmt: skip
+
+
+def test_tables_are_decided_in_policy_order_with_the_rules() -> None:
+    engine = compile_policy(load_policy(TABLE_POLICY))
+    assert engine.decide(table_request("reader")).rule == "first"  # the rule is written first
+    assert engine.decide(table_request("editor")).rule == "grants[editor,doc]"
+    assert engine.decide(table_request("editor", mfa=False)).rule == "last"
+    assert engine.decide(table_request("editor", action="write")).rule == "grants[editor,doc]"
+    denied = engine.decide(table_request("reader", action="write"))
+    assert (denied.effect, denied.rule) == (Effect.DENY, None)
+
+
+def test_explain_interleaves_table_rows_with_rules_in_policy_order() -> None:
+    engine = compile_policy(load_policy(TABLE_POLICY))
+    explanation = engine.explain(table_request("editor"))
+    assert explanation.decision.rule == "grants[editor,doc]"
+    assert [(r.name, r.path, r.index) for r in explanation.rules] == [
+        ("first", "rules[0]", 0),
+        ("grants[editor,doc]", "rules[1].table.rows[0]", 1),
+        ("grants[reader,doc]", "rules[1].table.rows[1]", 1),
+        ("last", "rules[2]", 1),
+    ]
+    editor, reader = explanation.rules[1:3]
+    assert (editor.effect, editor.applicable, editor.matched) == (Effect.ALLOW, True, True)
+    assert (reader.applicable, reader.matched) == (True, False)
+    assert editor.description == "role grants"
+    unmfa = engine.explain(table_request("editor", mfa=False))
+    row = unmfa.rules[1]
+    assert (row.name, row.applicable, row.matched) == ("grants[editor,doc]", True, False)
+    assert not all(t.passed for t in row.criteria)
+    assert unmfa.decision.rule == "last"
+
+
+TABLE_LAST = """
+rules:
+  - {name: first, resources: [{type: doc, actions: [read]}], allow: {roles: [reader]}}
+  - {name: last, resources: [{type: doc}], allow: {roles: [editor]}}
+  - name: grants
+    table:
+      rows:
+        - {role: editor, type: doc, actions: [read, write]}
+        - {role: reader, type: doc, actions: [read]}
+"""
+
+
+def test_explain_lists_a_table_written_after_every_rule_last() -> None:
+    engine = compile_policy(load_policy(TABLE_LAST))
+    explanation = engine.explain(table_request("editor"))
+    assert explanation.decision.rule == "last"
+    paths = [r.path for r in explanation.rules]
+    assert paths == ["rules[0]", "rules[1]", "rules[2].table.rows[0]", "rules[2].table.rows[1]"]
+
+
+@pytest.mark.parametrize("text", [TABLE_POLICY, TABLE_LAST])
+def test_no_grant_in_a_table_says_which_roles_would_grant(text: str) -> None:
+    engine = compile_policy(load_policy(text))
+    decision = engine.decide(table_request("guest", action="write"))
+    assert (decision.effect, decision.rule, decision.obligations) == (Effect.DENY, None, ())
+    (reason,) = decision.reasons
+    assert (reason.code, reason.rule, reason.hint) == (
+        "no_matching_rule", None, "request access from an administrator",
+    )  # fmt: skip
+    assert reason.message == (
+        "role editor grants write on doc (table 'grants'); you have roles: guest"
+    )
+
+
+def test_candidates_include_every_rule_of_the_probed_groups() -> None:
+    with index_limits(0, 0, 0):
+        engine = compile_policy(load_policy(ORDER_POLICY))
+    assert engine.candidates(ordered("ab")) >= {0, 1}
+    assert not engine.candidates(ordered("ab")) & {2, 3, 4}  # other roles' rules: skipped
+    linear = compile_policy(load_policy(ORDER_POLICY), linear=True)
+    assert linear.candidates(ordered("")) == frozenset(range(len(linear.rules)))
+
+
+def test_two_raising_allow_rules_explain_with_the_first_in_policy_order() -> None:
+    text = "rules:\n" + "".join(
+        f"  - {{name: h{i}, allow: {{roles: [h{i}], when: 'resource.x == 1'}}}}\n" for i in (1, 2)
+    )
+    for limits in INDEX_LIMITS:
+        with index_limits(*limits):
+            engine = compile_policy(load_policy(text))
+        request = dataclasses.replace(
+            ordered(""), principal=Principal(id="u", roles=frozenset({"h1", "h2"}))
+        )
+        decision = engine.decide(request)
+        assert (decision.effect, decision.rule) == (Effect.DENY, None)
+        assert (decision.reasons[0].code, decision.reasons[0].rule) == ("rule.error", "h1")
+
+
+def test_an_allow_rule_that_got_past_its_first_criterion_explains_before_a_table() -> None:
+    engine = compile_policy(
+        load_policy(
+            "rules:\n"
+            "  - {name: r1, resources: [{type: doc, actions: [read]}],"
+            " allow: {roles: [reader], mfa: true}}\n"
+            "  - name: grants\n    table:\n"
+            "      rows: [{role: editor, type: doc, actions: [read, write]}]\n"
+        )
+    )
+    decision = engine.decide(table_request("reader", mfa=False))
+    (reason,) = decision.reasons
+    assert (reason.code, reason.rule) == ("auth.mfa", "r1")
+    assert decision.obligations == (Obligation(ObligationKind.STEP_UP_MFA, "r1"),)
+
+
+def test_with_two_tables_the_first_one_about_the_request_explains() -> None:
+    engine = compile_policy(
+        load_policy(
+            "rules:\n"
+            "  - name: first-table\n    table:\n"
+            "      rows: [{role: editor, type: doc, actions: [read]}]\n"
+            "  - name: second-table\n    table:\n"
+            "      rows: [{role: owner, type: doc, actions: [read]}]\n"
+        )
+    )
+    decision = engine.decide(table_request("guest"))
+    assert decision.reason == (
+        "role editor grants read on doc (table 'first-table'); you have roles: guest"
+    )
+
+
+def test_explain_marks_a_table_condition_that_raised_as_failed() -> None:
+    engine = compile_policy(
+        load_policy(
+            "rules:\n  - name: grants\n    table:\n"
+            '      roles: {editor: {when: "principal.claims.level > 2"}}\n'
+            "      rows: [{role: editor, type: doc, actions: [read]}]\n"
+        )
+    )
+    (row,) = engine.explain(table_request("editor")).rules
+    assert (row.name, row.matched) == ("grants[editor,doc]", False)
+    assert row.error is not None
+    role, condition = row.criteria
+    assert (role.passed, condition.passed, condition.observed) == (True, False, "(error)")
+    assert condition.error == row.error
+
+
+def test_a_tie_between_groups_is_explained_by_the_rule_written_first() -> None:
+    """The group of ``late`` (keyed by group, the index's first dimension here) is probed
+    before the group of ``early`` (keyed by role): both stop at MFA, and the rule written
+    first explains, whatever the probing order."""
+    text = (
+        "rules:\n"
+        "  - {name: filler, allow: {groups: [zz]}}\n"
+        "  - {name: early, allow: {roles: [l], mfa: true}}\n"
+        "  - {name: late, allow: {groups: [h], mfa: true}}\n"
+    )
+    request = AccessRequest(
+        principal=Principal(id="u", roles=frozenset({"l"}), groups=frozenset({"h"})), time=0
+    )
+    for limits in INDEX_LIMITS:
+        with index_limits(*limits):
+            engine = compile_policy(load_policy(text))
+        (reason,) = engine.decide(request).reasons
+        assert (reason.rule, reason.code) == ("early", "auth.mfa"), limits

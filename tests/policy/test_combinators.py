@@ -110,8 +110,13 @@ def test_all_explains_the_first_criterion_that_fails() -> None:
     decision = engine.decide(request(("admins",)))
     (reason,) = decision.reasons
     assert reason.code == "auth.mfa"
-    assert reason.message == "multi-factor authentication is required"
-    assert [o.kind for o in decision.obligations] == [ObligationKind.STEP_UP_MFA]
+    # the reason names every change that would allow it: MFA and then the network
+    assert reason.message == (
+        "multi-factor authentication is required;"
+        " requires client address in 10.0.0.0/8 (observed: 1.2.3.4)"
+    )
+    # a second factor alone would not allow it (the network must change too): no step-up
+    assert decision.obligations == ()
     last = engine.decide(request(("admins",), mfa=True))
     assert last.reasons[0].code == "network.ip"
     assert last.obligations == ()
@@ -149,10 +154,8 @@ def test_any_denies_naming_every_alternative_with_the_first_ones_code_and_hint()
     decision = engine.decide(request(("staff",)))
     (reason,) = decision.reasons
     assert reason.code == "auth.mfa"
-    assert reason.message == (
-        "none of the alternatives holds: multi-factor authentication is required; "
-        "or requires group admins (you have: staff)"
-    )
+    # the person is told the one alternative they can meet first, not every alternative
+    assert reason.message == "multi-factor authentication is required"
     assert reason.hint == "sign in again with your second factor"
     assert [o.kind for o in decision.obligations] == [ObligationKind.STEP_UP_MFA]
     other_order = engine_for("{any: [{groups: [admins]}, {mfa: true}]}").decide(request())
@@ -173,8 +176,11 @@ def test_not_denies_saying_what_must_not_match_and_what_was_seen() -> None:
     contractor = request(("contractors", "staff"))
     decision = engine.decide(contractor)
     (reason,) = decision.reasons
-    assert reason.code == "not.principal.groups"
-    assert reason.message == ("must not match: group contractors (observed: contractors, staff)")
+    assert reason.code == "no_matching_rule"  # a person cannot stop being in a group
+    assert reason.message == (
+        "no policy rule grants this resource to anyone in this caller's position"
+        " (closest rule 'r': must not match: group contractors (observed: contractors, staff))"
+    )
     trace = criterion(engine, contractor)
     assert (trace.code, trace.passed) == ("not.principal.groups", False)
     assert trace.expected == "not (group contractors)"
@@ -187,18 +193,19 @@ def test_not_denies_saying_what_must_not_match_and_what_was_seen() -> None:
 def test_not_of_several_criteria_is_named_for_the_block() -> None:
     engine = engine_for("{not: {groups: [admins], mfa: true}}")
     decision = engine.decide(request(("admins",), mfa=True))
-    assert decision.reasons[0].code == "not.all"
-    assert decision.reasons[0].message == (
-        "must not match: all of: group admins; multi-factor sign-in (observed: all hold)"
+    assert decision.reasons[0].code == "no_matching_rule"
+    assert decision.reasons[0].message.endswith(
+        "(closest rule 'r': must not match: all of: group admins; multi-factor sign-in"
+        " (observed: all hold))"
     )
 
 
 def test_not_of_a_level_is_named_for_the_level() -> None:
     engine = engine_for("{not: {levels: [office]}}")
     decision = engine.decide(request(ip="10.0.0.1"))
-    assert decision.reasons[0].code == "not.level.office"
-    assert decision.reasons[0].message == (
-        "must not match: access level office (observed: all hold)"
+    assert decision.reasons[0].code == "no_matching_rule"
+    assert decision.reasons[0].message.endswith(
+        "(closest rule 'r': must not match: access level office (observed: all hold))"
     )
 
 
@@ -210,12 +217,12 @@ def test_a_level_denies_with_its_failing_criterion_and_names_the_level() -> None
     decision = engine.decide(request(ip="10.0.0.1"))
     (reason,) = decision.reasons
     assert reason.code == "auth.mfa"
-    assert reason.message == "multi-factor authentication is required [access level corp]"
+    assert reason.message == "multi-factor authentication is required"
     assert reason.hint == "sign in again with your second factor"
     assert [o.kind for o in decision.obligations] == [ObligationKind.STEP_UP_MFA]
+    assert [r.code for r in reason.remedies] == ["auth.mfa"]
     outside = engine.decide(request(mfa=True)).reasons[0]
     assert outside.code == "network.ip"
-    assert outside.message.endswith(" [access level corp]")
     assert "1.2.3.4" in outside.message
 
 
@@ -235,7 +242,8 @@ def test_a_level_explains_itself_with_its_criteria() -> None:
 def test_the_second_level_is_checked_when_the_first_holds() -> None:
     engine = engine_for("{levels: [office, corp]}")
     decision = engine.decide(request(ip="10.0.0.1"))
-    assert decision.reasons[0].message.endswith("[access level corp]")
+    # office holds from 10.0.0.1; corp then needs MFA
+    assert decision.reasons[0].code == "auth.mfa"
 
 
 # --- the checks' own answers where no rule's deny reaches them ----------------------------
@@ -299,8 +307,8 @@ def test_a_negated_criterion_inside_a_level_explains_the_deny() -> None:
         )
     )
     decision = engine.decide(request(("staff", "contractors")))
-    assert decision.reasons[0].code == "not.principal.groups"
-    assert decision.reasons[0].message == (
-        "must not match: group contractors (observed: contractors, staff) [access level staff_only]"
+    assert decision.reasons[0].code == "no_matching_rule"
+    assert "must not match: group contractors (observed: contractors, staff)" in (
+        decision.reasons[0].message
     )
     assert allowed(engine, request(("staff",))) is True

@@ -4,6 +4,7 @@ ill-typed claims, never-expiring ``exp``, duplicate claims (parser differentials
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from typing import Any
 
@@ -219,3 +220,25 @@ def test_issuer_of_another_type_is_rejected(verifier: TokenVerifier, rsa_key: Si
     for issuer in (None, ["https://idp.example"], {"iss": "https://idp.example"}):
         body = b'{"aud":"api://verity","exp":1800000300,"iss":' + json.dumps(issuer).encode() + b"}"
         rejects(verifier, _signed_raw(rsa_key, body), InvalidIssuerError)
+
+
+def test_compiled_claim_rules_cannot_be_changed(verifier: TokenVerifier) -> None:
+    """The issuer, audiences and leeway a verifier checks are fixed once compiled."""
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        verifier.rules.claims.issuer = "https://evil.example"  # type: ignore[misc]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        verifier.rules.claims.leeway = 10**9  # type: ignore[misc]
+
+
+def test_invalid_claim_errors_name_the_claim_and_the_problem(
+    verifier: TokenVerifier, rsa_key: SigningKey
+) -> None:
+    exc = rejects(verifier, sign(rsa_key, claims(aud=[AUDIENCE, 3])), InvalidClaimError)
+    assert isinstance(exc, InvalidClaimError)
+    assert (exc.claim, exc.detail) == ("aud", "claim 'aud' must contain only strings")
+    exc = rejects(verifier, sign(rsa_key, claims(aud=[])), InvalidClaimError)
+    assert exc.detail == "claim 'aud' must be a string or a non-empty list"
+    exc = rejects(verifier, sign(rsa_key, claims(exp="soon")), InvalidClaimError)
+    assert exc.detail == "claim 'exp' must be a finite NumericDate"
+    exc = rejects(verifier, sign(rsa_key, claims(jti=5)), InvalidClaimError)
+    assert exc.detail == "claim 'jti' must be a string"

@@ -3,11 +3,18 @@ share one cache and one set of checks; an unknown ``kid`` is a token error (a 40
 
 from __future__ import annotations
 
+import json
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
+import jwt
 import pytest
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from verity.identity import (
+    JwksFetcher,
+    JwksSource,
+    KeyBindingError,
     KeySet,
     RejectionReason,
     StaticKeys,
@@ -16,8 +23,10 @@ from verity.identity import (
     TokenRevokedError,
     TokenVerifier,
     UnknownKeyError,
+    WeakKeyError,
     keyset_from_jwks,
 )
+from verity.identity.verifier import key_source_for, load_jwks_file
 from verity.model import Principal
 
 from .conftest import ASYMMETRIC, NOW, Clock, SigningKey, claims, make_config, sign
@@ -246,3 +255,80 @@ async def test_known_kid_is_never_a_reason_to_refetch(
     verifier = TokenVerifier(make_config(), keys=source, clock=clock)
     await ENTRIES[entry](verifier, sign(rsa_key))
     assert source.refetches == []
+
+
+# --- key sources from configuration -------------------------------------------------------
+
+
+def test_a_jwks_file_gives_its_keys(tmp_path: Path, rsa_key: SigningKey, clock: Clock) -> None:
+    path = tmp_path / "jwks.json"
+    path.write_text(json.dumps({"keys": [rsa_key.jwk]}))
+    keys = load_jwks_file(path, ASYMMETRIC)
+    assert keys.kids == frozenset({"rsa-1"})
+    verifier = TokenVerifier(make_config(jwks_file=path), clock=clock)
+    assert isinstance(verifier.source, StaticKeys)
+    assert verifier.verify(sign(rsa_key)).key_id == "rsa-1"
+    assert verifier.jwks_status() is None
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (None, "cannot read a JWK Set"),
+        (b"{not json", "cannot read a JWK Set"),
+        (b'[{"keys": []}]', "not a JWK Set"),
+        (b'"keys"', "not a JWK Set"),
+    ],
+)
+def test_an_unusable_jwks_file_is_refused_by_name(
+    tmp_path: Path, content: bytes | None, message: str
+) -> None:
+    path = tmp_path / "jwks.json"
+    if content is not None:
+        path.write_bytes(content)
+    with pytest.raises(KeyBindingError, match=message) as caught:
+        load_jwks_file(path, ASYMMETRIC)
+    assert str(path) in str(caught.value)
+
+
+def test_a_weak_key_in_a_configured_file_refuses_the_file(tmp_path: Path) -> None:
+    private = rsa.generate_private_key(public_exponent=65537, key_size=1024)  # noqa: S505 - on purpose
+    weak = SigningKey(private, "RS256", "w")
+    path = tmp_path / "jwks.json"
+    path.write_text(json.dumps({"keys": [weak.jwk]}))
+    with pytest.raises(WeakKeyError) as caught:
+        load_jwks_file(path, ASYMMETRIC)
+    assert str(path) in str(caught.value)
+
+
+def test_a_shared_secret_gives_one_hmac_key(clock: Clock) -> None:
+    config = make_config(algorithms=("HS256",), shared_secret="s" * 64)
+    source = key_source_for(config, clock=clock)
+    assert isinstance(source, StaticKeys)
+    assert [key.algorithm for key in source.get_keys()] == ["HS256"]
+    verifier = TokenVerifier(config, clock=clock)
+    token = jwt.encode(claims(), "s" * 64, algorithm="HS256")
+    assert verifier.verify(token).subject == "alice"
+
+
+def test_a_jwks_url_gives_a_fetching_source_with_the_fetcher_given(clock: Clock) -> None:
+    config = make_config(jwks_uri="https://idp.example/jwks")
+    fetcher = JwksFetcher(config)
+    source = key_source_for(config, fetcher=fetcher, clock=clock)
+    assert isinstance(source, JwksSource)
+    assert source.fetcher is fetcher
+    default = key_source_for(config, clock=clock)
+    assert isinstance(default, JwksSource)
+    assert isinstance(default.fetcher, JwksFetcher)
+    assert default.fetcher is not fetcher
+
+
+def test_a_revocation_that_already_ended_evicts_nothing(
+    counting: CountingKeys, rsa_key: SigningKey, clock: Clock
+) -> None:
+    verifier = TokenVerifier(make_config(), keys=counting, clock=clock)
+    token = sign(rsa_key)
+    verifier.verify(token)
+    assert verifier.revoke(jti="jti-1", until=NOW) == 0
+    assert verifier.verify(token).jti == "jti-1"
+    assert verifier.revoke(jti="jti-1", until=NOW + 1) == 1

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from verity.config import StoreConfig
-from verity.identity.oidc import LoginConfig
+from verity.identity.oidc import LoginConfig, sessions
 from verity.identity.oidc.cookies import CookieSigner
 from verity.identity.oidc.errors import LoginStateError
 from verity.identity.oidc.sessions import (
@@ -538,3 +538,19 @@ def test_a_second_session_of_a_sid_is_added_to_its_index(
     assert manager.revoke_matching(issuer=ISSUER, sub=None, sid="sid-1") == 2
     assert manager.lookup(first) is None
     assert manager.lookup(second) is None
+
+
+def test_the_node_cache_keeps_the_most_recent_sessions(
+    manager: SessionManager, stores: Stores, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Bounded: the least recently used session leaves the cache (its next lookup reads
+    the store, which no longer has it); the others are still served from the cache."""
+    monkeypatch.setattr(sessions, "_CACHE_MAX", 2)
+    first, second, third = login(manager), login(manager), login(manager)
+    for cookie in (first, second, third):
+        assert manager.lookup(cookie) is not None
+    for cookie in (first, second, third):
+        stores.sessions.revoke(stored_id(manager, cookie))  # behind the cache's back
+    assert manager.lookup(first) is None
+    assert manager.lookup(second) is not None
+    assert manager.lookup(third) is not None

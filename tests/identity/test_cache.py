@@ -297,6 +297,7 @@ def test_a_cached_token_is_served_until_just_before_exp_and_dropped_at_exp(
     assert cached.cache.get(verified.token_hash, cached.rules) is None
     assert len(cached.cache) == 0
     assert (cached.cache.stats.expired, cached.cache.stats.hits) == (1, 1)
+    assert cached.cache.stats.misses == 2  # the first verification, then the expired entry
 
 
 def test_a_token_is_not_cached_at_or_after_its_exp(rsa_key: SigningKey, clock: Clock) -> None:
@@ -512,3 +513,21 @@ def test_a_token_without_subject_or_jti_is_checked_by_hash_only(
     verified = _verifier(rsa_key, clock).verify(sign(rsa_key, claims(sub=None, jti=None)))
     revocations.add(subject="alice", jti="jti-1")
     revocations.check(verified, leeway=0)
+
+
+def test_purging_skips_heap_rows_of_tokens_already_evicted(
+    rsa_key: SigningKey, clock: Clock
+) -> None:
+    """A token pushed out by the LRU bound leaves its expiry row in the heap; purging that
+    row later must not fail (a crash there would turn every verification into a 500)."""
+    cache = VerifiedTokenCache(max_entries=1, clock=clock)
+    verifier = _verifier(rsa_key, clock)
+    first = verifier.verify(sign(rsa_key, claims(sub="a", exp=int(NOW) + 10)))
+    second = verifier.verify(sign(rsa_key, claims(sub="b", exp=int(NOW) + 100)))
+    assert cache.put(first)
+    assert cache.put(second)  # evicts first; its heap row stays
+    clock.now = NOW + 10
+    third = verifier.verify(sign(rsa_key, claims(sub="c", iat=int(NOW) + 10)))
+    assert cache.put(third)  # purges first's row: nothing to delete
+    assert cache.get(third.token_hash) is third
+    assert cache.stats.expired == 0

@@ -164,3 +164,12 @@ def test_a_signature_over_another_split_of_the_same_bytes_fails(
     header, payload, signature = token.split(".")
     assert verifier.verify(token).subject == "alice"
     rejects(verifier, f"{header}.{payload[:-4]}.{signature}", BadSignatureError)
+
+
+def test_signature_encoding_defects_name_the_signature(verifier: TokenVerifier) -> None:
+    exc = rejects(verifier, f"{H}.{P}.AAAAA", TokenMalformedError)
+    assert exc.detail.startswith("signature is not valid base64url: 5 characters")
+    exc = rejects(verifier, f"{H}.{P}.AB", TokenMalformedError)
+    assert (
+        exc.detail == "signature is not canonical base64url (its last character sets unused bits)"
+    )

@@ -159,8 +159,16 @@ def test_an_unreachable_jwks_url_is_a_key_error(signer: AssertionSigner) -> None
 
 def test_exactly_one_key_source(signer: AssertionSigner) -> None:
     for sources in ({"jwks": None}, {"jwks_url": "https://gw.example/jwks.json"}):
-        with pytest.raises(ValueError, match="exactly one"):
+        with pytest.raises(ValueError, match="exactly one") as caught:
             check(signer, token(signer), **sources)
+        assert str(caught.value) == "give exactly one of jwks_url and jwks"
+
+
+def test_every_public_name_is_exported() -> None:
+    for name in assertion.__all__:
+        assert getattr(assertion, name) is not None, name
+    errors = {n for n in dir(assertion) if n.startswith("Assertion") and n.endswith("Error")}
+    assert errors <= set(assertion.__all__)
 
 
 # --- claims -------------------------------------------------------------------------------
@@ -178,6 +186,9 @@ def test_exactly_one_key_source(signer: AssertionSigner) -> None:
         {"groups": "eng"},
         {"groups": ["eng", 1]},
         {"groups": {"eng": 1}},
+        {"sub": 7},
+        {"jti": 7},
+        {"sub": ["alice"]},
     ],
 )
 def test_a_claim_of_the_wrong_type_is_malformed(
@@ -256,8 +267,9 @@ def test_a_non_string_binding_is_malformed(signer: AssertionSigner) -> None:
 
 
 def test_a_path_that_cannot_be_canonicalised_is_a_binding_error(signer: AssertionSigner) -> None:
-    with pytest.raises(assertion.AssertionBindingError, match="cannot be canonicalised"):
+    with pytest.raises(assertion.AssertionBindingError) as caught:
         check(signer, token(signer), path="http://[::1/page")
+    assert str(caught.value) == "the request path cannot be canonicalised"
 
 
 # --- replay -------------------------------------------------------------------------------
@@ -462,3 +474,17 @@ def test_verified_assertions_are_bounded_least_recently_used_first() -> None:
     one = assertion.VerifiedAssertions(max_entries=1)
     one.put("x", 100, {}, None, None)
     assert one.get("x", 0) is not None
+
+
+def test_a_companion_whose_jti_is_not_a_string_is_refused(signer: AssertionSigner) -> None:
+    now = int(time.time())
+    extra = assertion_companion.make(
+        KEY,
+        jti=1,
+        req=request_binding("GET", "/page"),
+        did="d",
+        iat=now,
+        n="n",  # type: ignore[arg-type]
+    )
+    with pytest.raises(assertion.AssertionCompanionError, match="wrong type"):
+        check_reused(signer, reused(signer, now), extra, now)

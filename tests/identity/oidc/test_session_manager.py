@@ -554,3 +554,21 @@ def test_the_node_cache_keeps_the_most_recent_sessions(
     assert manager.lookup(first) is None
     assert manager.lookup(second) is not None
     assert manager.lookup(third) is not None
+
+
+def test_a_cache_hit_answers_the_same_record_and_principal_as_the_store_read(
+    manager: SessionManager,
+) -> None:
+    cookie = login(manager, sub="u-1")
+    first = manager.lookup(cookie)  # cached by create? no: read from the store, then cached
+    hit = manager.lookup(cookie)
+    assert first is not None
+    assert hit is not None
+    record, principal = hit
+    assert isinstance(record, SessionRecord)
+    assert record.id == stored_id(manager, cookie)
+    assert (record.user_id, record.data["sub"]) == ("alice", "u-1")
+    assert isinstance(principal, Principal)
+    assert principal.id == "alice"
+    assert principal.session_id == record.id
+    assert hit == first

@@ -15,10 +15,14 @@ from verity.identity import (
     IssuerConfig,
     JwksFetcher,
     JwksSource,
+    KeySet,
     KeysUnavailableError,
     TokenVerifier,
     UnknownKeyError,
+    keyset_from_jwks,
 )
+from verity.identity.config import JwksPolicy
+from verity.identity.jwks import JwksState, cache_lifetime
 
 from .conftest import ASYMMETRIC, AUDIENCE, Clock, SigningKey, claims, sign
 from .idp_server import IdP
@@ -265,3 +269,149 @@ def test_source_status_counts_fetches(idp: IdP, clock: Clock) -> None:
     assert len(source.get_keys()) == 2
     status = source.status()
     assert (status.fetches_ok, status.fetches_failed, status.stale) == (1, 0, False)
+
+
+# --- Cache-Control from the IdP: hostile values -------------------------------------------
+
+
+def test_idp_max_age_too_large_for_a_float_is_not_a_server_error(
+    idp: IdP, rsa_key: SigningKey, clock: Clock
+) -> None:
+    """``max-age`` of 400 digits used to raise OverflowError out of the fetch (a 500 on
+    every request, the fetch never recorded); it is the longest lifetime (RFC 9111
+    1.2.2: too large to represent means 2^31), clamped to ``max_ttl_seconds``."""
+    idp.cache_control = "max-age=" + "9" * 400
+    verifier = _verifier(idp, clock)
+    assert verifier.verify(_token(rsa_key, idp)).subject == "alice"
+    status = verifier.jwks_status()
+    assert status is not None
+    assert status.fresh_until == clock.now + 86400
+    assert (status.fetches_ok, status.fetches_failed) == (1, 0)
+
+
+POLICY = JwksPolicy(min_ttl_seconds=60, default_ttl_seconds=300, max_ttl_seconds=86400)
+
+
+@pytest.mark.parametrize(
+    ("cache_control", "age", "ttl"),
+    [
+        (None, None, 300),
+        ("", None, 300),
+        ("max-age=120", None, 120),
+        ("MAX-AGE=120", None, 120),
+        ("public, max-age=120", None, 120),
+        ('max-age="120"', None, 120),
+        ("max-age=60", None, 60),
+        ("max-age=59", None, 60),
+        ("max-age=86400", None, 86400),
+        ("max-age=86401", None, 86400),
+        ("max-age=abc", None, 300),
+        ("max-age=abc, max-age=120", None, 120),
+        ("max-age=" + "9" * 400, None, 86400),
+        ("max-age=" + "9" * 5000, None, 300),  # not a number Python reads: ignored
+        ("no-cache", None, 60),
+        ("no-store", None, 60),
+        ("no-store, max-age=500", None, 60),
+        ("max-age=500, no-cache", None, 60),
+        ("max-age=500", "100", 400),
+        ("max-age=500", " 100 ", 400),
+        ("max-age=500", "450", 60),
+        ("max-age=500", "-100", 500),
+        ("max-age=500", "abc", 500),
+        ("max-age=500", "9" * 400, 60),
+        ("max-age=500", "9" * 5000, 60),
+        ("max-age=500", "\u00b2", 500),
+        (None, "100", 200),
+    ],
+)
+def test_cache_lifetime_reads_max_age_and_age_and_clamps(
+    cache_control: str | None, age: str | None, ttl: float
+) -> None:
+    assert cache_lifetime(cache_control, age, POLICY) == ttl
+
+
+# --- the JWKS state machine, at each time boundary ----------------------------------------
+
+
+def _keys(*signing: SigningKey) -> KeySet:
+    return keyset_from_jwks({"keys": [k.jwk for k in signing]}, ASYMMETRIC)
+
+
+def _state(**policy: float) -> JwksState:
+    settings = {"refetch_interval_seconds": 30, "stale_if_error_seconds": 100, **policy}
+    return JwksState(JwksPolicy(**settings), source="https://idp.example/jwks")
+
+
+def test_a_new_state_has_no_keys_and_must_fetch_now() -> None:
+    state = _state()
+    assert state.usable(0) is None
+    assert not state.is_stale(0)
+    assert state.should_refresh(0)
+    status = state.status(0)
+    assert (status.key_ids, status.fetched_at, status.fresh_until, status.usable_until) == (
+        (), None, None, None,
+    )  # fmt: skip
+    assert (status.stale, status.fetches_ok, status.last_error) == (False, 0, None)
+    assert status.source == "https://idp.example/jwks"
+
+
+def test_keys_are_fresh_for_their_ttl_then_stale_until_stale_if_error(
+    rsa_key: SigningKey,
+) -> None:
+    state = _state()
+    keys = _keys(rsa_key)
+    state.begin(1000)
+    assert state.succeeded(keys, 60, 1000) == frozenset()
+    assert state.usable(1059.9) is keys
+    assert not state.is_stale(1059.9)
+    assert not state.should_refresh(1059.9)
+    assert state.is_stale(1060)
+    assert state.should_refresh(1060)
+    assert state.usable(1159.9) is keys  # 60 s fresh + 100 s stale-if-error
+    assert state.usable(1160) is None
+    status = state.status(1060)
+    assert (status.fetched_at, status.fresh_until, status.usable_until) == (1000, 1060, 1160)
+    assert (status.stale, status.fetches_ok, status.key_ids) == (True, 1, ("rsa-1",))
+
+
+def test_fetches_are_at_least_the_refetch_interval_apart(rsa_key: SigningKey) -> None:
+    state = _state()
+    state.begin(1000)
+    state.succeeded(_keys(rsa_key), 10, 1000)
+    assert not state.should_refresh(1029.9)  # due since 1010, but too soon after 1000
+    assert state.should_refresh(1030)
+    assert not state.should_refetch_for_unknown_kid(1029.9)
+    assert state.should_refetch_for_unknown_kid(1030)
+    assert (state.unknown_kid_refetches, state.rate_limited_refetches) == (1, 1)
+
+
+def test_a_failed_fetch_keeps_the_keys_and_is_reported(rsa_key: SigningKey) -> None:
+    state = _state()
+    keys = _keys(rsa_key)
+    state.succeeded(keys, 60, 1000)
+    state.failed("HTTP 503", 1070)
+    assert state.usable(1070) is keys
+    status = state.status(1070)
+    assert (status.fetches_ok, status.fetches_failed, status.last_error) == (1, 1, "HTTP 503")
+    assert state.failing
+    state.succeeded(keys, 60, 1100)
+    assert not state.failing
+    assert state.status(1100).last_error is None
+    assert state.status(1100).stale is False
+
+
+def test_a_refresh_reports_the_key_ids_it_removed(
+    rsa_key: SigningKey, ec_key: SigningKey, ed_key: SigningKey
+) -> None:
+    state = _state()
+    state.succeeded(_keys(rsa_key, ec_key), 60, 1000)
+    assert state.succeeded(_keys(ec_key, ed_key), 60, 1100) == frozenset({"rsa-1"})
+    assert state.status(1100).key_ids == ("ec-1", "ed-1")
+    assert state.succeeded(_keys(ec_key, ed_key), 60, 1200) == frozenset()
+
+
+def test_with_no_stale_if_error_keys_end_with_their_freshness(rsa_key: SigningKey) -> None:
+    state = _state(stale_if_error_seconds=0)
+    state.succeeded(_keys(rsa_key), 60, 1000)
+    assert state.usable(1059.9) is not None
+    assert state.usable(1060) is None

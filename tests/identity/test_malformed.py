@@ -9,9 +9,28 @@ from collections.abc import Callable
 
 import pytest
 
-from verity.identity import AlgorithmNotAllowedError, TokenMalformedError, TokenVerifier
+from verity.identity import (
+    AlgorithmNotAllowedError,
+    BadSignatureError,
+    KeySet,
+    TokenMalformedError,
+    TokenVerifier,
+    UnknownKeyError,
+    UnsupportedCriticalHeaderError,
+    WrongTokenTypeError,
+)
 
-from .conftest import SigningKey, b64, b64json, claims, rejects, signer_for
+from .conftest import (
+    Clock,
+    SigningKey,
+    b64,
+    b64json,
+    claims,
+    make_config,
+    rejects,
+    sign,
+    signer_for,
+)
 
 HEADER = {"alg": "RS256", "kid": "rsa-1", "typ": "JWT"}
 Build = Callable[[SigningKey], str]
@@ -73,3 +92,84 @@ def test_empty_payload_is_not_reported_as_a_segment_count(verifier: TokenVerifie
 def test_alg_none_with_empty_signature_still_names_alg_none(verifier: TokenVerifier) -> None:
     exc = rejects(verifier, f"{b64json({'alg': 'none'})}.{P}.", AlgorithmNotAllowedError)
     assert "none" in exc.detail
+
+
+@pytest.mark.parametrize(
+    ("header", "message"),
+    [
+        (b64json(7), "header is JSON number, not a JSON object"),
+        (b64json(1.5), "header is JSON number, not a JSON object"),
+        (b64json(True), "header is JSON true/false, not a JSON object"),
+        (b64json("x"), "header is JSON string, not a JSON object"),
+        ("ex", "header is not canonical base64url"),  # 2 characters: 4 unused bits
+        ("ew", "header is not valid JSON"),  # canonical: "{"
+        (b64(b'{"alg":NaN}'), "header is not valid JSON"),
+        (b64(b'{"alg":"RS256","alg":"RS256"}'), "header is not valid JSON: duplicate"),
+    ],
+)
+def test_header_defects_are_named(verifier: TokenVerifier, header: str, message: str) -> None:
+    exc = rejects(verifier, f"{header}.{P}.AAAA", TokenMalformedError)
+    assert re.search(message, exc.detail), exc.detail
+
+
+@pytest.mark.parametrize("alg", ["", 7, None, ["RS256"]])
+def test_alg_must_be_a_non_empty_string(verifier: TokenVerifier, alg: object) -> None:
+    header = {"kid": "rsa-1"} if alg is None else {"alg": alg, "kid": "rsa-1"}
+    exc = rejects(verifier, f"{b64json(header)}.{P}.AAAA", TokenMalformedError)
+    assert exc.detail == "header has no 'alg' string"
+
+
+def test_kid_is_a_lookup_up_to_256_characters(verifier: TokenVerifier, rsa_key: SigningKey) -> None:
+    longest = SigningKey(rsa_key.private, "RS256", "k" * 256)
+    rejects(verifier, sign(longest), UnknownKeyError)
+    for kid in ("k" * 257, ""):
+        exc = rejects(
+            verifier, sign(SigningKey(rsa_key.private, "RS256", kid)), TokenMalformedError
+        )
+        assert "'kid' must be a string of 1..256 characters" in exc.detail
+
+
+def test_typ_comparison_ignores_case_space_and_the_application_prefix(
+    keyset: KeySet, rsa_key: SigningKey, clock: Clock
+) -> None:
+    verifier = TokenVerifier(
+        make_config(expected_typ="application/at+jwt"), keys=keyset, clock=clock
+    )
+    for typ in ("at+jwt", " AT+JWT ", "Application/At+Jwt"):
+        assert verifier.verify(sign(rsa_key, claims(jti=typ), typ=typ)).subject == "alice"
+    for typ in ("jwt", "at+jwt2", "application/jwt", "applicationat+jwt"):
+        rejects(verifier, sign(rsa_key, claims(jti=typ), typ=typ), WrongTokenTypeError)
+
+
+def test_crit_messages_name_the_defect(verifier: TokenVerifier, rsa_key: SigningKey) -> None:
+    cases = [
+        ([], "'crit' must be a non-empty list of names"),
+        ("ext", "'crit' must be a non-empty list of names"),
+        (["ext", 1], "'crit' must be a non-empty list of names"),
+        (["ext", "ext"], "'crit' lists a name twice"),
+        (["alg"], "'crit' may not list registered header 'alg'"),
+    ]
+    for crit, message in cases:
+        exc = rejects(verifier, sign(rsa_key, crit=crit, ext=1), TokenMalformedError)
+        assert exc.detail == message
+    exc = rejects(verifier, sign(rsa_key, crit=["ext"], ext=1), UnsupportedCriticalHeaderError)
+    assert exc.detail == "critical extension 'ext' is not supported"
+
+
+def test_a_signature_over_another_split_of_the_same_bytes_fails(
+    verifier: TokenVerifier, rsa_key: SigningKey
+) -> None:
+    """The signing input is exactly ``header.payload`` as sent."""
+    token = sign(rsa_key)
+    header, payload, signature = token.split(".")
+    assert verifier.verify(token).subject == "alice"
+    rejects(verifier, f"{header}.{payload[:-4]}.{signature}", BadSignatureError)
+
+
+def test_signature_encoding_defects_name_the_signature(verifier: TokenVerifier) -> None:
+    exc = rejects(verifier, f"{H}.{P}.AAAAA", TokenMalformedError)
+    assert exc.detail.startswith("signature is not valid base64url: 5 characters")
+    exc = rejects(verifier, f"{H}.{P}.AB", TokenMalformedError)
+    assert (
+        exc.detail == "signature is not canonical base64url (its last character sets unused bits)"
+    )

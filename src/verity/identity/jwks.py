@@ -19,8 +19,14 @@ from .keys import KeySet
 log = logging.getLogger("verity.identity")
 
 
+# RFC 9111 1.2.2: a delta-seconds value too large to represent counts as 2^31 seconds.
+_DELTA_MAX = 2**31
+
+
 def cache_lifetime(cache_control: str | None, age: str | None, policy: JwksPolicy) -> float:
-    """Seconds a JWKS response stays fresh: ``max-age`` minus ``Age``, clamped."""
+    """Seconds a JWKS response stays fresh: ``max-age`` minus ``Age``, clamped. Whatever
+    the IdP sends (a value too long for a float, non-ASCII digits), the answer is a
+    lifetime within the policy's bounds, never an exception."""
     ttl = policy.default_ttl_seconds
     for directive in (cache_control or "").lower().split(","):
         name, _, value = directive.strip().partition("=")
@@ -29,14 +35,19 @@ def cache_lifetime(cache_control: str | None, age: str | None, policy: JwksPolic
             break
         if name == "max-age":
             try:
-                ttl = float(int(value.strip().strip('"')))
+                ttl = float(min(int(value.strip().strip('"')), _DELTA_MAX))
             except ValueError:
                 continue
-    if age is not None and age.strip().isdigit():
-        ttl -= int(age.strip())
-    if not math.isfinite(ttl):
-        ttl = policy.default_ttl_seconds
+    ttl -= _age_seconds(age)
     return min(max(ttl, policy.min_ttl_seconds), policy.max_ttl_seconds)
+
+
+def _age_seconds(age: str | None) -> int:
+    """The ``Age`` header in seconds (RFC 9111 5.1); 0 unless it is ASCII digits."""
+    text = (age or "").strip()
+    if not (text.isascii() and text.isdigit()):
+        return 0
+    return _DELTA_MAX if len(text) > len(str(_DELTA_MAX)) else min(int(text), _DELTA_MAX)
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,8 +4,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 BENCH_STAMP := $(VENV)/.bench-installed
+MUTATE_STAMP := $(VENV)/.mutate-installed
 
-.PHONY: run test lint typecheck unit bench clean lock
+.PHONY: run test lint typecheck unit bench mutate clean lock
 
 # Every install comes from a lock file with hashes (requirements-*.txt); pyproject.toml keeps
 # the ranges a library user installs against. `make lock` re-resolves (docs/development.md).
@@ -22,6 +23,10 @@ $(BENCH_STAMP): $(STAMP) requirements-bench.txt requirements-bench-opa.txt
 		-r requirements-bench-opa.txt
 	touch $(BENCH_STAMP)
 
+$(MUTATE_STAMP): $(STAMP) requirements-mutate.txt
+	$(BIN)/python -m pip install --quiet --require-hashes --no-deps -r requirements-mutate.txt
+	touch $(MUTATE_STAMP)
+
 # Re-resolve the locks (needs network to PyPI); review the diff, run `make test`, commit.
 UV_VERSION := 0.13.10
 lock:
@@ -33,14 +38,16 @@ lock:
 		--generate-hashes --universal --python-version 3.11 --quiet -o requirements.txt
 	.lock-venv/bin/uv pip compile benchmarks/requirements.txt -c requirements-dev.txt \
 		--generate-hashes --universal --python-version 3.11 --upgrade --quiet -o requirements-bench.txt
+	.lock-venv/bin/uv pip compile tools/mutation/requirements.in -c requirements-dev.txt \
+		--generate-hashes --universal --python-version 3.11 --quiet -o requirements-mutate.txt
 	rm -rf .lock-venv
 
 run: $(STAMP)
 	$(BIN)/verity demo
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks tools
+	$(BIN)/ruff format --check src tests benchmarks tools
 
 typecheck: $(STAMP)
 	$(BIN)/mypy --strict src/verity
@@ -62,6 +69,14 @@ bench: $(BENCH_STAMP)
 	$(BIN)/python benchmarks/scale.py
 	$(BIN)/python benchmarks/workers.py
 	$(BIN)/python benchmarks/cel_libraries.py
+
+# Mutation testing of the security core (tools/mutation/config.toml; docs/testing.md). Not part
+# of `make test`: ~20 min for the default sample. MODULES="src/verity/x.py ..." narrows it,
+# SAMPLE=0 runs every mutant of those modules.
+MODULES ?=
+SAMPLE ?=
+mutate: $(MUTATE_STAMP)
+	$(BIN)/python tools/mutation/run.py $(if $(SAMPLE),--sample $(SAMPLE)) $(MODULES)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

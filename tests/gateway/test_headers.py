@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 
 import pytest
@@ -557,3 +558,10 @@ def test_peer_cache_stays_bounded() -> None:
         resolver.resolve(f"198.{n // 65536}.{n // 256 % 256}.{n % 256}", [])
     assert len(resolver._peers) <= ClientResolver._CACHED_PEERS
     assert resolve(resolver, "198.51.100.1", None) == "198.51.100.1"
+
+
+def test_a_kept_client_address_cannot_be_changed_by_one_request_for_the_next() -> None:
+    address = TRUSTED.resolve("10.0.0.1", raw(("X-Forwarded-For", "203.0.113.5")))
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        address.peer_trusted = False  # type: ignore[misc]
+    assert TRUSTED.resolve("10.0.0.1", raw(("X-Forwarded-For", "203.0.113.5"))) is address

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import pytest
@@ -24,7 +25,7 @@ from verity.gateway.inbound import (
     sent_target,
     upstream_path,
 )
-from verity.gateway.settings import RouteConfig
+from verity.gateway.settings import PathMatching, RouteConfig
 from verity.gateway.target import AmbiguousTargetError
 
 RESOLVER = ClientResolver(["10.0.0.0/8"], trusted_hops=1)
@@ -200,7 +201,7 @@ def test_http_target_is_the_canonical_path_on_the_route() -> None:
 def test_http_target_uses_the_policy_host_and_the_path_matching() -> None:
     route = RouteConfig(
         name="app", host="app.test", upstream="http://upstream.test", policy_host="policy.test",
-        path_matching={"case": "insensitive", "parameters": "strip"},
+        path_matching=PathMatching(case="insensitive", parameters="strip"),
     )  # fmt: skip
     decided = http_target(
         route, host="app.test", method="GET", target=read_target("/ADMIN;x"), headers=[]
@@ -238,3 +239,11 @@ def test_malformed_method_is_400() -> None:
     with pytest.raises(BadRequestError) as caught:
         http_target(ROUTE, host="app.test", method="G T", target=read_target("/"), headers=[])
     assert caught.value.status == 400
+
+
+def test_what_the_gateway_read_cannot_be_changed_afterwards() -> None:
+    line = request_line(scope(path="/public/x"))
+    read = inbound_of([HOST], "10.0.0.1", RESOLVER, LIMITS)
+    for value, name in ((LIMITS, "max_header_bytes"), (read, "html"), (line, "path")):
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            setattr(value, name, "/admin")

@@ -565,3 +565,17 @@ def test_a_kept_client_address_cannot_be_changed_by_one_request_for_the_next() -
     with pytest.raises(dataclasses.FrozenInstanceError):
         address.peer_trusted = False  # type: ignore[misc]
     assert TRUSTED.resolve("10.0.0.1", raw(("X-Forwarded-For", "203.0.113.5"))) is address
+
+
+def test_the_hot_path_keeps_what_it_resolved() -> None:
+    # DESIGN.md 9: no re-parsing of what a cache already holds (each cache is bounded above)
+    headers_module._NAMES.clear()
+    upstream_headers([(b"x-kept-1", b"1"), (b"X-Kept-2", b"2"), (b"x-verity-user", b"u")])
+    assert set(headers_module._NAMES) == {b"x-kept-1", b"X-Kept-2", b"x-verity-user"}
+    resolver = ClientResolver(["10.0.0.0/8"], trusted_hops=1)
+    for peer in ("10.0.0.1", "10.0.0.2", "198.51.100.1"):
+        resolver.resolve(peer, raw(("X-Forwarded-For", "203.0.113.5")))
+    assert set(resolver._peers) == {"10.0.0.1", "10.0.0.2", "198.51.100.1"}
+    assert set(resolver._forwarded) == {
+        ("10.0.0.1", ("203.0.113.5",)), ("10.0.0.2", ("203.0.113.5",))
+    }  # fmt: skip

@@ -27,6 +27,7 @@ import platform
 import random
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -343,47 +344,51 @@ def run(
     queue: Any = multiprocessing.get_context("fork").Queue()
     for copy in copies:
         queue.put(str(copy))
+    pool = ProcessPoolExecutor(
+        max_workers=jobs,
+        mp_context=multiprocessing.get_context("fork"),
+        initializer=_init_worker,
+        initargs=(queue,),
+    )
     try:
-        with ProcessPoolExecutor(
-            max_workers=jobs,
-            mp_context=multiprocessing.get_context("fork"),
-            initializer=_init_worker,
-            initargs=(queue,),
-        ) as pool:
-            baselines = {m.path: pool.submit(_run_baseline, m.tests) for m, _r, _c in plans}
-            todo = sum(1 for _m, _r, c in plans for x in c if x.outcome == "pending")
-            with Progress(
-                "[progress.description]{task.description}",
-                BarColumn(),
-                MofNCompleteColumn(),
-                TimeElapsedColumn(),
-                console=console,
-            ) as progress:
-                bar = progress.add_task("mutants", total=todo)
-                pending: list[tuple[Mutant, Future[tuple[str, float, str]]]] = []
-                for module, result, chosen in plans:
-                    ok, seconds, output = baselines[module.path].result()
-                    result.baseline_seconds = round(seconds, 2)
-                    if not ok:
-                        result.error = "the module's tests fail without any mutation:\n" + output
-                        console.print(f"[red]{module.path}: baseline failed[/red]\n{output}")
-                        progress.advance(bar, sum(1 for m in chosen if m.outcome == "pending"))
-                        continue
-                    timeout = max(15.0, seconds * 4 + 5)
-                    for mutant in chosen:
-                        if mutant.outcome == "pending":
-                            future = pool.submit(
-                                _run_mutant,
-                                mutant.module,
-                                mutant.operator,
-                                mutant.occurrence,
-                                module.tests,
-                                timeout,
-                            )
-                            future.add_done_callback(lambda _f: progress.advance(bar))
-                            pending.append((mutant, future))
-                for mutant, future in pending:
-                    mutant.outcome, mutant.seconds, mutant.reason = future.result()
+        baselines = {m.path: pool.submit(_run_baseline, m.tests) for m, _r, _c in plans}
+        todo = sum(1 for _m, _r, c in plans for x in c if x.outcome == "pending")
+        with Progress(
+            "[progress.description]{task.description}",
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+        ) as progress:
+            bar = progress.add_task("mutants", total=todo)
+            pending: list[tuple[Mutant, Future[tuple[str, float, str]]]] = []
+            for module, result, chosen in plans:
+                ok, seconds, output = baselines[module.path].result()
+                result.baseline_seconds = round(seconds, 2)
+                if not ok:
+                    result.error = "the module's tests fail without any mutation:\n" + output
+                    console.print(f"[red]{module.path}: baseline failed[/red]\n{output}")
+                    progress.advance(bar, sum(1 for m in chosen if m.outcome == "pending"))
+                    continue
+                timeout = max(15.0, seconds * 4 + 5)
+                for mutant in chosen:
+                    if mutant.outcome == "pending":
+                        future = pool.submit(
+                            _run_mutant,
+                            mutant.module,
+                            mutant.operator,
+                            mutant.occurrence,
+                            module.tests,
+                            timeout,
+                        )
+                        future.add_done_callback(lambda _f: progress.advance(bar))
+                        pending.append((mutant, future))
+            for mutant, future in pending:
+                mutant.outcome, mutant.seconds, mutant.reason = future.result()
+        pool.shutdown()
+    except BaseException:  # interrupted (Ctrl-C, SIGTERM): drop the queued mutants, then clean
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
     finally:
         for copy in copies:
             shutil.rmtree(copy, ignore_errors=True)
@@ -497,7 +502,12 @@ def select_modules(settings: Settings, wanted: Sequence[str]) -> list[ModuleConf
     return [known[m] for m in paths] if paths else list(settings.modules)
 
 
+def _terminate(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)  # unwinds through run(), which removes its copies
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    signal.signal(signal.SIGTERM, _terminate)
     parser = argparse.ArgumentParser(
         prog="make mutate", description=__doc__, formatter_class=argparse.RawTextHelpFormatter
     )

@@ -78,6 +78,8 @@ def test_scope_target_and_raw_target() -> None:
     assert (scope_target(full), raw_target(full)) == ("/a%2Fb?x=1", "/a%2Fb")
     bare = {"type": "http"}
     assert (scope_target(bare), raw_target(bare)) == ("/", "/")
+    decoded_only = {"path": "/a b", "query_string": b"q"}  # no raw_path: path re-encoded
+    assert (scope_target(decoded_only), raw_target(decoded_only)) == ("/a%20b?q", "/a%20b")
     assert scope_target({"path": "/p", "query_string": bytearray(b"q")}) == "/p?q"
 
 

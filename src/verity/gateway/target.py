@@ -44,6 +44,7 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 _SEGMENT_END = re.compile(r"[. ](?:/|$)")  # ".", "..", "name." or "name " as a segment
 _PARAMETER = re.compile(r";[^/]*")
 _PHP_NAME = re.compile(r"[. ]")  # what PHP turns into "_" in a parameter name
+_AUTHORITY_END = re.compile(r"[/?#]")  # where an absolute-form target's authority ends
 METHOD_OVERRIDE_HEADERS = (b"x-http-method-override", b"x-method-override", b"x-http-method")
 
 
@@ -61,8 +62,12 @@ def split_target(untrusted_target: str) -> tuple[str, str]:
     target = untrusted_target
     if not target.startswith("/") and target[:8].lower().startswith(("http://", "https://")):
         rest = target.split("//", 1)[1]
-        slash = rest.find("/")
-        target = rest[slash:] if slash >= 0 else "/"
+        # the authority ends at the first "/", "?" or "#" (RFC 3986 3.2): "http://h?q" has
+        # the empty path, read as "/", and the query "q"
+        end = _AUTHORITY_END.search(rest)
+        target = rest[end.start() :] if end else ""
+        if not target.startswith("/"):
+            target = "/" + target
     path, _, query = target.partition("?")
     if not path.startswith("/"):
         raise BadRequestError(400, "Malformed request target.")

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from verity.model import AccessRequest, Decision, Effect, HttpTarget, Principal, Remedy
 from verity.policy import Engine, compile_policy, load_policy_file, parse_policy
-from verity.policy.remedy import NO_GRANT
+from verity.policy.remedy import ALTERNATIVES_SCANNED, NO_GRANT
 
 ROLES = ["admin", "eng", "contractor"]
 GROUPS = ["g1", "g2"]
@@ -192,3 +192,21 @@ def test_indexed_and_linear_engines_choose_the_same_reason(
     assert [(r.code, r.message, r.rule, r.remedies) for r in indexed.reasons] == [
         (r.code, r.message, r.rule, r.remedies) for r in linear.reasons
     ]
+
+
+def test_a_flood_of_denies_does_not_scan_a_large_slot_for_an_explanation() -> None:
+    # Path rules the person cannot satisfy, then one role rule that would explain the deny.
+    # The search for it stops after ALTERNATIVES_SCANNED rules: an explanation must not cost
+    # a scan of every rule on each cheap-to-cause deny; the effect never depends on it.
+    def engine(padding: int) -> Engine:
+        rules = [{"name": f"p{i}", "allow": {"paths": [f"/only/{i}/**"]}} for i in range(padding)]
+        rules.append({"name": "admins", "allow": {"roles": ["admin"]}})
+        return compile_policy(parse_policy({"rules": rules}))
+
+    request = _person("contractor", "/reports")
+    near = engine(ALTERNATIVES_SCANNED - 1).decide(request)
+    assert near.effect is Effect.DENY
+    assert near.reasons[0].remedies == (Remedy("principal.roles", ("admin",)),)
+    far = engine(ALTERNATIVES_SCANNED).decide(request)
+    assert far.effect is Effect.DENY
+    assert far.reasons[0].code == NO_GRANT

@@ -111,13 +111,20 @@ def rule_fixes(checks: Sequence[Check], request: AccessRequest) -> list[Fix] | N
     return out
 
 
+ALTERNATIVES_SCANNED = 256
+"""Allow rules of a slot searched for an alternative explanation: a deny is cheap to cause,
+so its explanation must not cost a scan of a 10,000-rule slot; past this many rules the deny
+is explained as one no rule grants (its effect never depends on the search)."""
+
+
 def alternative(
     allows: Sequence[tuple[CompiledRule, tuple[bool, bool]]], request: AccessRequest
 ) -> tuple[CompiledRule, list[Fix]] | None:
     """The allow rule covering ``request`` that needs the fewest fixes (the first in
-    policy order on a tie), among ``allows`` (a slot's allow rules and pins)."""
+    policy order on a tie), among the first ``ALTERNATIVES_SCANNED`` of ``allows`` (a
+    slot's allow rules and pins)."""
     best: tuple[CompiledRule, list[Fix]] | None = None
-    for rule, pin in allows:
+    for rule, pin in allows[:ALTERNATIVES_SCANNED]:
         try:
             if rule.variants[pin](request) in (NOT_APPLICABLE, PASSED):
                 continue
